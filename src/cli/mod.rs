@@ -1,0 +1,115 @@
+//! Command-line definitions and dispatch: one file per subcommand under
+//! `commands/`, so each command's arguments, help and behaviour sit together.
+
+pub mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::town::Town;
+
+const AFTER_HELP: &str = "\
+Examples:
+  gt --town ~/gt daemon start        start the daemon of the town at ~/gt
+  gt daemon status                   inside a town: is its daemon up?
+  gt daemon send cycle --from mayor  ask the daemon to cycle the Mayor
+  gt daemon logs -f                  follow the daemon's log";
+
+/// Gas Town: the town daemon and its tools.
+#[derive(Debug, Parser)]
+#[command(name = "gt", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// The town root (default: $GT_TOWN_ROOT, else the nearest ancestor
+    /// holding mayor/town.json or daemon/).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub town: Option<PathBuf>,
+
+    /// Log filter for the daemon (error, warn, info, debug, trace, or a
+    /// tracing directive); RUST_LOG is used when this is not given.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Format of the daemon's log lines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: TopCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers (Vector, Loki, Filebeat).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopCommand {
+    /// Run and talk to the town daemon.
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  gt completions bash > ~/.local/share/bash-completion/completions/gt\n  gt completions zsh > ~/.zfunc/_gt\n  gt completions fish > ~/.config/fish/completions/gt.fish")]
+    Completions(commands::completions::Args),
+    /// Print the man page (roff) on stdout.
+    #[command(after_help = "Examples:\n  gt man > /usr/local/share/man/man1/gt.1")]
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    Start(commands::start::Args),
+    Run(commands::run::Args),
+    Stop(commands::stop::Args),
+    Status(commands::status::Args),
+    Logs(commands::logs::Args),
+    Send(commands::send::Args),
+    Requests(commands::requests::Args),
+    Retry(commands::retry::Args),
+    ClearBackoff(commands::clear_backoff::Args),
+    Install(commands::install::Args),
+    Uninstall(commands::install::UninstallArgs),
+}
+
+/// Runs the parsed command line; the only place that turns library errors
+/// into reports.
+pub fn dispatch(cli: Cli) -> color_eyre::Result<ExitCode> {
+    let log = cli_log_options(&cli);
+    let town_arg = cli.town.clone();
+    let town = || Town::discover(town_arg.as_deref());
+    match cli.command {
+        TopCommand::Completions(args) => commands::completions::run(args),
+        TopCommand::Man => commands::completions::man(),
+        TopCommand::Daemon(cmd) => match cmd {
+            DaemonCommand::Start(args) => commands::start::run(&town()?, args, &log),
+            DaemonCommand::Run(args) => commands::run::run(&town()?, args, &log),
+            DaemonCommand::Stop(args) => commands::stop::run(&town()?, args),
+            DaemonCommand::Status(args) => commands::status::run(&town()?, args),
+            DaemonCommand::Logs(args) => commands::logs::run(&town()?, args),
+            DaemonCommand::Send(args) => commands::send::run(&town()?, args),
+            DaemonCommand::Requests(args) => commands::requests::run(&town()?, args),
+            DaemonCommand::Retry(args) => commands::retry::run(&town()?, args),
+            DaemonCommand::ClearBackoff(args) => commands::clear_backoff::run(&town()?, args),
+            DaemonCommand::Install(args) => commands::install::run(&town()?, args),
+            DaemonCommand::Uninstall(args) => commands::install::uninstall(&town()?, args),
+        },
+    }
+}
+
+/// Logging options that `start` hands on to the `run` it spawns.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+fn cli_log_options(cli: &Cli) -> LogOptions {
+    LogOptions {
+        level: cli.log_level.clone(),
+        format: cli.log_format,
+    }
+}

@@ -1,0 +1,293 @@
+//! `daemon/config.json`: operator overrides, validated strictly at start-up.
+//!
+//! A typo in a key or a value must stop the daemon before it touches any
+//! agent, with a message naming the key, so unknown keys are refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config {path}: key `{key}`: {message}\nhint: see the configuration keys in README.md")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// How the inbox is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Notify,
+    Poll,
+}
+
+/// A command line: a string split like a shell would (no shell runs it), or
+/// an explicit argv array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for CommandLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Line(String),
+            Argv(Vec<String>),
+        }
+        let argv = match Raw::deserialize(d)? {
+            Raw::Line(line) => shlex::split(&line).ok_or_else(|| {
+                serde::de::Error::custom(format!("cannot split {line:?} into words (unbalanced quotes?)"))
+            })?,
+            Raw::Argv(argv) => argv,
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(serde::de::Error::custom("command is empty"));
+        }
+        Ok(CommandLine(argv))
+    }
+}
+
+impl std::fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&shlex::try_join(self.0.iter().map(String::as_str)).unwrap_or_else(|_| self.0.join(" ")))
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `"60s"`, `"15m"`, `"6h"`, `"250ms"`; a bare number means seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. \"500ms\", \"60s\", \"15m\", \"6h\""))
+}
+
+/// Formats a duration the way the config accepts it, rounded for people.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max_request_age: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub rescan_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub prime_delay: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub kill_grace: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub restart_window: Duration,
+    pub max_restarts: u32,
+    pub agent_command: CommandLine,
+    /// Per-role overrides, keyed by `mayor`, `deacon`, `witness`, `refinery`.
+    pub agent_commands: BTreeMap<String, CommandLine>,
+    pub prime_text: String,
+    pub tmux_socket: Option<String>,
+    pub watch_mode: WatchMode,
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    pub dry_run: bool,
+    pub log_max_bytes: u64,
+    pub log_keep: usize,
+    #[serde(deserialize_with = "duration")]
+    pub keep_processed: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub keep_failed: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_interval: Duration::from_secs(60),
+            max_request_age: Duration::from_secs(6 * 3600),
+            rescan_interval: Duration::from_secs(30),
+            prime_delay: Duration::from_secs(2),
+            kill_grace: Duration::from_secs(2),
+            restart_window: Duration::from_secs(15 * 60),
+            max_restarts: 5,
+            agent_command: CommandLine(vec!["claude".into(), "--dangerously-skip-permissions".into()]),
+            agent_commands: BTreeMap::new(),
+            prime_text: "gt prime".into(),
+            tmux_socket: None,
+            watch_mode: WatchMode::Notify,
+            poll_interval: Duration::from_secs(1),
+            dry_run: false,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 5,
+            keep_processed: Duration::from_secs(7 * 24 * 3600),
+            keep_failed: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Roles that may carry their own agent command.
+pub const ROLES: [&str; 4] = ["mayor", "deacon", "witness", "refinery"];
+
+impl Config {
+    /// Reads `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        Self::parse(&bytes).map_err(|(key, message)| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            message,
+        })
+    }
+
+    /// Parses config text; the error names the offending key.
+    pub fn parse(bytes: &[u8]) -> Result<Config, (String, String)> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            // An unknown key is reported by serde at the parent path: name it.
+            let msg = inner.to_string();
+            let key = match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                Some(unknown) => unknown.to_string(),
+                None => key,
+            };
+            (key, strip_position(&msg))
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: &str| Err((key.to_string(), msg.to_string()));
+        for (key, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("rescan_interval", self.rescan_interval),
+            ("poll_interval", self.poll_interval),
+            ("max_request_age", self.max_request_age),
+            ("restart_window", self.restart_window),
+        ] {
+            if value.is_zero() {
+                return bad(key, "must be greater than zero");
+            }
+        }
+        if self.log_max_bytes < 1024 {
+            return bad("log_max_bytes", "must be at least 1024");
+        }
+        if let Some(role) = self.agent_commands.keys().find(|r| !ROLES.contains(&r.as_str())) {
+            return bad(
+                &format!("agent_commands.{role}"),
+                "unknown role; roles are mayor, deacon, witness, refinery",
+            );
+        }
+        if let Some(socket) = &self.tmux_socket {
+            if socket.is_empty() || socket.contains('/') {
+                return bad("tmux_socket", "must be a plain socket name (as for `tmux -L NAME`)");
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent command for a role, falling back to `agent_command`.
+    pub fn agent_command_for(&self, role: &str) -> &CommandLine {
+        self.agent_commands.get(role).unwrap_or(&self.agent_command)
+    }
+}
+
+/// serde_json appends " at line L column C"; for config keys the key is the
+/// useful locator.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty_object() {
+        let c = Config::parse(b"{}").unwrap();
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(60));
+        assert_eq!(c.agent_command.0[0], "claude");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let (key, msg) = Config::parse(br#"{"heartbeat_intervall": "1s"}"#).unwrap_err();
+        assert_eq!(key, "heartbeat_intervall");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let (key, msg) = Config::parse(br#"{"prime_delay": "soon"}"#).unwrap_err();
+        assert_eq!(key, "prime_delay");
+        assert!(msg.contains("not a duration"), "{msg}");
+    }
+
+    #[test]
+    fn agent_command_string_and_array() {
+        let c = Config::parse(br#"{"agent_command": "sleep 600", "agent_commands": {"mayor": ["sleep", "5"]}}"#)
+            .unwrap();
+        assert_eq!(c.agent_command.0, ["sleep", "600"]);
+        assert_eq!(c.agent_command_for("mayor").0, ["sleep", "5"]);
+        assert_eq!(c.agent_command_for("witness").0, ["sleep", "600"]);
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(6 * 3600)), "6h");
+        assert_eq!(human(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+    }
+}
