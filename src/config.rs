@@ -17,7 +17,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("bad config {path}: key `{key}`: {message}\nhint: see the configuration keys in README.md")]
+    #[error(
+        "bad config {path}: key `{key}`: {message}\nhint: see the configuration keys in README.md"
+    )]
     Invalid {
         path: PathBuf,
         key: String,
@@ -48,7 +50,9 @@ impl<'de> Deserialize<'de> for CommandLine {
         }
         let argv = match Raw::deserialize(d)? {
             Raw::Line(line) => shlex::split(&line).ok_or_else(|| {
-                serde::de::Error::custom(format!("cannot split {line:?} into words (unbalanced quotes?)"))
+                serde::de::Error::custom(format!(
+                    "cannot split {line:?} into words (unbalanced quotes?)"
+                ))
             })?,
             Raw::Argv(argv) => argv,
         };
@@ -61,7 +65,10 @@ impl<'de> Deserialize<'de> for CommandLine {
 
 impl std::fmt::Display for CommandLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&shlex::try_join(self.0.iter().map(String::as_str)).unwrap_or_else(|_| self.0.join(" ")))
+        f.write_str(
+            &shlex::try_join(self.0.iter().map(String::as_str))
+                .unwrap_or_else(|_| self.0.join(" ")),
+        )
     }
 }
 
@@ -86,8 +93,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Ok(Duration::from_secs_f64(secs));
         }
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. \"500ms\", \"60s\", \"15m\", \"6h\""))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?} is not a duration ({e}); use e.g. \"500ms\", \"60s\", \"15m\", \"6h\"")
+    })
 }
 
 /// Formats a duration the way the config accepts it, rounded for people.
@@ -149,7 +157,10 @@ impl Default for Config {
             kill_grace: Duration::from_secs(2),
             restart_window: Duration::from_secs(15 * 60),
             max_restarts: 5,
-            agent_command: CommandLine(vec!["claude".into(), "--dangerously-skip-permissions".into()]),
+            agent_command: CommandLine(vec![
+                "claude".into(),
+                "--dangerously-skip-permissions".into(),
+            ]),
             agent_commands: BTreeMap::new(),
             prime_text: "gt prime".into(),
             tmux_socket: None,
@@ -195,7 +206,10 @@ impl Config {
             let inner = e.into_inner();
             // An unknown key is reported by serde at the parent path: name it.
             let msg = inner.to_string();
-            let key = match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            let key = match msg
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+            {
                 Some(unknown) => unknown.to_string(),
                 None => key,
             };
@@ -221,7 +235,11 @@ impl Config {
         if self.log_max_bytes < 1024 {
             return bad("log_max_bytes", "must be at least 1024");
         }
-        if let Some(role) = self.agent_commands.keys().find(|r| !ROLES.contains(&r.as_str())) {
+        if let Some(role) = self
+            .agent_commands
+            .keys()
+            .find(|r| !ROLES.contains(&r.as_str()))
+        {
             return bad(
                 &format!("agent_commands.{role}"),
                 "unknown role; roles are mayor, deacon, witness, refinery",
@@ -229,7 +247,10 @@ impl Config {
         }
         if let Some(socket) = &self.tmux_socket {
             if socket.is_empty() || socket.contains('/') {
-                return bad("tmux_socket", "must be a plain socket name (as for `tmux -L NAME`)");
+                return bad(
+                    "tmux_socket",
+                    "must be a plain socket name (as for `tmux -L NAME`)",
+                );
             }
         }
         Ok(())
@@ -277,8 +298,10 @@ mod tests {
 
     #[test]
     fn agent_command_string_and_array() {
-        let c = Config::parse(br#"{"agent_command": "sleep 600", "agent_commands": {"mayor": ["sleep", "5"]}}"#)
-            .unwrap();
+        let c = Config::parse(
+            br#"{"agent_command": "sleep 600", "agent_commands": {"mayor": ["sleep", "5"]}}"#,
+        )
+        .unwrap();
         assert_eq!(c.agent_command.0, ["sleep", "600"]);
         assert_eq!(c.agent_command_for("mayor").0, ["sleep", "5"]);
         assert_eq!(c.agent_command_for("witness").0, ["sleep", "600"]);

@@ -1,8 +1,24 @@
+//! `gt`: parse the command line, hand it to [`gt::cli::dispatch`], report.
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-fn main() -> color_eyre::Result<ExitCode> {
-    color_eyre::install()?;
-    gt::cli::dispatch(gt::cli::Cli::parse())
+fn main() -> ExitCode {
+    let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+        || !std::io::stderr().is_terminal();
+    let mut hook = color_eyre::config::HookBuilder::default().display_env_section(false);
+    if plain {
+        hook = hook.theme(color_eyre::config::Theme::new());
+    }
+    if let Err(e) = hook.install() {
+        eprintln!("warning: cannot install the error reporter: {e}");
+    }
+    match gt::cli::dispatch(gt::cli::Cli::parse()) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("Error: {report:?}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -73,7 +73,8 @@ impl Town {
             self.processed(),
             self.failed(),
         ] {
-            std::fs::create_dir_all(&dir).map_err(|source| TownError::Create { path: dir, source })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| TownError::Create { path: dir, source })?;
         }
         Ok(())
     }

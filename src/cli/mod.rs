@@ -53,7 +53,9 @@ pub enum TopCommand {
     #[command(subcommand)]
     Daemon(DaemonCommand),
     /// Print a shell completion script.
-    #[command(after_help = "Examples:\n  gt completions bash > ~/.local/share/bash-completion/completions/gt\n  gt completions zsh > ~/.zfunc/_gt\n  gt completions fish > ~/.config/fish/completions/gt.fish")]
+    #[command(
+        after_help = "Examples:\n  gt completions bash > ~/.local/share/bash-completion/completions/gt\n  gt completions zsh > ~/.zfunc/_gt\n  gt completions fish > ~/.config/fish/completions/gt.fish"
+    )]
     Completions(commands::completions::Args),
     /// Print the man page (roff) on stdout.
     #[command(after_help = "Examples:\n  gt man > /usr/local/share/man/man1/gt.1")]

@@ -1,16 +1,37 @@
 //! `gt daemon clear-backoff`: reset the crash-loop guard of one agent.
 use std::process::ExitCode;
 
+use color_eyre::eyre::eyre;
+
+use crate::backoff::Guard;
+use crate::config::Config;
+use crate::request::Agent;
 use crate::town::Town;
 
 /// Reset the crash-loop guard so the agent may be restarted again.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  gt daemon clear-backoff mayor\n  gt daemon clear-backoff gastown/witness")]
+#[command(after_help = "\
+Effective for every request filed after this command returns, also while the
+daemon runs (the guard's memory is daemon/restart_state.json).
+
+Examples:
+  gt daemon clear-backoff mayor
+  gt daemon clear-backoff gastown/witness")]
 pub struct Args {
     /// The agent, as in a request's `from`.
     pub agent: String,
 }
 
-pub fn run(_town: &Town, _args: Args) -> color_eyre::Result<ExitCode> {
-    todo!()
+pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
+    let agent = Agent::parse(&args.agent).map_err(|e| eyre!("{e}"))?;
+    let config = Config::load(&town.config_file())?;
+    std::fs::create_dir_all(town.daemon_dir())?;
+    let session = agent.session();
+    let had = Guard::new(town, config.max_restarts, config.restart_window).clear(&session)?;
+    if had {
+        println!("Cleared the crash-loop guard of {session}");
+    } else {
+        println!("{session} had no recorded restarts; nothing to clear");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,25 @@
 //! `gt daemon send`: publish a request the way agents should.
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use color_eyre::eyre::{bail, WrapErr};
+
+use crate::filing::{self, Outcome, Sidecar};
+use crate::request::{Action, Agent};
 use crate::town::Town;
 
 /// Publish a lifecycle request into the inbox (atomically).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit status with --wait: 0 processed, 1 failed, 124 timed out.\n\nExamples:\n  gt daemon send cycle --from gastown/witness\n  gt daemon send restart --from mayor --wait --timeout 60s")]
+#[command(after_help = "\
+The request is written to inbox/.NAME.tmp and renamed to inbox/NAME.json, so
+the daemon never sees half a file. Prints the request's path.
+
+Exit status with --wait: 0 processed, 1 failed (the reason is printed),
+124 timed out (the request stays queued; the daemon will still handle it).
+
+Examples:
+  gt daemon send cycle --from gastown/witness
+  gt daemon send restart --from mayor --wait --timeout 60s")]
 pub struct Args {
     /// cycle (restart with handoff), restart (fresh) or shutdown.
     #[arg(value_parser = ["cycle", "restart", "shutdown"])]
@@ -22,6 +35,63 @@ pub struct Args {
     pub timeout: Duration,
 }
 
-pub fn run(_town: &Town, _args: Args) -> color_eyre::Result<ExitCode> {
-    todo!()
+/// Exit status of `send --wait` when the daemon did not answer in time.
+pub const TIMED_OUT: u8 = 124;
+
+pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
+    let action = Action::parse(&args.action).map_err(|e| color_eyre::eyre::eyre!(e))?;
+    if let Err(e) = Agent::parse(&args.from) {
+        bail!("{e}\nhint: the daemon would refuse this request; check --from");
+    }
+    let path =
+        crate::publish::publish(town, &args.from, action).wrap_err("cannot publish the request")?;
+    println!("{}", path.display());
+    if crate::instance::probe(town).is_none() {
+        eprintln!("warning: no daemon is running for this town; the request waits in the inbox until `gt daemon start`");
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name = path.file_name().unwrap_or_default().to_os_string();
+    let deadline = Instant::now() + args.timeout;
+    loop {
+        for outcome in [Outcome::Processed, Outcome::Failed] {
+            let dir = match outcome {
+                Outcome::Processed => town.processed(),
+                Outcome::Failed => town.failed(),
+            };
+            let sidecar_path = filing::sidecar_path(&dir.join(&name));
+            // A sidecar is complete once the request sits beside it.
+            if !dir.join(&name).exists() {
+                continue;
+            }
+            if let Ok(sidecar) =
+                serde_json::from_slice::<Sidecar>(&std::fs::read(&sidecar_path).unwrap_or_default())
+            {
+                return Ok(report(&sidecar));
+            }
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "timed out after {} waiting for the daemon to file {}; it stays queued (is the daemon running? gt daemon status)",
+                crate::config::human(args.timeout),
+                name.to_string_lossy()
+            );
+            return Ok(ExitCode::from(TIMED_OUT));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn report(sidecar: &Sidecar) -> ExitCode {
+    match (&sidecar.outcome, &sidecar.error) {
+        (Outcome::Processed, _) => {
+            println!("processed");
+            ExitCode::SUCCESS
+        }
+        (Outcome::Failed, reason) => {
+            println!("failed: {}", reason.as_deref().unwrap_or("no reason given"));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,134 @@
+//! The crash-loop guard: at most `max_restarts` cycle/restart of one session
+//! within `restart_window`.
+//!
+//! Its memory lives in `daemon/restart_state.json` so a daemon restart does
+//! not reset it, and so `gt daemon clear-backoff` (another process) can
+//! reset it. Both sides do read-modify-write under an flock on
+//! `restart_state.lock`, so neither loses the other's update.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rustix::fs::FlockOperation;
+use serde::{Deserialize, Serialize};
+
+use crate::state::write_atomic;
+use crate::town::Town;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Record {
+    /// Session name → when its recent restarts were executed.
+    #[serde(default)]
+    restarts: BTreeMap<String, Vec<DateTime<Utc>>>,
+}
+
+pub struct Guard {
+    file: PathBuf,
+    lock: PathBuf,
+    max: u32,
+    window: Duration,
+}
+
+/// The guard refused: how many restarts happened in the window.
+#[derive(Debug)]
+pub struct Tripped {
+    pub count: usize,
+}
+
+impl Guard {
+    pub fn new(town: &Town, max: u32, window: Duration) -> Self {
+        Guard {
+            file: town.restart_state_file(),
+            lock: town.daemon_dir().join("restart_state.lock"),
+            max,
+            window,
+        }
+    }
+
+    fn with_record<T>(&self, f: impl FnOnce(&mut Record) -> (T, bool)) -> io::Result<T> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)?;
+        rustix::fs::flock(&lock, FlockOperation::LockExclusive)?;
+        let mut record: Record = match std::fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %self.file.display(), "unreadable restart state, starting afresh: {e}");
+                Record::default()
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Record::default(),
+            Err(e) => return Err(e),
+        };
+        let (out, changed) = f(&mut record);
+        if changed {
+            write_atomic(
+                &self.file,
+                &serde_json::to_vec_pretty(&record).map_err(io::Error::other)?,
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Records a restart of `session` at `now` unless the guard is tripped.
+    pub fn admit(&self, session: &str, now: DateTime<Utc>) -> io::Result<Result<(), Tripped>> {
+        let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
+        let max = self.max as usize;
+        self.with_record(|record| {
+            let times = record.restarts.entry(session.to_string()).or_default();
+            times.retain(|t| now.signed_duration_since(*t) < window);
+            if times.len() >= max {
+                let count = times.len();
+                return (Err(Tripped { count }), true);
+            }
+            times.push(now);
+            (Ok(()), true)
+        })
+    }
+
+    /// Forgets the restarts of `session`; true when there were any.
+    pub fn clear(&self, session: &str) -> io::Result<bool> {
+        self.with_record(|record| {
+            let had = record
+                .restarts
+                .remove(session)
+                .is_some_and(|t| !t.is_empty());
+            (had, true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trips_after_max_and_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        let guard = Guard::new(&town, 2, Duration::from_secs(60));
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t0).unwrap().is_err());
+        assert!(
+            guard.admit("gt-deacon", t0).unwrap().is_ok(),
+            "sessions are counted apart"
+        );
+        // A fresh guard (a restarted daemon) remembers.
+        let again = Guard::new(&town, 2, Duration::from_secs(60));
+        assert!(again.admit("gt-mayor", t0).unwrap().is_err());
+        // The window passes.
+        let later = t0 + chrono::Duration::seconds(61);
+        assert!(again.admit("gt-mayor", later).unwrap().is_ok());
+        assert!(again.admit("gt-mayor", later).unwrap().is_ok());
+        assert!(again.admit("gt-mayor", later).unwrap().is_err());
+        assert!(again.clear("gt-mayor").unwrap());
+        assert!(again.admit("gt-mayor", later).unwrap().is_ok());
+    }
+}

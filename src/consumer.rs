@@ -1,0 +1,378 @@
+//! The consumer: the one thread that takes each inbox file through
+//! claim → read → validate → execute → file → count (SPEC §4).
+//!
+//! Exactly one consumer runs per town (the lock), and a file is only ever
+//! executed after this thread renamed it out of `inbox/`, so duplicate
+//! events and overlapping scans are harmless.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::filing::{self, Filer, Outcome, Sidecar};
+use crate::inbox::{self, Hint, Message, SETTLE};
+use crate::request::{self, Partial};
+use crate::state::StateStore;
+use crate::stop::StopFlag;
+use crate::town::Town;
+
+/// Files claimed per batch before the batch is made durable and counted.
+const BATCH: usize = 256;
+/// How often counters reach state.json while requests keep coming.
+const STATE_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Consumer {
+    town: Town,
+    config: Config,
+    executor: Executor,
+    filer: Filer,
+    state: Arc<StateStore>,
+    rx: Receiver<Message>,
+    overflow: Arc<AtomicBool>,
+    /// Set by the signal thread, which also sends `Message::Stop` to wake us.
+    stop: Arc<StopFlag>,
+    pid: u32,
+    /// Names to look at, in order; bounded by the inbox's size because a
+    /// scan only runs when it is empty.
+    queue: VecDeque<(OsString, Hint)>,
+    /// Files that may still be being written, to look at again later.
+    settling: Vec<(OsString, Instant)>,
+    rescan_due: Option<&'static str>,
+    rescan_every: Duration,
+    next_rescan: Instant,
+    test_delay: Duration,
+}
+
+/// What the batch did, for the counters.
+#[derive(Default)]
+struct Tally {
+    processed: u64,
+    failed: u64,
+}
+
+impl Consumer {
+    pub fn new(
+        town: &Town,
+        config: &Config,
+        state: Arc<StateStore>,
+        rx: Receiver<Message>,
+        overflow: Arc<AtomicBool>,
+        stop: Arc<StopFlag>,
+        rescan_every: Duration,
+    ) -> io::Result<Self> {
+        let test_delay = std::env::var("GT_TEST_REQUEST_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or_default();
+        Ok(Consumer {
+            town: town.clone(),
+            config: config.clone(),
+            executor: Executor::new(town, config),
+            filer: Filer::new(town)?,
+            state,
+            rx,
+            overflow,
+            stop,
+            pid: std::process::id(),
+            queue: VecDeque::new(),
+            settling: Vec::new(),
+            rescan_due: Some("start-up"),
+            rescan_every,
+            next_rescan: Instant::now() + rescan_every,
+            test_delay,
+        })
+    }
+
+    /// Files left in `processing/` by a daemon that died mid-request. They
+    /// may have run, so they are never run again (at most once): each is
+    /// filed as interrupted, unless its sidecar shows it was already filed.
+    pub fn recover(&self) -> io::Result<usize> {
+        let mut count = 0;
+        for entry in std::fs::read_dir(self.town.processing())? {
+            let name = entry?.file_name();
+            let source = self.town.processing().join(&name);
+            if let Some(dir) = self.already_filed(&name) {
+                tracing::info!(file = ?name, "finishing the filing of a request that completed before the stop");
+                filing::rename_unique(&source, &dir, &name)?;
+                continue;
+            }
+            let partial = match inbox::read_request(&source) {
+                Ok(Ok(bytes)) => match request::parse(&bytes, Utc::now(), Duration::MAX) {
+                    Ok(r) => Partial {
+                        from: Some(r.from.clone()),
+                        action: Some(r.action.to_string()),
+                        session: Some(r.session()),
+                    },
+                    Err((_, partial)) => partial,
+                },
+                _ => Partial::default(),
+            };
+            let reason = "interrupted: the daemon stopped while executing this request; it was not run again \
+                          (at most once). Check the agent, then `gt daemon retry` it if needed";
+            let path = self
+                .filer
+                .file(&name, &self.sidecar(Err(reason.into()), &partial))?;
+            tracing::warn!(file = %path.display(), from = ?partial.from, action = ?partial.action, "request interrupted by a previous daemon's stop");
+            count += 1;
+        }
+        if count > 0 {
+            self.filer.sync()?;
+            self.state.update(|s| s.requests_failed += count as u64)?;
+        }
+        Ok(count)
+    }
+
+    /// A sidecar without its request: the crash came between the two steps.
+    fn already_filed(&self, name: &OsStr) -> Option<std::path::PathBuf> {
+        [self.town.processed(), self.town.failed()]
+            .into_iter()
+            .find(|dir| filing::sidecar_path(&dir.join(name)).exists() && !dir.join(name).exists())
+    }
+
+    /// Runs until a `Stop` message; the request in hand is always finished.
+    pub fn run(mut self) {
+        let mut last_state = Instant::now();
+        let mut dirty = Tally::default();
+        loop {
+            if !self.gather() {
+                break;
+            }
+            let tally = self.process_batch();
+            let idle = self.queue.is_empty();
+            if tally.processed + tally.failed > 0 {
+                if let Err(e) = self.filer.sync() {
+                    tracing::error!("cannot flush filed requests to disk: {e}");
+                }
+                dirty.processed += tally.processed;
+                dirty.failed += tally.failed;
+            }
+            if (dirty.processed + dirty.failed > 0) && (idle || last_state.elapsed() >= STATE_EVERY)
+            {
+                self.count(&mut dirty);
+                last_state = Instant::now();
+            }
+        }
+        self.count(&mut dirty);
+    }
+
+    fn count(&self, dirty: &mut Tally) {
+        if dirty.processed + dirty.failed == 0 {
+            return;
+        }
+        let now = Utc::now();
+        let (processed, failed) = (dirty.processed, dirty.failed);
+        if let Err(e) = self.state.update(|s| {
+            s.requests_processed += processed;
+            s.requests_failed += failed;
+            s.last_request_at = Some(now);
+        }) {
+            tracing::error!("cannot write state.json: {e}");
+        }
+        *dirty = Tally::default();
+    }
+
+    /// Fills the queue from the channel, timers and scans; false on stop.
+    fn gather(&mut self) -> bool {
+        if self.stop.is_set() {
+            return false;
+        }
+        if self.queue.is_empty() && self.rescan_due.is_none() {
+            let now = Instant::now();
+            let wake = self
+                .settling
+                .iter()
+                .map(|(_, at)| *at)
+                .min()
+                .unwrap_or(self.next_rescan)
+                .min(self.next_rescan);
+            match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(msg) => {
+                    if !self.accept(msg) {
+                        return false;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            if !self.accept(msg) {
+                return false;
+            }
+        }
+        if self.overflow.swap(false, Ordering::AcqRel) {
+            self.rescan_due = Some("event channel full");
+        }
+        let now = Instant::now();
+        if now >= self.next_rescan {
+            self.rescan_due.get_or_insert("periodic safety net");
+        }
+        if !self.settling.is_empty() {
+            let (due, later): (Vec<_>, Vec<_>) =
+                self.settling.drain(..).partition(|(_, at)| *at <= now);
+            self.settling = later;
+            self.queue
+                .extend(due.into_iter().map(|(name, _)| (name, Hint::Scan)));
+        }
+        if self.queue.is_empty() {
+            if let Some(why) = self.rescan_due.take() {
+                self.next_rescan = now + self.rescan_every;
+                match inbox::scan(&self.town.inbox()) {
+                    Ok(names) => {
+                        if !names.is_empty() {
+                            tracing::debug!(count = names.len(), why, "inbox scan found requests");
+                        }
+                        self.queue
+                            .extend(names.into_iter().map(|n| (n, Hint::Scan)));
+                    }
+                    Err(e) => {
+                        tracing::error!(inbox = %self.town.inbox().display(), "cannot scan the inbox: {e}")
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn accept(&mut self, msg: Message) -> bool {
+        match msg {
+            Message::Candidate(name, hint) => self.queue.push_back((name, hint)),
+            Message::Rescan(why) => {
+                tracing::debug!(why, "rescan requested");
+                self.rescan_due = Some(why);
+            }
+            Message::Stop => {}
+        }
+        !self.stop.is_set()
+    }
+
+    fn process_batch(&mut self) -> Tally {
+        let mut tally = Tally::default();
+        for _ in 0..BATCH {
+            let Some((name, hint)) = self.queue.pop_front() else {
+                break;
+            };
+            match self.handle(&name, hint) {
+                Ok(Some(Outcome::Processed)) => tally.processed += 1,
+                Ok(Some(Outcome::Failed)) => tally.failed += 1,
+                Ok(None) => {}
+                Err(e) => tracing::error!(file = ?name, "cannot handle request file: {e}"),
+            }
+            // A stop is honoured between files, never inside one.
+            if self.stop.is_set() {
+                break;
+            }
+        }
+        tally
+    }
+
+    /// One file from name to filed outcome. `Ok(None)`: nothing to do (gone,
+    /// or not yet complete).
+    fn handle(&mut self, name: &OsStr, hint: Hint) -> io::Result<Option<Outcome>> {
+        let inbox_path = self.town.inbox().join(name);
+        if hint != Hint::Ready && inbox::still_being_written(&inbox_path) {
+            self.settling
+                .push((name.to_os_string(), Instant::now() + SETTLE));
+            return Ok(None);
+        }
+        if hint == Hint::Created {
+            // A regular file just created gets its close-write event when
+            // complete; anything else (link, FIFO, directory) never will.
+            if let Ok(meta) = std::fs::symlink_metadata(&inbox_path) {
+                if meta.file_type().is_file() && meta.len() == 0 {
+                    self.settling
+                        .push((name.to_os_string(), Instant::now() + SETTLE));
+                    return Ok(None);
+                }
+            }
+        }
+        // Claim. A vanished source means it was already handled.
+        let claimed = match filing::rename_unique(&inbox_path, &self.town.processing(), name) {
+            Ok(path) => path,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let claimed_name = claimed.file_name().unwrap_or(name).to_os_string();
+        if !self.test_delay.is_zero() {
+            std::thread::sleep(self.test_delay);
+        }
+        let (result, partial) = self.validate_and_execute(&claimed);
+        let sidecar = self.sidecar(result, &partial);
+        let outcome = sidecar.outcome;
+        let path = self.filer.file(&claimed_name, &sidecar)?;
+        log_outcome(&path, &sidecar);
+        Ok(Some(outcome))
+    }
+
+    fn validate_and_execute(&self, claimed: &Path) -> (Result<(), String>, Partial) {
+        let bytes = match inbox::read_request(claimed) {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(rejection)) => return (Err(rejection.0), Partial::default()),
+            Err(e) => {
+                return (
+                    Err(format!("cannot read the request: {e}")),
+                    Partial::default(),
+                )
+            }
+        };
+        let request = match request::parse(&bytes, Utc::now(), self.config.max_request_age) {
+            Ok(r) => r,
+            Err((rejection, partial)) => return (Err(rejection.0), partial),
+        };
+        let partial = Partial {
+            from: Some(request.from.clone()),
+            action: Some(request.action.to_string()),
+            session: Some(request.session()),
+        };
+        if self.executor.has_effects(&request) {
+            if let Err(e) = self.filer.sync_claims() {
+                return (
+                    Err(format!("cannot make the claim durable, not executing: {e}")),
+                    partial,
+                );
+            }
+        }
+        (self.executor.execute(&request), partial)
+    }
+
+    fn sidecar(&self, result: Result<(), String>, partial: &Partial) -> Sidecar {
+        let (outcome, error) = match result {
+            Ok(()) => (Outcome::Processed, None),
+            Err(reason) => (Outcome::Failed, Some(reason)),
+        };
+        Sidecar {
+            outcome,
+            error,
+            from: partial.from.clone(),
+            action: partial.action.clone(),
+            session: partial.session.clone(),
+            finished_at: Utc::now(),
+            daemon_pid: self.pid,
+        }
+    }
+}
+
+fn log_outcome(path: &Path, s: &Sidecar) {
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let from = s.from.as_deref().unwrap_or("-");
+    let action = s.action.as_deref().unwrap_or("-");
+    match &s.error {
+        None => tracing::info!(%file, %action, %from, result = "processed", "request processed"),
+        Some(reason) => {
+            tracing::warn!(%file, %action, %from, result = "failed", %reason, "request failed")
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! What the command line does to a daemon from outside: spawn it detached
+//! and wait until it is up, or stop it and wait until it is gone.
+//!
+//! "Up" and "gone" are decided by the lock (see [`crate::instance`]); a PID
+//! is only ever signalled after the lock named it as the holder.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use thiserror::Error;
+
+use crate::cli::{LogFormat, LogOptions};
+use crate::instance;
+use crate::process;
+use crate::state::State;
+use crate::town::Town;
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error("cannot start the daemon: {0}")]
+    Spawn(io::Error),
+    #[error("the daemon exited during start-up ({status})")]
+    Exited {
+        status: std::process::ExitStatus,
+        log_from: u64,
+    },
+    #[error("the daemon did not come up within {secs}s")]
+    Timeout { secs: u64, log_from: u64 },
+    #[error(
+        "the daemon lock is held but no process could be identified as its holder \
+         (daemon.pid is missing or garbage and /proc/locks is unavailable)\n\
+         hint: find it with `fuser {lock}` and stop it by hand"
+    )]
+    UnknownHolder { lock: String },
+    #[error("PID {pid} still holds the lock after SIGKILL")]
+    Unkillable { pid: u32 },
+    #[error("cannot update state.json: {0}")]
+    State(io::Error),
+}
+
+pub enum Started {
+    Started(u32),
+    AlreadyRunning(u32),
+}
+
+/// Spawns `gt daemon run` detached (own session, stdio to the log) and waits
+/// until it is up. Concurrent starts converge on one daemon: a loser's child
+/// exits at the lock and its starter reports the winner.
+pub fn start(
+    town: &Town,
+    dry_run: bool,
+    log: &LogOptions,
+    timeout: Duration,
+) -> Result<Started, ControlError> {
+    if let Some(pid) = wait_known_holder(town, timeout) {
+        return Ok(Started::AlreadyRunning(pid));
+    }
+    town.ensure_dirs()
+        .map_err(|e| ControlError::Spawn(io::Error::other(e)))?;
+    let log_path = town.log_file();
+    let log_from = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+    let mut child = spawn_run(town, dry_run, log, &log_path).map_err(ControlError::Spawn)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            // Lost the race for the lock? Then the winner is the daemon.
+            if let Some(pid) =
+                wait_known_holder(town, deadline.saturating_duration_since(Instant::now()))
+            {
+                if ready(town, pid) || wait_ready(town, pid, deadline) {
+                    return Ok(Started::AlreadyRunning(pid));
+                }
+            }
+            return Err(ControlError::Exited { status, log_from });
+        }
+        if ready(town, child.id()) {
+            return Ok(Started::Started(child.id()));
+        }
+        if Instant::now() > deadline {
+            return Err(ControlError::Timeout {
+                secs: timeout.as_secs(),
+                log_from,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_run(town: &Town, dry_run: bool, log: &LogOptions, log_path: &Path) -> io::Result<Child> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--town").arg(town.root());
+    if let Some(level) = &log.level {
+        cmd.arg("--log-level").arg(level);
+    }
+    if log.format == LogFormat::Json {
+        cmd.arg("--log-format").arg("json");
+    }
+    cmd.args(["daemon", "run"]);
+    if dry_run {
+        cmd.arg("--dry-run");
+    }
+    cmd.current_dir(town.root())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .env("NO_COLOR", "1");
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our
+    // terminal and process group so a closing shell does not take it along.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
+    cmd.spawn()
+}
+
+/// The holder's PID, waiting briefly for a daemon that holds the lock but
+/// has not yet written its PID file. `None`: nobody holds the lock.
+fn wait_known_holder(town: &Town, patience: Duration) -> Option<u32> {
+    let deadline = Instant::now() + patience.min(Duration::from_secs(2));
+    loop {
+        match instance::probe(town) {
+            None => return None,
+            Some(Some(pid)) => return Some(pid),
+            Some(None) if Instant::now() > deadline => return None,
+            Some(None) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Up: holds the lock and has announced itself in state.json.
+pub fn ready(town: &Town, pid: u32) -> bool {
+    instance::holder(town) == Some(pid)
+        && State::load(&town.state_file()).is_ok_and(|s| s.running && s.pid == pid)
+}
+
+fn wait_ready(town: &Town, pid: u32, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if ready(town, pid) {
+            return true;
+        }
+        if instance::holder(town) != Some(pid) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+pub enum Stopped {
+    NotRunning,
+    Stopped(u32),
+    /// It ignored SIGTERM for the whole timeout.
+    Killed(u32),
+}
+
+/// SIGTERM, wait for the lock to be released, SIGKILL after `timeout`.
+pub fn stop(town: &Town, timeout: Duration) -> Result<Stopped, ControlError> {
+    let pid = match instance::probe(town) {
+        None => {
+            mark_stopped(town)?;
+            return Ok(Stopped::NotRunning);
+        }
+        Some(Some(pid)) => pid,
+        Some(None) => {
+            return Err(ControlError::UnknownHolder {
+                lock: town.lock_file().display().to_string(),
+            })
+        }
+    };
+    process::signal(pid, Signal::TERM);
+    if wait_released(town, pid, timeout) {
+        mark_stopped(town)?;
+        return Ok(Stopped::Stopped(pid));
+    }
+    process::signal(pid, Signal::KILL);
+    if !wait_released(town, pid, Duration::from_secs(5)) {
+        return Err(ControlError::Unkillable { pid });
+    }
+    mark_stopped(town)?;
+    Ok(Stopped::Killed(pid))
+}
+
+fn wait_released(town: &Town, pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if instance::holder(town) != Some(pid) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A killed daemon could not say so itself: record `running: false`, while
+/// holding the lock so no new daemon's state is overwritten.
+fn mark_stopped(town: &Town) -> Result<(), ControlError> {
+    let Ok(_lock) = instance::Instance::acquire_quietly(town) else {
+        return Ok(()); // a new daemon took over meanwhile: its state stands
+    };
+    let mut state = State::load(&town.state_file()).unwrap_or_default();
+    if state.running {
+        state.running = false;
+        state
+            .save(&town.state_file())
+            .map_err(ControlError::State)?;
+    }
+    let _ = std::fs::remove_file(town.pid_file());
+    Ok(())
+}

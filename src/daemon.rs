@@ -1,0 +1,166 @@
+//! The daemon's life: take the lock, recover, watch, serve, stop cleanly.
+//!
+//! Threads: the notify watcher (events in), the consumer (this thread), the
+//! heartbeat, and a signal thread that flips the stop switch.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+
+use chrono::Utc;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use thiserror::Error;
+
+use crate::config::{human, Config, WatchMode};
+use crate::consumer::Consumer;
+use crate::heartbeat::Heartbeat;
+use crate::inbox::{self, Message};
+use crate::instance::{Instance, InstanceError};
+use crate::state::{State, StateStore};
+use crate::stop::StopFlag;
+use crate::tmux::Tmux;
+use crate::town::{Town, TownError};
+
+/// Events buffered between the watcher and the consumer; past this the
+/// watcher drops events and asks for one rescan instead.
+const CHANNEL_CAPACITY: usize = 16 * 1024;
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Town(#[from] TownError),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT/SIGHUP.
+pub fn run(town: &Town, config: Config) -> Result<(), DaemonError> {
+    town.ensure_dirs()?;
+    let _instance = Instance::acquire(town)?;
+    let pid = std::process::id();
+    let stop = Arc::new(StopFlag::default());
+    let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+    spawn_signal_thread(stop.clone(), tx.clone()).map_err(io("cannot install signal handlers"))?;
+
+    let state = Arc::new(StateStore::new(
+        town.state_file(),
+        State {
+            running: false,
+            pid,
+            town_root: town.root().to_path_buf(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            dry_run: config.dry_run,
+            ..State::default()
+        },
+    ));
+    let overflow = Arc::new(AtomicBool::new(false));
+    let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone());
+    let consumer = Consumer::new(
+        town,
+        &config,
+        state.clone(),
+        rx,
+        overflow,
+        stop.clone(),
+        rescan_every,
+    )
+    .map_err(io("cannot open the daemon directories"))?;
+    let interrupted = consumer
+        .recover()
+        .map_err(io("cannot recover processing/"))?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "requests left in processing/ by a stopped daemon were filed as failed"
+        );
+    }
+
+    state
+        .update(|s| {
+            s.running = true;
+            s.started_at = Some(Utc::now());
+        })
+        .map_err(io("cannot write state.json"))?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
+
+    let heartbeat = Heartbeat {
+        town: town.clone(),
+        keep_processed: config.keep_processed,
+        keep_failed: config.keep_failed,
+        tmux: Tmux::new(config.tmux_socket.clone()),
+        interval: config.heartbeat_interval,
+        dry_run: config.dry_run,
+        state: state.clone(),
+        stop: stop.clone(),
+    };
+    let beating = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || heartbeat.run())
+        .map_err(io("cannot start the heartbeat thread"))?;
+
+    consumer.run();
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    stop.set();
+    drop(watch);
+    let _ = beating.join();
+    state
+        .update(|s| s.running = false)
+        .map_err(io("cannot write state.json"))?;
+    let _ = std::fs::remove_file(town.pid_file());
+    tracing::info!(pid, "daemon stopped");
+    Ok(())
+}
+
+/// notify when it works; polling (a rescan every `poll_interval`) when asked
+/// for or when the watcher cannot be set up (watch limits, NFS, FUSE).
+fn start_watching(
+    town: &Town,
+    config: &Config,
+    tx: SyncSender<Message>,
+    overflow: Arc<AtomicBool>,
+) -> (Option<inbox::Watch>, std::time::Duration) {
+    if config.watch_mode == WatchMode::Poll {
+        tracing::info!(every = %human(config.poll_interval), "watching the inbox by polling (watch_mode: poll)");
+        return (None, config.poll_interval);
+    }
+    match inbox::watch(&town.inbox(), tx, overflow) {
+        Ok(watch) => (Some(watch), config.rescan_interval),
+        Err(e) => {
+            tracing::warn!(
+                every = %human(config.poll_interval),
+                "cannot watch the inbox with notify ({e}); falling back to polling"
+            );
+            (None, config.poll_interval)
+        }
+    }
+}
+
+fn spawn_signal_thread(stop: Arc<StopFlag>, tx: SyncSender<Message>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let ignore_term = std::env::var_os("GT_TEST_IGNORE_SIGTERM").is_some_and(|v| v == "1");
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGTERM && ignore_term {
+                    tracing::warn!("ignoring SIGTERM (GT_TEST_IGNORE_SIGTERM test hook)");
+                    continue;
+                }
+                tracing::info!(signal, "stop requested");
+                stop.set();
+                let _ = tx.try_send(Message::Stop);
+            }
+        })?;
+    Ok(())
+}

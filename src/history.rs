@@ -1,0 +1,72 @@
+//! Reading outcomes back: the `.result.json` sidecars in `processed/` and
+//! `failed/`, newest first, without reading every sidecar of a busy town.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::filing::{Sidecar, SIDECAR_SUFFIX};
+use crate::town::Town;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// The request's file name in its outcome directory.
+    pub file: String,
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub sidecar: Sidecar,
+}
+
+/// Which outcome directories to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    All,
+    Processed,
+    Failed,
+}
+
+/// The `limit` most recent outcomes, newest first.
+pub fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
+    let dirs: Vec<PathBuf> = match which {
+        Which::All => vec![town.processed(), town.failed()],
+        Which::Processed => vec![town.processed()],
+        Which::Failed => vec![town.failed()],
+    };
+    // Sidecars are written once, when filed: their mtime orders them.
+    let mut found: Vec<(SystemTime, PathBuf)> = dirs.iter().flat_map(|d| sidecars(d)).collect();
+    let keep = limit.min(found.len());
+    if keep < found.len() {
+        found.select_nth_unstable_by(keep, |a, b| b.0.cmp(&a.0));
+        found.truncate(keep);
+    }
+    let mut entries: Vec<Entry> = found
+        .into_iter()
+        .filter_map(|(_, path)| {
+            let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            let request = path
+                .to_string_lossy()
+                .strip_suffix(SIDECAR_SUFFIX)?
+                .to_string();
+            let path = PathBuf::from(request);
+            Some(Entry {
+                file: path.file_name()?.to_string_lossy().into_owned(),
+                path,
+                sidecar,
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| b.sidecar.finished_at.cmp(&a.sidecar.finished_at));
+    entries
+}
+
+fn sidecars(dir: &Path) -> Vec<(SystemTime, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(SIDECAR_SUFFIX))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect()
+}

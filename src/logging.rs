@@ -1,0 +1,59 @@
+//! The daemon's log: `daemon.log`, rotated by size, text or JSON lines.
+//!
+//! Lines go through a background writer so a slow disk never stalls the
+//! consumer; it is lossless (blocks when full) because an outcome line is
+//! how people reconstruct what happened.
+
+use std::io::IsTerminal;
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+use crate::cli::{LogFormat, LogOptions};
+use crate::config::Config;
+use crate::town::Town;
+
+/// Installs the global subscriber; keep the guard until exit so the last
+/// lines are flushed.
+pub fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<WorkerGuard, String> {
+    let filter = match &options.level {
+        Some(level) => {
+            EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let rotating = FileRotate::new(
+        town.log_file(),
+        AppendCount::new(config.log_keep.max(1)),
+        ContentLimit::BytesSurpassed(config.log_max_bytes as usize),
+        Compression::None,
+        None,
+    );
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(rotating);
+    let file_layer = match options.format {
+        LogFormat::Text => fmt::layer().with_ansi(false).with_writer(writer).boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_writer(writer)
+            .boxed(),
+    };
+    // In a terminal (`gt daemon run` by hand) the lines show there too.
+    let terminal = std::io::stderr()
+        .is_terminal()
+        .then(|| fmt::layer().with_writer(std::io::stderr));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(file_layer)
+        .with(terminal)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))?;
+    Ok(guard)
+}

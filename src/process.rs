@@ -1,0 +1,90 @@
+//! Ending an agent for good: the pane's process and all its descendants.
+//!
+//! tmux's kill-session only sends SIGHUP to the pane's process group, so an
+//! agent (or a child it spawned into another group) that ignores it would
+//! survive and keep burning tokens. We walk `/proc` for the whole tree.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+/// `pid` and all its live descendants.
+pub fn tree(roots: &[u32]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = parent_of(pid) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut stack: Vec<u32> = roots.to_vec();
+    while let Some(pid) = stack.pop() {
+        if seen.insert(pid) {
+            stack.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    let mut all: Vec<u32> = seen.into_iter().filter(|&p| alive(p)).collect();
+    all.sort_unstable();
+    all
+}
+
+/// Reads the parent PID from `/proc/PID/stat`; the command name may hold
+/// spaces and parentheses, so fields are counted after the last ')'.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Alive and not a zombie waiting to be reaped.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+pub fn signal(pid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// SIGTERM to the whole tree, SIGKILL to whatever is left after `grace`.
+/// Returns how many processes needed SIGKILL.
+pub fn terminate_tree(roots: &[u32], grace: Duration) -> usize {
+    let first = tree(roots);
+    for &pid in &first {
+        signal(pid, Signal::TERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && first.iter().any(|&p| alive(p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Children spawned meanwhile belong to the tree too.
+    let mut left: Vec<u32> = first.iter().copied().filter(|&p| alive(p)).collect();
+    left.extend(tree(&left));
+    left.sort_unstable();
+    left.dedup();
+    for &pid in &left {
+        signal(pid, Signal::KILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && left.iter().any(|&p| alive(p)) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    left.len()
+}

@@ -1,0 +1,121 @@
+//! `state.json`: what the daemon tells the world about itself (SPEC §7).
+//!
+//! Readers (`status`, scripts, other agents) may read at any moment, so the
+//! file is only ever replaced whole: temp file in the same directory, fsync,
+//! rename.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The seed's fields first, then ours.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    pub running: bool,
+    pub pid: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub heartbeat_count: u64,
+    pub town_root: PathBuf,
+    pub version: String,
+    pub requests_processed: u64,
+    pub requests_failed: u64,
+    pub inbox_pending: u64,
+    pub last_request_at: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+}
+
+impl State {
+    /// Reads the file; a missing file is the default (never ran).
+    pub fn load(path: &Path) -> io::Result<State> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the file atomically.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new content,
+/// never a mix, and the new content survives a crash once this returns.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The daemon's live state, shared by the consumer and the heartbeat thread.
+/// The mutex also serialises writers of the file.
+pub struct StateStore {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+impl StateStore {
+    pub fn new(path: PathBuf, initial: State) -> Self {
+        StateStore {
+            path,
+            state: Mutex::new(initial),
+        }
+    }
+
+    /// Applies `change` and writes the result.
+    pub fn update(&self, change: impl FnOnce(&mut State)) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut state);
+        state.save(&self.path)
+    }
+
+    pub fn snapshot(&self) -> State {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_seed_field_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let state = State {
+            running: true,
+            pid: 42,
+            heartbeat_count: 3,
+            ..State::default()
+        };
+        state.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in [
+            "running",
+            "pid",
+            "started_at",
+            "last_heartbeat",
+            "heartbeat_count",
+        ] {
+            assert!(
+                text.contains(&format!("\"{key}\"")),
+                "{key} missing in {text}"
+            );
+        }
+        assert_eq!(State::load(&path).unwrap(), state);
+        // No temp files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

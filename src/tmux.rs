@@ -1,0 +1,155 @@
+//! A thin, typed wrapper over the `tmux` command line.
+//!
+//! Arguments are passed as argv, never through a shell, and session names
+//! reach here only after [`crate::request::Agent`] validated them. Targets
+//! use tmux's `=name` form so `gt-mayor` can never prefix-match
+//! `gt-mayor-2`.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TmuxError {
+    #[error("tmux is not installed (not found on PATH); install tmux")]
+    NotInstalled,
+    #[error("no tmux server is running{}", socket_note(.0))]
+    NoServer(Option<String>),
+    #[error("tmux {args} failed: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("cannot run tmux: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn socket_note(socket: &Option<String>) -> String {
+    socket
+        .as_ref()
+        .map(|s| format!(" on socket {s:?}"))
+        .unwrap_or_default()
+}
+
+/// The tmux server the daemon talks to (default, or `-L socket`).
+#[derive(Debug, Clone, Default)]
+pub struct Tmux {
+    socket: Option<String>,
+}
+
+impl Tmux {
+    pub fn new(socket: Option<String>) -> Self {
+        Tmux { socket }
+    }
+
+    fn run<I, S>(&self, args: I) -> Result<Output, TmuxError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let mut cmd = Command::new("tmux");
+        if let Some(socket) = &self.socket {
+            cmd.arg("-L").arg(socket);
+        }
+        let output = cmd
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => TmuxError::NotInstalled,
+                _ => TmuxError::Io(e),
+            })?;
+        if output.status.success() {
+            return Ok(output);
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        if stderr.contains("no server running") || stderr.contains("error connecting to") {
+            return Err(TmuxError::NoServer(self.socket.clone()));
+        }
+        Err(TmuxError::Failed {
+            args: args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            stderr,
+        })
+    }
+
+    /// Names of all sessions; no server means none.
+    pub fn list_sessions(&self) -> Result<Vec<String>, TmuxError> {
+        let out = self.run(["list-sessions", "-F", "#{session_name}"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    pub fn has_session(&self, name: &str) -> Result<bool, TmuxError> {
+        match self.run(["has-session", "-t", &exact(name)]) {
+            Ok(_) => Ok(true),
+            Err(TmuxError::NoServer(_)) => Ok(false),
+            Err(TmuxError::Failed { stderr, .. }) if stderr.contains("can't find session") => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// PIDs of the initial processes of every pane in the session.
+    pub fn pane_pids(&self, name: &str) -> Result<Vec<u32>, TmuxError> {
+        let out = self.run(["list-panes", "-s", "-t", &exact(name), "-F", "#{pane_pid}"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+
+    /// Kills the session; already gone is fine.
+    pub fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
+        match self.run(["kill-session", "-t", &exact(name)]) {
+            Ok(_) | Err(TmuxError::NoServer(_)) => Ok(()),
+            Err(TmuxError::Failed { stderr, .. }) if stderr.contains("can't find session") => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a detached session whose pane runs `argv` directly.
+    pub fn new_session(
+        &self,
+        name: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+        argv: &[String],
+    ) -> Result<(), TmuxError> {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["new-session".into(), "-d".into(), "-s".into(), name.into()];
+        args.push("-c".into());
+        args.push(dir.as_os_str().into());
+        for (key, value) in env {
+            args.push("-e".into());
+            args.push(format!("{key}={value}").into());
+        }
+        args.push("--".into());
+        args.extend(argv.iter().map(Into::into));
+        self.run(args).map(drop)
+    }
+
+    /// Types `text` literally (no key-name lookup), then presses Enter.
+    pub fn send_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
+        let target = format!("{}:", exact(name));
+        self.run(["send-keys", "-t", &target, "-l", "--", text])?;
+        self.run(["send-keys", "-t", &target, "Enter"]).map(drop)
+    }
+}
+
+/// `=name` makes tmux match the session name exactly.
+fn exact(name: &str) -> String {
+    format!("={name}")
+}
