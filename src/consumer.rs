@@ -20,21 +20,22 @@ use crate::config::Config;
 use crate::executor::Executor;
 use crate::filing::{self, Filer, Outcome, Sidecar};
 use crate::inbox::{self, Hint, Message, SETTLE};
+use crate::ledger::{Ledger, Tally};
 use crate::request::{self, Partial};
 use crate::state::StateStore;
 use crate::stop::StopFlag;
 use crate::town::Town;
 
-/// Files claimed per batch before the batch is made durable and counted.
-const BATCH: usize = 256;
-/// How often counters reach state.json while requests keep coming.
-const STATE_EVERY: Duration = Duration::from_millis(250);
+/// Files handled before the outcomes go to the ledger and the channel is
+/// looked at again.
+const BATCH: usize = 64;
 
 pub struct Consumer {
     town: Town,
     config: Config,
     executor: Executor,
     filer: Filer,
+    ledger: Ledger,
     state: Arc<StateStore>,
     rx: Receiver<Message>,
     overflow: Arc<AtomicBool>,
@@ -50,13 +51,6 @@ pub struct Consumer {
     rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
-}
-
-/// What the batch did, for the counters.
-#[derive(Default)]
-struct Tally {
-    processed: u64,
-    failed: u64,
 }
 
 impl Consumer {
@@ -79,6 +73,7 @@ impl Consumer {
             config: config.clone(),
             executor: Executor::new(town, config),
             filer: Filer::new(town)?,
+            ledger: Ledger::start(std::fs::File::open(town.daemon_dir())?, state.clone())?,
             state,
             rx,
             overflow,
@@ -139,46 +134,16 @@ impl Consumer {
             .find(|dir| filing::sidecar_path(&dir.join(name)).exists() && !dir.join(name).exists())
     }
 
-    /// Runs until a `Stop` message; the request in hand is always finished.
+    /// Runs until the stop; the request in hand is always finished.
     pub fn run(mut self) {
-        let mut last_state = Instant::now();
-        let mut dirty = Tally::default();
-        loop {
-            if !self.gather() {
-                break;
-            }
-            let tally = self.process_batch();
-            let idle = self.queue.is_empty();
+        while self.gather() {
+            let mut tally = self.process_batch();
             if tally.processed + tally.failed > 0 {
-                if let Err(e) = self.filer.sync() {
-                    tracing::error!("cannot flush filed requests to disk: {e}");
-                }
-                dirty.processed += tally.processed;
-                dirty.failed += tally.failed;
-            }
-            if (dirty.processed + dirty.failed > 0) && (idle || last_state.elapsed() >= STATE_EVERY)
-            {
-                self.count(&mut dirty);
-                last_state = Instant::now();
+                tally.pending = (self.queue.len() + self.settling.len()) as u64;
+                self.ledger.record(tally);
             }
         }
-        self.count(&mut dirty);
-    }
-
-    fn count(&self, dirty: &mut Tally) {
-        if dirty.processed + dirty.failed == 0 {
-            return;
-        }
-        let now = Utc::now();
-        let (processed, failed) = (dirty.processed, dirty.failed);
-        if let Err(e) = self.state.update(|s| {
-            s.requests_processed += processed;
-            s.requests_failed += failed;
-            s.last_request_at = Some(now);
-        }) {
-            tracing::error!("cannot write state.json: {e}");
-        }
-        *dirty = Tally::default();
+        self.ledger.finish();
     }
 
     /// Fills the queue from the channel, timers and scans; false on stop.

@@ -112,8 +112,7 @@ fn spawn_run(town: &Town, dry_run: bool, log: &LogOptions, log_path: &Path) -> i
     cmd.current_dir(town.root())
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .env("NO_COLOR", "1");
+        .stderr(err);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our
     // terminal and process group so a closing shell does not take it along.
     unsafe {

@@ -64,7 +64,7 @@ impl Executor {
             }
         }
         if self.config.dry_run {
-            tracing::info!(session, action = %request.action, "dry run: would {} {session}", request.action);
+            tracing::debug!(session, action = %request.action, "dry run: would {} {session}", request.action);
             return Ok(());
         }
         match request.action {

@@ -56,7 +56,7 @@ pub fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
             })
         })
         .collect();
-    entries.sort_by(|a, b| b.sidecar.finished_at.cmp(&a.sidecar.finished_at));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.sidecar.finished_at));
     entries
 }
 

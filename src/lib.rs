@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod history;
 pub mod inbox;
 pub mod instance;
+pub mod ledger;
 pub mod logging;
 pub mod process;
 pub mod publish;

@@ -17,7 +17,12 @@ fn main() -> ExitCode {
     match gt::cli::dispatch(gt::cli::Cli::parse()) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("Error: {report:?}");
+            // Errors are for people: the message and its causes, no
+            // backtrace (RUST_BACKTRACE is for panics).
+            eprintln!("error: {report}");
+            for cause in report.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -52,6 +52,9 @@ impl Tmux {
             .map(|a| a.as_ref().to_os_string())
             .collect();
         let mut cmd = Command::new("tmux");
+        // A tmux server we start outlives this call and must not inherit
+        // systemd's notification socket (it would speak for the daemon).
+        cmd.env_remove("NOTIFY_SOCKET");
         if let Some(socket) = &self.socket {
             cmd.arg("-L").arg(socket);
         }

@@ -361,7 +361,8 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         }
     }
     println!(
-        "Stop a daemon you started by hand first (gt --town {} daemon stop): a town has one daemon.",
+        "If you started this town's daemon by hand, stop it first (gt --town {} daemon stop): \
+         a town runs one daemon.",
         shlex::try_quote(&town.root().to_string_lossy()).unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
@@ -436,6 +437,12 @@ pub fn uninstall(town: &Town, args: UninstallArgs) -> color_eyre::Result<ExitCod
 /// symlink names the same unit.
 fn town_key(town: &Town) -> PathBuf {
     std::fs::canonicalize(town.root()).unwrap_or_else(|_| town.root().to_path_buf())
+}
+
+/// The town at its canonical path: the unit is the same whichever way the
+/// town was named when installing.
+fn canonical(town: &Town) -> Town {
+    Town::at(town_key(town)).unwrap_or_else(|_| town.clone())
 }
 
 /// FNV-1a, folded to 32 bits: stable across Rust releases, unlike std's
@@ -630,8 +637,10 @@ fn plain<'a>(
 }
 
 /// One ExecStart= word: bare when harmless, else double-quoted with C
-/// escapes. `%` (specifiers) and `$` (variable expansion) are doubled.
-fn exec_word(word: &str) -> String {
+/// escapes. `%` (specifiers) is doubled everywhere; `$` (variable
+/// expansion) in the arguments only, as systemd takes the program path
+/// without expanding variables (checked with `systemd-analyze verify`).
+fn exec_word(word: &str, program: bool) -> String {
     // Only the first word could be read as a prefix (`-`, `@`, `+`, `!`, `:`),
     // and it is an absolute path.
     let bare = !word.is_empty()
@@ -647,7 +656,7 @@ fn exec_word(word: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '%' => out.push_str("%%"),
-            '$' => out.push_str("$$"),
+            '$' if !program => out.push_str("$$"),
             c => out.push(c),
         }
     }
@@ -679,12 +688,14 @@ fn specifier_escape(value: &str) -> String {
 
 /// The systemd unit text for `town`, running `exe`.
 pub fn systemd_unit(town: &Town, exe: &Path, scope: Scope) -> Result<String, InstallError> {
+    let town = &canonical(town);
     const F: &str = "systemd unit";
     let root = plain("town path", town.root(), F)?;
     let exe = plain("gt binary path", exe, F)?;
     let exec: Vec<String> = [exe, "--town", root, "daemon", "run"]
         .into_iter()
-        .map(exec_word)
+        .enumerate()
+        .map(|(i, word)| exec_word(word, i == 0))
         .collect();
     let scope_flag = if scope == Scope::User { " --user" } else { "" };
 
@@ -767,6 +778,7 @@ fn xml_escape(text: &str) -> String {
 
 /// The launchd plist text for `town`, running `exe`.
 pub fn launchd_plist(town: &Town, exe: &Path, scope: Scope) -> Result<String, InstallError> {
+    let town = &canonical(town);
     const F: &str = "launchd plist";
     let root = plain("town path", town.root(), F)?;
     let exe = plain("gt binary path", exe, F)?;
@@ -840,12 +852,13 @@ mod tests {
 
     #[test]
     fn exec_words() {
-        assert_eq!(exec_word("/usr/bin/gt"), "/usr/bin/gt");
-        assert_eq!(exec_word("--town"), "--town");
-        assert_eq!(exec_word("/a b/c"), "\"/a b/c\"");
-        assert_eq!(exec_word("/a\"b\\c"), "\"/a\\\"b\\\\c\"");
-        assert_eq!(exec_word("/x/100%/$HOME"), "\"/x/100%%/$$HOME\"");
-        assert_eq!(exec_word(""), "\"\"");
+        assert_eq!(exec_word("/usr/bin/gt", true), "/usr/bin/gt");
+        assert_eq!(exec_word("--town", false), "--town");
+        assert_eq!(exec_word("/a b/c", false), "\"/a b/c\"");
+        assert_eq!(exec_word("/a\"b\\c", false), "\"/a\\\"b\\\\c\"");
+        assert_eq!(exec_word("/x/100%/$HOME", false), "\"/x/100%%/$$HOME\"");
+        assert_eq!(exec_word("/x/100%/$HOME", true), "\"/x/100%%/$HOME\"");
+        assert_eq!(exec_word("", false), "\"\"");
     }
 
     #[test]
