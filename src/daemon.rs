@@ -134,7 +134,14 @@ fn start_watching(
         tracing::info!(every = %human(config.poll_interval), "watching the inbox by polling (watch_mode: poll)");
         return (None, config.poll_interval);
     }
-    match inbox::watch(&town.inbox(), tx, overflow) {
+    // Test hook: behave as if the kernel refused the watch (e.g. watch limit).
+    let refuse = std::env::var_os("GT_TEST_NOTIFY_FAIL").is_some_and(|v| v == "1");
+    let watched = if refuse {
+        Err(notify::Error::generic("refused by GT_TEST_NOTIFY_FAIL"))
+    } else {
+        inbox::watch(&town.inbox(), tx, overflow)
+    };
+    match watched {
         Ok(watch) => (Some(watch), config.rescan_interval),
         Err(e) => {
             tracing::warn!(
