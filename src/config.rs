@@ -102,7 +102,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
-        return format!("{}ms", d.as_millis());
+        return match d.as_millis() {
+            0 => "0s".into(),
+            ms => format!("{ms}ms"),
+        };
     }
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     match (h, m, s) {

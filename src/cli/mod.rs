@@ -17,6 +17,15 @@ Examples:
   gt daemon send cycle --from mayor  ask the daemon to cycle the Mayor
   gt daemon logs -f                  follow the daemon's log";
 
+const DAEMON_HELP: &str = "\
+Examples:
+  gt daemon start                       start it in the background
+  gt daemon status                      is it up? what has it done?
+  gt daemon send restart --from mayor --wait
+  gt daemon requests --failed           why did requests fail?
+  gt daemon logs -f                     follow the log
+  gt daemon stop";
+
 /// Gas Town: the town daemon and its tools.
 #[derive(Debug, Parser)]
 #[command(name = "gt", version, about, after_help = AFTER_HELP, propagate_version = true)]
@@ -50,7 +59,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum TopCommand {
     /// Run and talk to the town daemon.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = DAEMON_HELP)]
     Daemon(DaemonCommand),
     /// Print a shell completion script.
     #[command(

@@ -54,10 +54,16 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         Style::new().fg_color(Some(AnsiColor::Green.into())),
         Style::new().fg_color(Some(AnsiColor::Red.into())),
     );
+    let file_width = entries
+        .iter()
+        .map(|e| e.file.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     writeln!(
         out,
-        "{:<19}  {:<20}  {:<8}  {:<9}  REASON",
-        "TIME (UTC)", "AGENT", "ACTION", "OUTCOME"
+        "{:<19}  {:<20}  {:<8}  {:<9}  {:<file_width$}  REASON",
+        "TIME (UTC)", "AGENT", "ACTION", "OUTCOME", "FILE"
     )?;
     for e in entries {
         let s = &e.sidecar;
@@ -65,14 +71,15 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
             Outcome::Processed => (green, "processed"),
             Outcome::Failed => (red, "failed"),
         };
-        writeln!(
-            out,
-            "{:<19}  {:<20}  {:<8}  {style}{outcome:<9}{style:#}  {}",
+        let row = format!(
+            "{:<19}  {:<20}  {:<8}  {style}{outcome:<9}{style:#}  {:<file_width$}  {}",
             s.finished_at.format("%Y-%m-%d %H:%M:%S"),
             s.from.as_deref().unwrap_or("-"),
             s.action.as_deref().unwrap_or("-"),
+            e.file,
             s.error.as_deref().unwrap_or("")
-        )?;
+        );
+        writeln!(out, "{}", row.trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,7 +58,22 @@ fn log_since(path: &std::path::Path, offset: u64) -> Vec<String> {
     if file.seek(SeekFrom::Start(offset)).is_err() {
         return Vec::new();
     }
-    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| readable(&line))
+        .collect();
     let skip = lines.len().saturating_sub(40);
     lines.into_iter().skip(skip).collect()
+}
+
+/// A `--log-format json` line shown as "LEVEL message" to a person.
+fn readable(line: &str) -> String {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_string();
+    };
+    match (value["level"].as_str(), value["fields"]["message"].as_str()) {
+        (Some(level), Some(message)) => format!("{level} {message}"),
+        _ => line.to_string(),
+    }
 }

@@ -44,6 +44,8 @@ pub struct Report {
     pub oldest_pending_secs: Option<u64>,
     /// The binary on disk is newer than the running daemon.
     pub binary_newer: bool,
+    /// `shutdown.lock` exists: no pokes, cycle/restart refused.
+    pub shutting_down: bool,
     pub recent_failures: Vec<Entry>,
     pub warnings: Vec<String>,
 }
@@ -94,6 +96,13 @@ pub fn report(town: &Town) -> Report {
     if binary_newer {
         warnings.push("the gt binary on disk is newer than the running daemon: restart it (gt daemon stop && gt daemon start)".into());
     }
+    let shutting_down = town.shutdown_lock().exists();
+    if shutting_down {
+        warnings.push(format!(
+            "the town is shutting down ({} exists): no heartbeat pokes, cycle and restart are refused",
+            town.shutdown_lock().display()
+        ));
+    }
     if !state.running && pending > 0 {
         warnings.push(format!(
             "{pending} request(s) wait in the inbox but no daemon is running: gt daemon start"
@@ -107,6 +116,7 @@ pub fn report(town: &Town) -> Report {
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .map(|d| d.as_secs()),
         binary_newer,
+        shutting_down,
         recent_failures: history::recent(town, Which::Failed, 3),
         warnings,
         state,
@@ -198,12 +208,16 @@ fn print_text(town: &Town, r: &Report) -> std::io::Result<()> {
         for e in &r.recent_failures {
             writeln!(
                 out,
-                "    {dim}{}{dim:#} {} {}: {}",
+                "    {dim}{}{dim:#} {} {} ({}): {}",
                 e.sidecar.finished_at.format("%m-%d %H:%M:%S"),
                 e.sidecar.from.as_deref().unwrap_or("?"),
                 e.sidecar.action.as_deref().unwrap_or("?"),
+                e.file,
                 e.sidecar.error.as_deref().unwrap_or("")
             )?;
+        }
+        if r.recent_failures.len() == 3 {
+            writeln!(out, "    {dim}(more: gt daemon requests --failed; retry one: gt daemon retry FILE){dim:#}")?;
         }
     }
     drop(out);
