@@ -127,11 +127,26 @@ impl Consumer {
         Ok(count)
     }
 
-    /// A sidecar without its request: the crash came between the two steps.
+    /// A complete sidecar without its request: the crash came between the
+    /// two steps of filing. A sidecar cut short (the crash came while it was
+    /// being written) proves nothing and is removed, so the request is
+    /// filed as interrupted under that name with a readable sidecar.
     fn already_filed(&self, name: &OsStr) -> Option<std::path::PathBuf> {
-        [self.town.processed(), self.town.failed()]
-            .into_iter()
-            .find(|dir| filing::sidecar_path(&dir.join(name)).exists() && !dir.join(name).exists())
+        [self.town.processed(), self.town.failed()].into_iter().find(|dir| {
+            let sidecar = filing::sidecar_path(&dir.join(name));
+            if dir.join(name).exists() {
+                return false;
+            }
+            match std::fs::read(&sidecar) {
+                Ok(bytes) if serde_json::from_slice::<Sidecar>(&bytes).is_ok() => true,
+                Ok(_) => {
+                    tracing::warn!(sidecar = %sidecar.display(), "removing a sidecar cut short by a crash");
+                    let _ = std::fs::remove_file(&sidecar);
+                    false
+                }
+                Err(_) => false,
+            }
+        })
     }
 
     /// Runs until the stop; the request in hand is always finished.
