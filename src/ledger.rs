@@ -7,9 +7,10 @@
 //! sidecar included).
 
 use std::fs::File;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -51,28 +52,65 @@ impl Ledger {
     }
 }
 
+/// state.json is rewritten (with its own fsync) at most this often while
+/// requests trickle in; a flush per request is the ledger's job, not the
+/// state file's.
+const STATE_EVERY: Duration = Duration::from_millis(100);
+
 fn run(rx: Receiver<Tally>, fs_handle: File, state: Arc<StateStore>) {
-    while let Ok(first) = rx.recv() {
-        let mut total = first;
-        for more in rx.try_iter() {
-            total.processed += more.processed;
-            total.failed += more.failed;
-            total.pending = more.pending;
-        }
-        if let Err(e) = rustix::fs::syncfs(&fs_handle) {
-            tracing::error!("cannot flush filed requests to disk: {e}");
-        }
-        let now = Utc::now();
-        let result = state.update(|s| {
-            s.requests_processed += total.processed;
-            s.requests_failed += total.failed;
-            s.inbox_pending = total.pending;
-            if total.processed + total.failed > 0 {
-                s.last_request_at = Some(now);
+    let mut unwritten = Tally::default();
+    let mut last_write = Instant::now()
+        .checked_sub(STATE_EVERY)
+        .unwrap_or_else(Instant::now);
+    loop {
+        // With counts to write, wake up in time to write them.
+        let first = if unwritten.processed + unwritten.failed > 0 {
+            match rx.recv_timeout(STATE_EVERY.saturating_sub(last_write.elapsed())) {
+                Ok(t) => Some(t),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-        });
-        if let Err(e) = result {
-            tracing::error!("cannot write state.json: {e}");
+        } else {
+            match rx.recv() {
+                Ok(t) => Some(t),
+                Err(_) => break,
+            }
+        };
+        if let Some(first) = first {
+            let mut batch = first;
+            for more in rx.try_iter() {
+                batch.processed += more.processed;
+                batch.failed += more.failed;
+                batch.pending = more.pending;
+            }
+            if let Err(e) = rustix::fs::syncfs(&fs_handle) {
+                tracing::error!("cannot flush filed requests to disk: {e}");
+            }
+            unwritten.processed += batch.processed;
+            unwritten.failed += batch.failed;
+            unwritten.pending = batch.pending;
         }
+        if last_write.elapsed() >= STATE_EVERY {
+            write(&state, &mut unwritten);
+            last_write = Instant::now();
+        }
+    }
+    write(&state, &mut unwritten);
+}
+
+fn write(state: &StateStore, unwritten: &mut Tally) {
+    if unwritten.processed + unwritten.failed == 0 {
+        return;
+    }
+    let now = Utc::now();
+    let t = std::mem::take(unwritten);
+    let result = state.update(|s| {
+        s.requests_processed += t.processed;
+        s.requests_failed += t.failed;
+        s.inbox_pending = t.pending;
+        s.last_request_at = Some(now);
+    });
+    if let Err(e) = result {
+        tracing::error!("cannot write state.json: {e}");
     }
 }

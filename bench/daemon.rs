@@ -1,0 +1,171 @@
+//! The real daemon as a child: `gt --town T daemon run --dry-run`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use rustix::process::{kill_process, Pid, Signal};
+
+use crate::guard::{self, Entry, Registration};
+use crate::town::Town;
+
+/// Env vars that would change what is measured (test hooks, town choice).
+const SCRUB_ENV: [&str; 5] = [
+    "GT_TEST_REQUEST_DELAY_MS",
+    "GT_TEST_IGNORE_SIGTERM",
+    "GT_TOWN_ROOT",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+];
+
+/// A running daemon; SIGKILLed on drop unless [`Daemon::stop`] ran.
+pub struct Daemon {
+    child: Child,
+    pub pid: i32,
+    pub started: Instant,
+    daemon_dir: PathBuf,
+    out: PathBuf,
+    exited: bool,
+    _reg: Registration,
+}
+
+impl Daemon {
+    pub fn spawn(gt: &Path, town: &Town) -> Result<Daemon> {
+        let out = town.root.join("bench-daemon.out");
+        let file = fs::File::create(&out)?;
+        let mut cmd = Command::new(gt);
+        cmd.arg("--town")
+            .arg(&town.root)
+            .args(["daemon", "run", "--dry-run"])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        for var in SCRUB_ENV {
+            cmd.env_remove(var);
+        }
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .wrap_err_with(|| format!("cannot run {}", gt.display()))?;
+        let pid = child.id() as i32;
+        Ok(Daemon {
+            _reg: guard::register(Entry::Process(pid)),
+            child,
+            pid,
+            started,
+            daemon_dir: town.daemon.clone(),
+            out,
+            exited: false,
+        })
+    }
+
+    /// Fails (with the daemon's output) if it has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            self.exited = true;
+            bail!("the daemon exited early ({status}){}", self.diagnostics());
+        }
+        Ok(())
+    }
+
+    pub fn state(&self) -> Option<serde_json::Value> {
+        let bytes = fs::read(self.daemon_dir.join("state.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether state.json says running with our PID.
+    pub fn is_ready(&self) -> bool {
+        self.state()
+            .is_some_and(|s| s["running"] == true && s["pid"] == self.pid)
+    }
+
+    /// Waits until state.json says running with our PID; returns how long
+    /// after spawning that was.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
+        loop {
+            self.check_alive()?;
+            if self.is_ready() {
+                return Ok(self.started.elapsed());
+            }
+            if self.started.elapsed() > timeout {
+                bail!(
+                    "the daemon did not report running:true with pid {} in state.json within {timeout:?}{}",
+                    self.pid,
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 15 s). Returns warnings about an
+    /// unclean stop.
+    pub fn stop(mut self) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let pid = Pid::from_raw(self.pid).ok_or_else(|| eyre!("bad pid"))?;
+        let t0 = Instant::now();
+        let _ = kill_process(pid, Signal::TERM);
+        let status: ExitStatus = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if t0.elapsed() > Duration::from_secs(15) {
+                let _ = kill_process(pid, Signal::KILL);
+                warnings.push("the daemon did not exit within 15 s of SIGTERM: killed".into());
+                break self.child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        self.exited = true;
+        let took = t0.elapsed();
+        if !status.success() && warnings.is_empty() {
+            warnings.push(format!(
+                "the daemon exited with {status} after SIGTERM{}",
+                self.diagnostics()
+            ));
+        }
+        if took > Duration::from_secs(2) {
+            warnings.push(format!("the daemon took {took:.1?} to stop after SIGTERM"));
+        }
+        match self.state() {
+            Some(state) if state["running"] == false => {}
+            other => warnings.push(format!(
+                "after a clean stop state.json should say running:false; it is {}",
+                other.map_or("unreadable".to_string(), |v| v.to_string())
+            )),
+        }
+        Ok(warnings)
+    }
+
+    /// The tail of the daemon's stdout/stderr and log, for error messages.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        for (what, path) in [
+            ("stdout/stderr", self.out.clone()),
+            ("daemon.log", self.daemon_dir.join("daemon.log")),
+        ] {
+            if let Ok(text) = fs::read_to_string(&path) {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(15)..];
+                if !tail.is_empty() {
+                    s.push_str(&format!("\n--- daemon {what} (last lines) ---\n"));
+                    s.push_str(&tail.join("\n"));
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !self.exited {
+            if let Some(pid) = Pid::from_raw(self.pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! An inotify watch on `processed/` for the latency runs: a thread blocks in
+//! `read` and stamps each event with the instant it was read, so the bench
+//! neither spins nor sleeps while it waits.
+
+use std::ffi::OsStr;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{bail, Result, WrapErr};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::io::Errno;
+
+const STOP: &str = ".bench-watch-stop";
+
+pub enum Seen {
+    Name(String, Instant),
+    Overflow,
+}
+
+pub struct DirWatch {
+    dir: PathBuf,
+    rx: Receiver<Seen>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DirWatch {
+    pub fn new(dir: &Path) -> Result<DirWatch> {
+        let fd = inotify::init(CreateFlags::CLOEXEC).wrap_err("inotify_init")?;
+        inotify::add_watch(
+            &fd,
+            dir,
+            WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::CLOSE_WRITE,
+        )
+        .wrap_err_with(|| format!("inotify_add_watch {}", dir.display()))?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("bench-watch".into())
+            .spawn(move || {
+                let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+                let mut reader = inotify::Reader::new(&fd, &mut buf);
+                loop {
+                    match reader.next() {
+                        Ok(event) => {
+                            let now = Instant::now();
+                            if event.events().contains(ReadFlags::QUEUE_OVERFLOW) {
+                                let _ = tx.send(Seen::Overflow);
+                                continue;
+                            }
+                            let Some(name) = event.file_name() else {
+                                continue;
+                            };
+                            let name = OsStr::from_bytes(name.to_bytes()).to_string_lossy();
+                            if name == STOP {
+                                return;
+                            }
+                            if tx.send(Seen::Name(name.into_owned(), now)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(Errno::INTR) => continue,
+                        Err(_) => return,
+                    }
+                }
+            })?;
+        Ok(DirWatch {
+            dir: dir.to_path_buf(),
+            rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until every name in `wanted` was seen with content; returns
+    /// when each was.
+    pub fn wait_for(&self, wanted: &[&str], timeout: Duration) -> Result<Vec<Instant>> {
+        let deadline = Instant::now() + timeout;
+        let mut seen: Vec<Option<Instant>> = vec![None; wanted.len()];
+        while seen.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Seen::Name(name, at)) => {
+                    if let Some(i) = wanted.iter().position(|w| *w == name) {
+                        // A file written in place is created empty: it has
+                        // appeared when it has content (or is closed/renamed).
+                        let written = std::fs::symlink_metadata(self.dir.join(&name))
+                            .is_ok_and(|m| m.len() > 0);
+                        if written {
+                            seen[i].get_or_insert(at);
+                        }
+                    }
+                }
+                Ok(Seen::Overflow) => bail!("the inotify queue overflowed while measuring"),
+                Err(RecvTimeoutError::Timeout) => {
+                    let missing: Vec<&str> = wanted
+                        .iter()
+                        .zip(&seen)
+                        .filter(|(_, s)| s.is_none())
+                        .map(|(w, _)| *w)
+                        .collect();
+                    bail!("{missing:?} did not appear in processed/ within {timeout:?}");
+                }
+                Err(RecvTimeoutError::Disconnected) => bail!("the inotify thread ended"),
+            }
+        }
+        Ok(seen.into_iter().flatten().collect())
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        // Wake the reader with an event it recognises, then join it.
+        let stop = self.dir.join(STOP);
+        if std::fs::write(&stop, b"").is_ok() {
+            let _ = std::fs::remove_file(&stop);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+# Benchmark the daemon against inotifywait+jq and the filesystem limit; prints a markdown table (`just bench --quick` for a smoke run)
+bench *ARGS:
+    command -v inotifywait >/dev/null && command -v jq >/dev/null || apt-get install -y inotify-tools jq || echo "bench: install inotify-tools and jq to run the baseline"
+    cargo build --release --bin gt --bin bench
+    cargo run --release --bin bench -- {{ARGS}}
