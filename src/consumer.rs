@@ -21,10 +21,14 @@ use crate::executor::Executor;
 use crate::filing::{self, Filer, Outcome, Sidecar};
 use crate::inbox::{self, Hint, Message, SETTLE};
 use crate::ledger::{Ledger, Tally};
-use crate::request::{self, Partial};
+use crate::request::{self, Partial, Rejection};
 use crate::state::StateStore;
 use crate::stop::StopFlag;
 use crate::town::Town;
+
+const INTERRUPTED: &str =
+    "interrupted: the daemon stopped while executing this request; it was not run again \
+                           (at most once). Check the agent, then `gt daemon retry` it if needed";
 
 /// Files handled before the outcomes go to the ledger and the channel is
 /// looked at again.
@@ -46,7 +50,7 @@ pub struct Consumer {
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
     /// Files that may still be being written, to look at again later.
-    settling: Vec<(OsString, Instant)>,
+    settling: Vec<(OsString, Hint, Instant)>,
     rescan_due: Option<&'static str>,
     rescan_every: Duration,
     next_rescan: Instant,
@@ -101,23 +105,28 @@ impl Consumer {
                 filing::rename_unique(&source, &dir, &name)?;
                 continue;
             }
-            let partial = match inbox::read_request(&source) {
+            // A request that does not validate was never executed (the
+            // stop caught it being read, or still being written): it gets
+            // its own reason. A valid one may have run: interrupted.
+            let (reason, partial) = match inbox::read_request(&source) {
                 Ok(Ok(bytes)) => match request::parse(&bytes, Utc::now(), Duration::MAX) {
-                    Ok(r) => Partial {
-                        from: Some(r.from.clone()),
-                        action: Some(r.action.to_string()),
-                        session: Some(r.session()),
-                    },
-                    Err((_, partial)) => partial,
+                    Ok(r) => (
+                        INTERRUPTED.to_string(),
+                        Partial {
+                            from: Some(r.from.clone()),
+                            action: Some(r.action.to_string()),
+                            session: Some(r.session()),
+                        },
+                    ),
+                    Err((rejection, partial)) => (rejection.0, partial),
                 },
-                _ => Partial::default(),
+                Ok(Err(rejection)) => (rejection.0, Partial::default()),
+                Err(e) => (format!("cannot read the request: {e}"), Partial::default()),
             };
-            let reason = "interrupted: the daemon stopped while executing this request; it was not run again \
-                          (at most once). Check the agent, then `gt daemon retry` it if needed";
-            let path = self
-                .filer
-                .file(&name, &self.sidecar(Err(reason.into()), &partial))?;
-            tracing::warn!(file = %path.display(), from = ?partial.from, action = ?partial.action, "request interrupted by a previous daemon's stop");
+            let sidecar = self.sidecar(Err(reason), &partial);
+            let path = self.filer.file(&name, &sidecar)?;
+            tracing::warn!(file = %path.display(), from = ?partial.from, action = ?partial.action,
+                reason = sidecar.error.as_deref().unwrap_or_default(), "request left in processing/ by a stopped daemon");
             count += 1;
         }
         if count > 0 {
@@ -158,6 +167,7 @@ impl Consumer {
                 self.ledger.record(tally);
             }
         }
+        self.unclaim_settling();
         self.ledger.finish();
     }
 
@@ -171,7 +181,7 @@ impl Consumer {
             let wake = self
                 .settling
                 .iter()
-                .map(|(_, at)| *at)
+                .map(|(_, _, at)| *at)
                 .min()
                 .unwrap_or(self.next_rescan)
                 .min(self.next_rescan);
@@ -199,10 +209,10 @@ impl Consumer {
         }
         if !self.settling.is_empty() {
             let (due, later): (Vec<_>, Vec<_>) =
-                self.settling.drain(..).partition(|(_, at)| *at <= now);
+                self.settling.drain(..).partition(|(_, _, at)| *at <= now);
             self.settling = later;
             self.queue
-                .extend(due.into_iter().map(|(name, _)| (name, Hint::Scan)));
+                .extend(due.into_iter().map(|(name, hint, _)| (name, hint)));
         }
         if self.queue.is_empty() {
             if let Some(why) = self.rescan_due.take() {
@@ -259,34 +269,48 @@ impl Consumer {
     /// One file from name to filed outcome. `Ok(None)`: nothing to do (gone,
     /// or not yet complete).
     fn handle(&mut self, name: &OsStr, hint: Hint) -> io::Result<Option<Outcome>> {
-        let inbox_path = self.town.inbox().join(name);
-        if hint != Hint::Ready && inbox::still_being_written(&inbox_path) {
-            self.settling
-                .push((name.to_os_string(), Instant::now() + SETTLE));
-            return Ok(None);
-        }
         if hint == Hint::Created {
             // A regular file just created gets its close-write event when
-            // complete; anything else (link, FIFO, directory) never will.
-            if let Ok(meta) = std::fs::symlink_metadata(&inbox_path) {
-                if meta.file_type().is_file() && meta.len() == 0 {
+            // complete; look again later in case it never does (a hard
+            // link, a writer that keeps it open). Anything else (FIFO,
+            // directory, symlink) never will: take it now.
+            let is_file =
+                std::fs::symlink_metadata(self.town.inbox().join(name)).is_ok_and(|m| m.is_file());
+            if is_file {
+                self.settling
+                    .push((name.to_os_string(), Hint::Scan, Instant::now() + SETTLE));
+                return Ok(None);
+            }
+        }
+        let claimed_name = if hint == Hint::Claimed {
+            name.to_os_string()
+        } else {
+            // Claim. A vanished source means it was already handled.
+            match filing::rename_unique(
+                &self.town.inbox().join(name),
+                &self.town.processing(),
+                name,
+            ) {
+                Ok(path) => path.file_name().unwrap_or(name).to_os_string(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        let claimed = self.town.processing().join(&claimed_name);
+        if !self.test_delay.is_zero() {
+            std::thread::sleep(self.test_delay);
+        }
+        let read = inbox::read_request(&claimed);
+        if hint != Hint::Ready {
+            if let Ok(Ok(bytes)) = &read {
+                if inbox::may_still_be_written(&claimed, bytes) {
                     self.settling
-                        .push((name.to_os_string(), Instant::now() + SETTLE));
+                        .push((claimed_name, Hint::Claimed, Instant::now() + SETTLE));
                     return Ok(None);
                 }
             }
         }
-        // Claim. A vanished source means it was already handled.
-        let claimed = match filing::rename_unique(&inbox_path, &self.town.processing(), name) {
-            Ok(path) => path,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let claimed_name = claimed.file_name().unwrap_or(name).to_os_string();
-        if !self.test_delay.is_zero() {
-            std::thread::sleep(self.test_delay);
-        }
-        let (result, partial) = self.validate_and_execute(&claimed);
+        let (result, partial) = self.validate_and_execute(read);
         let sidecar = self.sidecar(result, &partial);
         let outcome = sidecar.outcome;
         let path = self.filer.file(&claimed_name, &sidecar)?;
@@ -294,8 +318,24 @@ impl Consumer {
         Ok(Some(outcome))
     }
 
-    fn validate_and_execute(&self, claimed: &Path) -> (Result<(), String>, Partial) {
-        let bytes = match inbox::read_request(claimed) {
+    /// On a clean stop, files claimed while still being written go back to
+    /// the inbox: they were never executed, so they are not "interrupted".
+    fn unclaim_settling(&mut self) {
+        for (name, hint, _) in self.settling.drain(..) {
+            if hint == Hint::Claimed {
+                let source = self.town.processing().join(&name);
+                if let Err(e) = filing::rename_unique(&source, &self.town.inbox(), &name) {
+                    tracing::error!(file = ?name, "cannot return a half-written request to the inbox: {e}");
+                }
+            }
+        }
+    }
+
+    fn validate_and_execute(
+        &self,
+        read: io::Result<Result<Vec<u8>, Rejection>>,
+    ) -> (Result<(), String>, Partial) {
+        let bytes = match read {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(rejection)) => return (Err(rejection.0), Partial::default()),
             Err(e) => {

@@ -70,7 +70,7 @@ impl Heartbeat {
         } else {
             self.poke()
         };
-        let (pending, _) = inbox::pending(&self.town.inbox());
+        let pending = inbox::pending_count(&self.town.inbox());
         let result = self.state.update(|s| {
             s.last_heartbeat = Some(Utc::now());
             s.heartbeat_count += 1;

@@ -36,6 +36,9 @@ pub enum Hint {
     Created,
     /// Found by a scan: may be anything.
     Scan,
+    /// Already claimed into `processing/` while still being written: look
+    /// at it there again.
+    Claimed,
 }
 
 #[derive(Debug)]
@@ -115,6 +118,19 @@ pub fn scan(inbox: &Path) -> io::Result<Vec<OsString>> {
         .collect();
     names.sort_unstable();
     Ok(names)
+}
+
+/// Counts pending requests: names only, no stat per file (the heartbeat
+/// does this every interval, however big the inbox).
+pub fn pending_count(inbox: &Path) -> u64 {
+    std::fs::read_dir(inbox)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| is_request_name(&e.file_name()))
+                .count() as u64
+        })
+        .unwrap_or(0)
 }
 
 /// Counts pending requests and finds the oldest one's modification time.
@@ -199,27 +215,16 @@ fn too_large(len: u64) -> Rejection {
     ))
 }
 
-/// For a scanned or just-created file: is it still being written? True
-/// when it changed within [`SETTLE`] and does not yet parse as JSON.
-pub fn still_being_written(path: &Path) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    if !meta.file_type().is_file() {
-        return false;
-    }
-    let young = meta
-        .modified()
+/// Is a file we did not get a close/rename event for perhaps still being
+/// written? True when it changed within [`SETTLE`] and its content does not
+/// parse as JSON yet.
+pub fn may_still_be_written(path: &Path, bytes: &[u8]) -> bool {
+    let young = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
         .ok()
         .and_then(|m| m.elapsed().ok())
         .is_some_and(|age| age < SETTLE);
-    if !young {
-        return false;
-    }
-    match read_request(path) {
-        Ok(Ok(bytes)) => serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err(),
-        _ => false,
-    }
+    young && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
 //! The daemon's log: `daemon.log`, rotated by size, text or JSON lines.
 //!
-//! Lines go through a background writer so a slow disk never stalls the
-//! consumer; it is lossless (blocks when full) because an outcome line is
-//! how people reconstruct what happened.
+//! Each line is one `write` to the file, made by the thread that logs it:
+//! nothing buffered is lost when the daemon is killed, and no wake-up of a
+//! writer thread per line (which cost more than the write, measured).
 
 use std::io::IsTerminal;
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
@@ -18,9 +17,8 @@ use crate::cli::{LogFormat, LogOptions};
 use crate::config::Config;
 use crate::town::Town;
 
-/// Installs the global subscriber; keep the guard until exit so the last
-/// lines are flushed.
-pub fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<WorkerGuard, String> {
+/// Installs the global subscriber.
+pub fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<(), String> {
     let filter = match &options.level {
         Some(level) => {
             EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?
@@ -34,9 +32,7 @@ pub fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<Worker
         Compression::None,
         None,
     );
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(rotating);
+    let writer = std::sync::Mutex::new(rotating);
     let file_layer = match options.format {
         LogFormat::Text => fmt::layer().with_ansi(false).with_writer(writer).boxed(),
         LogFormat::Json => fmt::layer()
@@ -54,6 +50,5 @@ pub fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<Worker
         .with(file_layer)
         .with(terminal)
         .try_init()
-        .map_err(|e| format!("cannot set up logging: {e}"))?;
-    Ok(guard)
+        .map_err(|e| format!("cannot set up logging: {e}"))
 }

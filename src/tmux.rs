@@ -70,7 +70,15 @@ impl Tmux {
             return Ok(output);
         }
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        if stderr.contains("no server running") || stderr.contains("error connecting to") {
+        // The server exits with its last session, so one that vanishes
+        // under us (after we ended that session's processes) is no server.
+        let gone = [
+            "no server running",
+            "error connecting to",
+            "server exited unexpectedly",
+            "lost server",
+        ];
+        if gone.iter().any(|g| stderr.contains(g)) {
             return Err(TmuxError::NoServer(self.socket.clone()));
         }
         Err(TmuxError::Failed {

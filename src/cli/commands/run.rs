@@ -29,10 +29,9 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
     // chosen format), so even a bad config is logged with the rotation
     // defaults and in JSON when JSON was asked for.
     let logging_config = config.as_ref().cloned().unwrap_or_default();
-    let _flush = match crate::logging::init(town, &logging_config, log) {
-        Ok(guard) => guard,
-        Err(e) => color_eyre::eyre::bail!(e),
-    };
+    if let Err(e) = crate::logging::init(town, &logging_config, log) {
+        color_eyre::eyre::bail!(e);
+    }
     let result = match config {
         Ok(mut config) => {
             config.dry_run |= args.dry_run;
