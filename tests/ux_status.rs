@@ -168,7 +168,8 @@ const STATE_FIELDS: [&str; 11] = [
     "last_request_at",
 ];
 
-const LIVE_FIELDS: [&str; 7] = [
+const LIVE_FIELDS: [&str; 8] = [
+    "shutting_down",
     "uptime_secs",
     "heartbeat_age_secs",
     "heartbeat_overdue",
@@ -213,6 +214,20 @@ fn status_json_is_one_object_with_state_and_live_fields() {
     assert_eq!(v["heartbeat_overdue"], false, "{v:#}");
     assert_eq!(v["binary_newer"], false, "{v:#}");
     assert!(v["oldest_pending_secs"].is_null(), "inbox is empty: {v:#}");
+    // The failure came from shutdown.lock, which is still there: status
+    // says so, in the field and as the only warning.
+    assert_eq!(v["shutting_down"], true, "{v:#}");
+    let warnings = v["warnings"].as_array().expect("an array");
+    assert_eq!(warnings.len(), 1, "{v:#}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.contains("shutting down")),
+        "{v:#}"
+    );
+    std::fs::remove_file(town.daemon_dir().join("shutdown.lock")).expect("remove shutdown.lock");
+    let (_, v) = status_json(&town);
+    assert_eq!(v["shutting_down"], false, "{v:#}");
     assert_eq!(v["warnings"], serde_json::json!([]), "{v:#}");
 
     let failures = v["recent_failures"].as_array().expect("an array");
