@@ -43,7 +43,7 @@ build both with `cargo build --release --bins`) and prints a markdown table.
                        (default 3; --quick: 1)
   --latency N          latency samples (default 2000)
   --gap-ms N           pause between latency samples (default 2)
-  --backlogs LIST      backlog sizes (default 10000,50000,100000)
+  --backlogs LIST      backlog sizes (default 10000,20000,50000,100000)
   --baseline-burst N   burst size for the inotifywait baseline (default 500)
   --baseline-latency N latency samples for the baseline (default 200)
   --skip-baseline      do not run the baseline
@@ -85,9 +85,9 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         latency: if quick { 200 } else { 2_000 },
         gap: Duration::from_millis(2),
         backlogs: if quick {
-            vec![1_000, 5_000, 10_000]
+            vec![1_000, 2_000, 5_000, 10_000]
         } else {
-            vec![10_000, 50_000, 100_000]
+            vec![10_000, 20_000, 50_000, 100_000]
         },
         baseline_burst: if quick { 100 } else { 500 },
         baseline_latency: if quick { 50 } else { 200 },

@@ -166,12 +166,20 @@ pub fn render(
         },
         "≥ 50%",
     );
-    let largest = o.backlogs.iter().copied().max().unwrap_or(0);
+    // Compare like with like: the backlog of the limit loop's size if there
+    // is one (on ext4 the cost per file grows with the directory), else the
+    // largest.
+    let largest = if o.backlogs.contains(&o.burst) {
+        o.burst
+    } else {
+        o.backlogs.iter().copied().max().unwrap_or(0)
+    };
     row(
         "",
         &format!(
-            "gt draining the {} backlog / limit (no publisher running)",
-            int(largest as u64)
+            "gt draining a {} backlog / limit on {} (no publisher running)",
+            int(largest as u64),
+            int(o.burst as u64)
         ),
         &|r| {
             let backlog = r

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use common::{request_json, Town};
+use common::{request_json, wait_every, Town};
 use hardening_support::*;
 
 /// Requests in the flood: well past the kernel's default inotify queue

@@ -207,7 +207,10 @@ fn requests_shows_reasons_of_rejected_files_with_unknown_fields_as_dashes() {
     assert_eq!(rows[0][1], "-", "unknown agent: {rows:?}");
     assert_eq!(rows[0][2], "-", "unknown action: {rows:?}");
     assert_eq!(rows[0][3], "failed", "{rows:?}");
-    assert_eq!(rows[0][4], "garbage.json", "the file column names what to retry: {rows:?}");
+    assert_eq!(
+        rows[0][4], "garbage.json",
+        "the file column names what to retry: {rows:?}"
+    );
     assert!(
         rows[0].get(5).is_some_and(|r| r.contains("invalid JSON")),
         "{rows:?}"

@@ -126,6 +126,18 @@ pub fn try_run_command(mut cmd: Command, deadline: Duration) -> Result<Out, Stri
 pub fn wait_for(
     what: &str,
     timeout: Duration,
+    cond: impl FnMut() -> bool,
+    snapshot: impl FnOnce() -> String,
+) {
+    wait_every(what, timeout, Duration::from_millis(20), cond, snapshot)
+}
+
+/// [`wait_for`] polling at `every` (scanning tens of thousands of names
+/// every 20 ms would steal the CPU from the daemon under test).
+pub fn wait_every(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
     mut cond: impl FnMut() -> bool,
     snapshot: impl FnOnce() -> String,
 ) {
@@ -140,7 +152,7 @@ pub fn wait_for(
                 snapshot()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     }
 }
 

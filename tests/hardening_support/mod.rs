@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -80,30 +80,6 @@ pub fn publish_fast(inbox: &Path, name: &str, bytes: &[u8]) {
     let tmp = inbox.join(format!(".{name}.tmp"));
     fs::write(&tmp, bytes).expect("write request");
     fs::rename(&tmp, inbox.join(name)).expect("publish request");
-}
-
-/// Like `wait_for`, but polling at `every` (scanning tens of thousands of
-/// names every 20 ms would steal the CPU from the daemon under test).
-pub fn wait_every(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut cond: impl FnMut() -> bool,
-    snapshot: impl FnOnce() -> String,
-) {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for: {what}\n{}",
-                snapshot()
-            );
-        }
-        std::thread::sleep(every);
-    }
 }
 
 /// Live `gt ... daemon run` processes for this town (by /proc cmdline).
