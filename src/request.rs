@@ -82,6 +82,14 @@ pub enum Agent {
 
 impl Agent {
     /// Maps a `from` value to an agent, strictly (SPEC §3 identity table).
+    ///
+    /// ```
+    /// use gt::request::Agent;
+    /// assert_eq!(Agent::parse("gastown/witness").unwrap().session(), "gt-gastown-witness");
+    /// assert_eq!(Agent::parse("mayor/").unwrap().session(), "gt-mayor");
+    /// // tmux target syntax never reaches tmux:
+    /// assert!(Agent::parse("gt-mayor:0.1").is_err());
+    /// ```
     pub fn parse(from: &str) -> Result<Agent, Rejection> {
         let bad = |why: &str| Err(Rejection(format!("bad \"from\" {from:?}: {why}")));
         if from.is_empty() {
