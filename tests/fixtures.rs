@@ -342,8 +342,12 @@ impl Town {
         let deadline = Instant::now() + DEADLINE;
         loop {
             for folder in ["processed", "failed"] {
+                // The daemon writes the sidecar first, then moves the request
+                // beside it: filed means both are there.
                 let sidecar = self.daemon_dir(folder).join(format!("{name}.result.json"));
-                if let Ok(bytes) = fs::read(&sidecar) {
+                let request_there =
+                    fs::symlink_metadata(self.daemon_dir(folder).join(name)).is_ok();
+                if let (true, Ok(bytes)) = (request_there, fs::read(&sidecar)) {
                     if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
                         return (folder, value);
                     }
@@ -370,12 +374,18 @@ impl Town {
         }
     }
 
+    /// The daemon's log, for failure messages.
+    fn log(&self) -> String {
+        fs::read_to_string(self.daemon_dir("daemon.log")).unwrap_or_default()
+    }
+
     fn assert_still_running(&self) {
         let status = self.status();
         assert_eq!(
             status["running"],
             Value::Bool(true),
-            "daemon died: {status}"
+            "daemon died: {status}\n{}",
+            self.log()
         );
         assert_eq!(
             status["pid"],
@@ -525,7 +535,11 @@ fn daemon_files_every_fixture_as_catalogued() {
         );
         let filed = town.daemon_dir(folder).join(name);
         assert_eq!(
-            &fs::read(&filed).unwrap(),
+            &fs::read(&filed).unwrap_or_else(|e| panic!(
+                "{}: {e}\n{}",
+                filed.display(),
+                town.log()
+            )),
             bytes,
             "{}: filed bytes differ from the original",
             case.file
