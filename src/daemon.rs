@@ -48,7 +48,13 @@ pub fn run(town: &Town, config: Config) -> Result<(), DaemonError> {
     let _instance = Instance::acquire(town)?;
     let pid = std::process::id();
     let stop = Arc::new(StopFlag::default());
-    let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+    // Test hook: a tiny channel, to prove that dropped events cost a rescan
+    // and never a request.
+    let capacity = std::env::var("GT_TEST_CHANNEL_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CHANNEL_CAPACITY);
+    let (tx, rx) = sync_channel(capacity);
     spawn_signal_thread(stop.clone(), tx.clone()).map_err(io("cannot install signal handlers"))?;
 
     let state = Arc::new(StateStore::new(

@@ -580,10 +580,11 @@ impl Town {
         cmd
     }
 
-    const TEST_HOOKS: [&'static str; 3] = [
+    const TEST_HOOKS: [&'static str; 4] = [
         "GT_TEST_REQUEST_DELAY_MS",
         "GT_TEST_IGNORE_SIGTERM",
         "GT_TEST_NOTIFY_FAIL",
+        "GT_TEST_CHANNEL_CAPACITY",
     ];
 
     /// Runs `gt --town <root> ARGS...`.
