@@ -394,11 +394,24 @@ mod tests {
             ("gastown/witness", "gt-gastown-witness"),
             ("gastown-witness", "gt-gastown-witness"),
             ("my_rig-2/refinery", "gt-my_rig-2-refinery"),
+            ("gastown/refinery", "gt-gastown-refinery"),
+            ("a-b_c/refinery", "gt-a-b_c-refinery"),
+            ("--witness", "gt---witness"),
         ] {
             assert_eq!(Agent::parse(from).unwrap().session(), session, "{from}");
         }
         for from in [
             "",
+            "mayor//",
+            "/mayor",
+            "Mayor",
+            "deacon-witness/",
+            "gastown/refinery/",
+            "gastown-refinery",
+            "gastown/witness/x",
+            "-witness",
+            "gastown/",
+            "../witness",
             "..",
             "../../etc",
             "a/b/witness",

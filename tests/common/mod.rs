@@ -157,6 +157,15 @@ pub fn wait_every(
 }
 
 /// Is `pid` a live process (not gone, not a zombie)?
+/// Every PID in /proc right now.
+pub fn all_pids() -> impl Iterator<Item = u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
 pub fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name, which may itself
@@ -410,30 +419,15 @@ impl Tmux {
     /// `TMUX=<socket>,<server pid>,<session>` tmux puts in their environment.
     pub fn processes_from_panes(&self) -> BTreeSet<u32> {
         let prefix = format!("TMUX={},", self.socket_path().display());
-        let mut found = BTreeSet::new();
-        let Ok(dir) = fs::read_dir("/proc") else {
-            return found;
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(env) = fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            if env
-                .split(|&b| b == 0)
-                .any(|var| var.starts_with(prefix.as_bytes()))
-                && process_alive(pid)
-            {
-                found.insert(pid);
-            }
-        }
-        found
+        all_pids()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    env.split(|&b| b == 0)
+                        .any(|var| var.starts_with(prefix.as_bytes()))
+                })
+            })
+            .filter(|&pid| process_alive(pid))
+            .collect()
     }
 
     /// Kills the server and every process its panes started, including

@@ -85,22 +85,14 @@ pub fn publish_fast(inbox: &Path, name: &str, bytes: &[u8]) {
 /// Live `gt ... daemon run` processes for this town (by /proc cmdline).
 pub fn daemon_processes(t: &Town) -> Vec<u32> {
     let root = t.root().to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let argv = common::cmdline(pid);
-        let is_run = argv.windows(2).any(|w| w[0] == "daemon" && w[1] == "run");
-        let is_town = argv.windows(2).any(|w| w[0] == "--town" && w[1] == root);
-        if is_run && is_town && common::process_alive(pid) {
-            found.push(pid);
-        }
-    }
+    let mut found: Vec<u32> = common::all_pids()
+        .filter(|&pid| {
+            let argv = common::cmdline(pid);
+            let is_run = argv.windows(2).any(|w| w[0] == "daemon" && w[1] == "run");
+            let is_town = argv.windows(2).any(|w| w[0] == "--town" && w[1] == root);
+            is_run && is_town && common::process_alive(pid)
+        })
+        .collect();
     found.sort_unstable();
     found
 }
