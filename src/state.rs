@@ -80,10 +80,6 @@ impl StateStore {
         change(&mut state);
         state.save(&self.path)
     }
-
-    pub fn snapshot(&self) -> State {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
 }
 
 #[cfg(test)]
