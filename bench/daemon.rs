@@ -11,14 +11,9 @@ use rustix::process::{kill_process, Pid, Signal};
 use crate::guard::{self, Entry, Registration};
 use crate::town::Town;
 
-/// Env vars that would change what is measured (test hooks, town choice).
-const SCRUB_ENV: [&str; 5] = [
-    "GT_TEST_REQUEST_DELAY_MS",
-    "GT_TEST_IGNORE_SIGTERM",
-    "GT_TOWN_ROOT",
-    "RUST_LOG",
-    "RUST_BACKTRACE",
-];
+/// Env vars that would change what is measured (town choice, logging);
+/// the test hooks in `gt::testing::NAMES` are scrubbed too.
+const SCRUB_ENV: [&str; 3] = ["GT_TOWN_ROOT", "RUST_LOG", "RUST_BACKTRACE"];
 
 /// A running daemon; SIGKILLed on drop unless [`Daemon::stop`] ran.
 pub struct Daemon {
@@ -42,7 +37,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
-        for var in SCRUB_ENV {
+        for var in SCRUB_ENV.iter().chain(gt::testing::NAMES) {
             cmd.env_remove(var);
         }
         let started = Instant::now();

@@ -24,6 +24,7 @@ use crate::ledger::{Ledger, Tally};
 use crate::request::{self, Partial, Rejection};
 use crate::state::StateStore;
 use crate::stop::StopFlag;
+use crate::testing::Hooks;
 use crate::town::Town;
 
 const INTERRUPTED: &str =
@@ -66,12 +67,9 @@ impl Consumer {
         overflow: Arc<AtomicBool>,
         stop: Arc<StopFlag>,
         rescan_every: Duration,
+        hooks: &Hooks,
     ) -> io::Result<Self> {
-        let test_delay = std::env::var("GT_TEST_REQUEST_DELAY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or_default();
+        let test_delay = hooks.request_delay.unwrap_or_default();
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),

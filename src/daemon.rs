@@ -18,6 +18,7 @@ use crate::inbox::{self, Message};
 use crate::instance::{Instance, InstanceError};
 use crate::state::{State, StateStore};
 use crate::stop::StopFlag;
+use crate::testing::Hooks;
 use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
 
@@ -43,19 +44,21 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT/SIGHUP.
-pub fn run(town: &Town, config: Config) -> Result<(), DaemonError> {
+pub fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError> {
     town.ensure_dirs()?;
     let _instance = Instance::acquire(town)?;
     let pid = std::process::id();
+    for hook in hooks.active() {
+        tracing::warn!(
+            hook,
+            "test hook in force ({}=1): not for production",
+            crate::testing::ENABLE
+        );
+    }
     let stop = Arc::new(StopFlag::default());
-    // Test hook: a tiny channel, to prove that dropped events cost a rescan
-    // and never a request.
-    let capacity = std::env::var("GT_TEST_CHANNEL_CAPACITY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CHANNEL_CAPACITY);
-    let (tx, rx) = sync_channel(capacity);
-    spawn_signal_thread(stop.clone(), tx.clone()).map_err(io("cannot install signal handlers"))?;
+    let (tx, rx) = sync_channel(hooks.channel_capacity.unwrap_or(CHANNEL_CAPACITY));
+    spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm)
+        .map_err(io("cannot install signal handlers"))?;
 
     let state = Arc::new(StateStore::new(
         town.state_file(),
@@ -69,7 +72,7 @@ pub fn run(town: &Town, config: Config) -> Result<(), DaemonError> {
         },
     ));
     let overflow = Arc::new(AtomicBool::new(false));
-    let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone());
+    let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
     let consumer = Consumer::new(
         town,
         &config,
@@ -78,6 +81,7 @@ pub fn run(town: &Town, config: Config) -> Result<(), DaemonError> {
         overflow,
         stop.clone(),
         rescan_every,
+        hooks,
     )
     .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
@@ -135,15 +139,14 @@ fn start_watching(
     config: &Config,
     tx: SyncSender<Message>,
     overflow: Arc<AtomicBool>,
+    hooks: &Hooks,
 ) -> (Option<inbox::Watch>, std::time::Duration) {
     if config.watch_mode == WatchMode::Poll {
         tracing::info!(every = %human(config.poll_interval), "watching the inbox by polling (watch_mode: poll)");
         return (None, config.poll_interval);
     }
-    // Test hook: behave as if the kernel refused the watch (e.g. watch limit).
-    let refuse = std::env::var_os("GT_TEST_NOTIFY_FAIL").is_some_and(|v| v == "1");
-    let watched = if refuse {
-        Err(notify::Error::generic("refused by GT_TEST_NOTIFY_FAIL"))
+    let watched = if hooks.notify_fail {
+        Err(notify::Error::generic("refused by a test hook"))
     } else {
         inbox::watch(&town.inbox(), tx, overflow)
     };
@@ -159,15 +162,18 @@ fn start_watching(
     }
 }
 
-fn spawn_signal_thread(stop: Arc<StopFlag>, tx: SyncSender<Message>) -> std::io::Result<()> {
+fn spawn_signal_thread(
+    stop: Arc<StopFlag>,
+    tx: SyncSender<Message>,
+    ignore_term: bool,
+) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let ignore_term = std::env::var_os("GT_TEST_IGNORE_SIGTERM").is_some_and(|v| v == "1");
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGTERM && ignore_term {
-                    tracing::warn!("ignoring SIGTERM (GT_TEST_IGNORE_SIGTERM test hook)");
+                    tracing::warn!("ignoring SIGTERM (test hook)");
                     continue;
                 }
                 tracing::info!(signal, "stop requested");

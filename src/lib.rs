@@ -25,5 +25,6 @@ pub mod request;
 pub mod retention;
 pub mod state;
 pub mod stop;
+pub mod testing;
 pub mod tmux;
 pub mod town;

@@ -41,7 +41,7 @@ fn readable_sidecar(t: &Town, dir: &Path, name: &str, was_in_hand: bool) -> Valu
 #[test]
 fn kill_9_mid_burst_loses_nothing_and_runs_nothing_twice() {
     let t = Town::new();
-    let pid1 = start_env(&t, &["--dry-run"], &[("GT_TEST_REQUEST_DELAY_MS", "5")]);
+    let pid1 = start_env(&t, &["--dry-run"], &[(gt::testing::REQUEST_DELAY_MS, "5")]);
 
     // Distinct bytes per request, so a filed file can be checked unchanged.
     let now = chrono::Utc::now().to_rfc3339();
@@ -127,7 +127,7 @@ fn kill_9_mid_burst_loses_nothing_and_runs_nothing_twice() {
         if !processing.is_empty() {
             break;
         }
-        pid = start_env(&t, &["--dry-run"], &[("GT_TEST_REQUEST_DELAY_MS", "5")]);
+        pid = start_env(&t, &["--dry-run"], &[(gt::testing::REQUEST_DELAY_MS, "5")]);
     }
     assert!(
         !in_hand.is_empty(),

@@ -165,7 +165,7 @@ fn pid_file_naming_an_unrelated_live_process_is_never_signalled() {
 #[test]
 fn stop_kills_a_daemon_that_ignores_sigterm_and_says_so() {
     let t = Town::new();
-    let pid = start_env(&t, &["--dry-run"], &[("GT_TEST_IGNORE_SIGTERM", "1")]);
+    let pid = start_env(&t, &["--dry-run"], &[(gt::testing::IGNORE_SIGTERM, "1")]);
 
     let out = t.gt(&["daemon", "stop", "--timeout", "1s"]);
     out.assert_ok("stop of a daemon that ignores SIGTERM");

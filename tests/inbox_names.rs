@@ -31,8 +31,9 @@ fn events_dropped_by_a_full_channel_cost_a_rescan_not_a_request() {
     // The periodic rescan would hide a lost event: push it out of reach.
     town.config(serde_json::json!({"rescan_interval": "1h"}));
     let mut cmd = town.command(&["daemon", "start", "--dry-run"]);
-    cmd.env("GT_TEST_CHANNEL_CAPACITY", "2")
-        .env("GT_TEST_REQUEST_DELAY_MS", "2");
+    cmd.env(gt::testing::ENABLE, "1")
+        .env(gt::testing::CHANNEL_CAPACITY, "2")
+        .env(gt::testing::REQUEST_DELAY_MS, "2");
     common::run_command(cmd).assert_ok("start with a two-slot channel");
 
     let names: Vec<String> = (0..300).map(|i| format!("r{i:03}.json")).collect();

@@ -11,7 +11,8 @@ fn refused_watch_falls_back_to_polling_and_still_consumes() {
     let mut town = Town::new();
     town.config(json!({"poll_interval": "200ms"}));
     let mut cmd = town.command(&["daemon", "start", "--dry-run"]);
-    cmd.env("GT_TEST_NOTIFY_FAIL", "1");
+    cmd.env(gt::testing::ENABLE, "1")
+        .env(gt::testing::NOTIFY_FAIL, "1");
     run_command(cmd).assert_ok("start with a refused watch");
 
     town.wait_until("the log reports the fallback", DEADLINE, || {

@@ -568,18 +568,11 @@ impl Town {
         let mut cmd = Command::new(GT);
         cmd.arg("--town").arg(&self.root).args(args);
         cmd.env_remove("GT_TOWN_ROOT");
-        for var in Self::TEST_HOOKS {
+        for var in gt::testing::NAMES {
             cmd.env_remove(var);
         }
         cmd
     }
-
-    const TEST_HOOKS: [&'static str; 4] = [
-        "GT_TEST_REQUEST_DELAY_MS",
-        "GT_TEST_IGNORE_SIGTERM",
-        "GT_TEST_NOTIFY_FAIL",
-        "GT_TEST_CHANNEL_CAPACITY",
-    ];
 
     /// Runs `gt --town <root> ARGS...`.
     pub fn gt(&self, args: &[&str]) -> Out {

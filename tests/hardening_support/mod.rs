@@ -23,6 +23,9 @@ pub fn start_env_out(t: &Town, global: &[&str], extra: &[&str], env: &[(&str, &s
     args.extend_from_slice(&["daemon", "start"]);
     args.extend_from_slice(extra);
     let mut cmd = t.command(&args);
+    if !env.is_empty() {
+        cmd.env(gt::testing::ENABLE, "1");
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -35,7 +35,8 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
     let result = match config {
         Ok(mut config) => {
             config.dry_run |= args.dry_run;
-            crate::daemon::run(town, config).map_err(|e| e.to_string())
+            crate::daemon::run(town, config, &crate::testing::Hooks::from_env())
+                .map_err(|e| e.to_string())
         }
         Err(e) => Err(format!("the daemon refuses to start: {e}")),
     };
