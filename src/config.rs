@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::duration::parse_duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -82,38 +84,6 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d)? {
         Raw::Secs(s) => Ok(Duration::from_secs(s)),
         Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Parses `"60s"`, `"15m"`, `"6h"`, `"250ms"`; a bare number means seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-    }
-    humantime::parse_duration(text).map_err(|e| {
-        format!("{text:?} is not a duration ({e}); use e.g. \"500ms\", \"60s\", \"15m\", \"6h\"")
-    })
-}
-
-/// Formats a duration the way the config accepts it, rounded for people.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return match d.as_millis() {
-            0 => "0s".into(),
-            ms => format!("{ms}ms"),
-        };
-    }
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match (h, m, s) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, _) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -308,12 +278,5 @@ mod tests {
         assert_eq!(c.agent_command.0, ["sleep", "600"]);
         assert_eq!(c.agent_command_for("mayor").0, ["sleep", "5"]);
         assert_eq!(c.agent_command_for("witness").0, ["sleep", "600"]);
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(6 * 3600)), "6h");
-        assert_eq!(human(Duration::from_secs(90)), "1m30s");
-        assert_eq!(human(Duration::from_millis(250)), "250ms");
     }
 }

@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::town::Town;
 
 #[derive(Debug, Error)]
-pub enum InstanceError {
+pub(crate) enum InstanceError {
     #[error("a daemon is already running for this town{}", pid_suffix(*pid))]
     AlreadyRunning { pid: Option<u32> },
     #[error("cannot use lock file {path}: {source}")]
@@ -30,7 +30,7 @@ fn pid_suffix(pid: Option<u32>) -> String {
 
 /// Proof that this process is the town's daemon; dropping it releases the lock.
 #[derive(Debug)]
-pub struct Instance {
+pub(crate) struct Instance {
     _lock: File,
 }
 
@@ -50,7 +50,7 @@ fn open_lock(town: &Town) -> Result<File, InstanceError> {
 
 impl Instance {
     /// Takes the town's lock or reports who holds it.
-    pub fn acquire(town: &Town) -> Result<Instance, InstanceError> {
+    pub(crate) fn acquire(town: &Town) -> Result<Instance, InstanceError> {
         let file = open_lock(town)?;
         for attempt in 0..10 {
             match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
@@ -87,7 +87,7 @@ impl Instance {
 impl Instance {
     /// Takes the lock without claiming the PID file: for `stop`, to update
     /// state.json while no daemon can start. Fails if anyone holds it.
-    pub fn acquire_quietly(town: &Town) -> Result<Instance, InstanceError> {
+    pub(crate) fn acquire_quietly(town: &Town) -> Result<Instance, InstanceError> {
         if !town.lock_file().exists() {
             return Err(InstanceError::AlreadyRunning { pid: None });
         }
@@ -100,7 +100,7 @@ impl Instance {
 
 /// The running daemon's PID, or `None` when no daemon holds the lock.
 /// `Some(None)`: the lock is held but no PID could be determined.
-pub fn probe(town: &Town) -> Option<Option<u32>> {
+pub(crate) fn probe(town: &Town) -> Option<Option<u32>> {
     let path = town.lock_file();
     if !path.exists() {
         return None;
@@ -117,11 +117,11 @@ pub fn probe(town: &Town) -> Option<Option<u32>> {
 }
 
 /// Shorthand: the daemon's PID if it runs and is known.
-pub fn holder(town: &Town) -> Option<u32> {
+pub(crate) fn holder(town: &Town) -> Option<u32> {
     probe(town).flatten()
 }
 
-pub fn read_pid_file(town: &Town) -> Option<u32> {
+pub(crate) fn read_pid_file(town: &Town) -> Option<u32> {
     std::fs::read_to_string(town.pid_file())
         .ok()?
         .trim()

@@ -1,30 +1,36 @@
 //! gt daemon: the Gas Town town daemon.
 //!
-//! Data flows one way: [`inbox`] (watch and claim) → [`request`] (validate,
-//! identity → session) → [`executor`] (tmux) → [`filing`] (processed/failed
-//! plus a result sidecar) → [`state`] (counters). [`heartbeat`] pokes agents
-//! on its own thread; [`instance`] keeps one daemon per town.
+//! The tree follows the process each part runs in:
+//! - [`cli`]: the command line (parsing, one file per subcommand); it uses
+//!   the library, nothing in the library uses it.
+//! - [`daemon`]: inside `gt daemon run`, in data-flow order: watch → claim →
+//!   validate → execute → file → count, plus heartbeat and logging.
+//! - [`client`]: what other `gt` commands do to a town: start/stop control,
+//!   publish, history.
+//! - [`service`]: systemd and launchd units.
+//! - The shared core: [`town`] (paths), [`config`], [`duration`],
+//!   [`request`] (request and agent identity), [`inbox`] and [`outcome`]
+//!   (what is pending, what was filed), [`instance`] (the lock), [`state`],
+//!   [`crash_loop`], [`tmux`], [`process`], [`fs`] (atomic writes and
+//!   renames), and [`testing`] (the test hooks).
+#![warn(unreachable_pub)]
+// Dev-dependencies are only used by the integration tests.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-pub mod backoff;
 pub mod cli;
+pub(crate) mod client;
 pub mod config;
-pub mod consumer;
-pub mod control;
-pub mod daemon;
-pub mod executor;
-pub mod filing;
-pub mod heartbeat;
-pub mod history;
-pub mod inbox;
-pub mod instance;
-pub mod ledger;
-pub mod logging;
+pub(crate) mod crash_loop;
+pub(crate) mod daemon;
+pub(crate) mod duration;
+pub(crate) mod fs;
+pub(crate) mod inbox;
+pub(crate) mod instance;
+pub mod outcome;
 pub mod process;
-pub mod publish;
 pub mod request;
-pub mod retention;
+pub(crate) mod service;
 pub mod state;
-pub mod stop;
 pub mod testing;
-pub mod tmux;
+pub(crate) mod tmux;
 pub mod town;

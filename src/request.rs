@@ -1,4 +1,4 @@
-//! The request file format (SPEC §3): parsing, validation and the mapping
+//! The request file format (README, "Requests"): parsing, validation and the mapping
 //! from an agent identity to its tmux session.
 //!
 //! Everything here is pure: bytes and a clock in, a [`Request`] or a
@@ -81,7 +81,7 @@ pub enum Agent {
 }
 
 impl Agent {
-    /// Maps a `from` value to an agent, strictly (SPEC §3 identity table).
+    /// Maps a `from` value to an agent, strictly (the identity table in README).
     ///
     /// ```
     /// use gt::request::Agent;
@@ -208,6 +208,17 @@ pub struct Partial {
     pub session: Option<String>,
 }
 
+impl Partial {
+    /// Everything a valid request says about itself.
+    pub fn of(request: &Request) -> Self {
+        Partial {
+            from: Some(request.from.clone()),
+            action: Some(request.action.to_string()),
+            session: Some(request.session()),
+        }
+    }
+}
+
 /// Wire format: every field optional so a missing one gets our own message;
 /// strings so a wrong value gets a reason naming the value. Unknown fields
 /// are ignored; duplicate fields are an error (serde's default).
@@ -297,8 +308,8 @@ fn check_age(
     match age.to_std() {
         Ok(age) if age > max_age => Err(Rejection(format!(
             "request is stale: {} old, limit {}",
-            crate::config::human(round(age)),
-            crate::config::human(max_age)
+            crate::duration::human(round(age)),
+            crate::duration::human(max_age)
         ))),
         Ok(_) => Ok(()),
         Err(_) => {
@@ -306,8 +317,8 @@ fn check_age(
             if ahead > MAX_CLOCK_SKEW {
                 Err(Rejection(format!(
                     "timestamp is {} in the future (more than {} of clock skew); check the sender's clock",
-                    crate::config::human(round(ahead)),
-                    crate::config::human(MAX_CLOCK_SKEW)
+                    crate::duration::human(round(ahead)),
+                    crate::duration::human(MAX_CLOCK_SKEW)
                 )))
             } else {
                 Ok(())

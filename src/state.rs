@@ -1,17 +1,17 @@
-//! `state.json`: what the daemon tells the world about itself (SPEC §7).
+//! `state.json`: what the daemon tells the world about itself.
 //!
 //! Readers (`status`, scripts, other agents) may read at any moment, so the
 //! file is only ever replaced whole: temp file in the same directory, fsync,
 //! rename.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The seed's fields first, then ours.
+/// The original Go daemon's field names first (scripts read them), then ours.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct State {
@@ -44,19 +44,8 @@ impl State {
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes)
+        crate::fs::write_atomic(path, &bytes, None)
     }
-}
-
-/// Writes `bytes` to `path` so that readers see the old or the new content,
-/// never a mix, and the new content survives a crash once this returns.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// The daemon's live state, shared by the consumer and the heartbeat thread.

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum TmuxError {
+pub(crate) enum TmuxError {
     #[error("tmux is not installed (not found on PATH); install tmux")]
     NotInstalled,
     #[error("no tmux server is running{}", socket_note(.0))]
@@ -33,12 +33,12 @@ fn socket_note(socket: &Option<String>) -> String {
 
 /// The tmux server the daemon talks to (default, or `-L socket`).
 #[derive(Debug, Clone, Default)]
-pub struct Tmux {
+pub(crate) struct Tmux {
     socket: Option<String>,
 }
 
 impl Tmux {
-    pub fn new(socket: Option<String>) -> Self {
+    pub(crate) fn new(socket: Option<String>) -> Self {
         Tmux { socket }
     }
 
@@ -92,7 +92,7 @@ impl Tmux {
     }
 
     /// Names of all sessions; no server means none.
-    pub fn list_sessions(&self) -> Result<Vec<String>, TmuxError> {
+    pub(crate) fn list_sessions(&self) -> Result<Vec<String>, TmuxError> {
         let out = self.run(["list-sessions", "-F", "#{session_name}"])?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -100,7 +100,7 @@ impl Tmux {
             .collect())
     }
 
-    pub fn has_session(&self, name: &str) -> Result<bool, TmuxError> {
+    pub(crate) fn has_session(&self, name: &str) -> Result<bool, TmuxError> {
         match self.run(["has-session", "-t", &exact(name)]) {
             Ok(_) => Ok(true),
             Err(TmuxError::NoServer(_)) => Ok(false),
@@ -112,7 +112,7 @@ impl Tmux {
     }
 
     /// PIDs of the initial processes of every pane in the session.
-    pub fn pane_pids(&self, name: &str) -> Result<Vec<u32>, TmuxError> {
+    pub(crate) fn pane_pids(&self, name: &str) -> Result<Vec<u32>, TmuxError> {
         let out = self.run(["list-panes", "-s", "-t", &exact(name), "-F", "#{pane_pid}"])?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -121,7 +121,7 @@ impl Tmux {
     }
 
     /// Kills the session; already gone is fine.
-    pub fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
+    pub(crate) fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
         match self.run(["kill-session", "-t", &exact(name)]) {
             Ok(_) | Err(TmuxError::NoServer(_)) => Ok(()),
             Err(TmuxError::Failed { stderr, .. }) if stderr.contains("can't find session") => {
@@ -132,7 +132,7 @@ impl Tmux {
     }
 
     /// Creates a detached session whose pane runs `argv` directly.
-    pub fn new_session(
+    pub(crate) fn new_session(
         &self,
         name: &str,
         dir: &Path,
@@ -153,7 +153,7 @@ impl Tmux {
     }
 
     /// Types `text` literally (no key-name lookup), then presses Enter.
-    pub fn send_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
+    pub(crate) fn send_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
         let target = format!("{}:", exact(name));
         self.run(["send-keys", "-t", &target, "-l", "--", text])?;
         self.run(["send-keys", "-t", &target, "Enter"]).map(drop)

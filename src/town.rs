@@ -1,7 +1,7 @@
 //! Where a town lives on disk and how to find it.
 //!
-//! Every path the daemon touches is derived here so the layout in SPEC §2 is
-//! written down exactly once.
+//! Every path the daemon touches is derived here, so the layout (README,
+//! "Files") is written down exactly once.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -114,6 +114,11 @@ impl Town {
     }
     pub fn restart_state_file(&self) -> PathBuf {
         self.daemon.join("restart_state.json")
+    }
+    /// Serialises read-modify-write of `restart_state.json` between the
+    /// daemon and `clear-backoff`.
+    pub fn restart_state_lock(&self) -> PathBuf {
+        self.daemon.join("restart_state.lock")
     }
     /// Written by `gt down`; lives at the town root in Gas Town, but the spec
     /// places it in the daemon directory, which is where we look.

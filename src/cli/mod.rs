@@ -3,11 +3,13 @@
 
 pub mod commands;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
+use crate::daemon::logging::{LogFormat, LogOptions};
 use crate::town::Town;
 
 const AFTER_HELP: &str = "\
@@ -46,14 +48,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: TopCommand,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line, for log shippers (Vector, Loki, Filebeat).
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,16 +105,63 @@ pub fn dispatch(cli: Cli) -> color_eyre::Result<ExitCode> {
     }
 }
 
-/// Logging options that `start` hands on to the `run` it spawns.
-#[derive(Debug, Clone)]
-pub struct LogOptions {
-    pub level: Option<String>,
-    pub format: LogFormat,
+/// The arguments that make `gt` run the daemon of `town` in the
+/// foreground, as `start` spawns it: spelled here, beside the flags they
+/// name, and parsed back in a test so they cannot drift apart.
+pub fn run_args(town: &Town, dry_run: bool, log: &LogOptions) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--town".into(), town.root().into()];
+    if let Some(level) = &log.level {
+        args.extend(["--log-level".into(), level.into()]);
+    }
+    if log.format == LogFormat::Json {
+        args.extend(["--log-format".into(), "json".into()]);
+    }
+    args.extend(["daemon".into(), "run".into()]);
+    if dry_run {
+        args.push("--dry-run".into());
+    }
+    args
 }
 
 fn cli_log_options(cli: &Cli) -> LogOptions {
     LogOptions {
         level: cli.log_level.clone(),
         format: cli.log_format,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn spawned_run_args_parse_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        for (dry_run, level, format) in [
+            (false, None, LogFormat::Text),
+            (true, Some("debug".to_string()), LogFormat::Json),
+        ] {
+            let log = LogOptions {
+                level: level.clone(),
+                format,
+            };
+            let mut argv = vec![OsString::from("gt")];
+            argv.extend(run_args(&town, dry_run, &log));
+            let cli = Cli::try_parse_from(&argv).unwrap();
+            assert_eq!(cli.town.as_deref(), Some(town.root()));
+            assert_eq!(cli.log_level, level);
+            assert_eq!(cli.log_format, format);
+            match cli.command {
+                TopCommand::Daemon(DaemonCommand::Run(args)) => assert_eq!(args.dry_run, dry_run),
+                other => panic!("not `daemon run`: {other:?}"),
+            }
+        }
     }
 }

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 
 use color_eyre::eyre::eyre;
 
-use crate::backoff::Guard;
 use crate::config::Config;
+use crate::crash_loop::CrashLoopGuard;
 use crate::request::Agent;
 use crate::town::Town;
 
@@ -27,7 +27,8 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let config = Config::load(&town.config_file())?;
     std::fs::create_dir_all(town.daemon_dir())?;
     let session = agent.session();
-    let had = Guard::new(town, config.max_restarts, config.restart_window).clear(&session)?;
+    let had =
+        CrashLoopGuard::new(town, config.max_restarts, config.restart_window).clear(&session)?;
     if had {
         println!("Cleared the crash-loop guard of {session}");
     } else {

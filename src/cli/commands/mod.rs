@@ -14,13 +14,13 @@ pub mod stop;
 
 /// clap value parser for `--timeout 10s` style arguments.
 pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(text)
+    crate::duration::parse_duration(text)
 }
 
 /// A service manager restarts what we stop and fights what we start: say so
 /// rather than fight it.
 pub fn warn_if_service_managed(town: &crate::town::Town, verb: &str) {
-    if let Some(unit) = install::managed_by(town) {
+    if let Some(unit) = crate::service::managed_by(town) {
         eprintln!(
             "warning: `gt daemon {verb}` bypasses the service manager: {}",
             unit.hint()

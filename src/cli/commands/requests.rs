@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::filing::Outcome;
-use crate::history::{self, Which};
+use crate::client::history::{self, Which};
+use crate::outcome::Outcome;
 use crate::town::Town;
 
 /// List recent request outcomes, newest first.

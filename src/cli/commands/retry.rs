@@ -7,8 +7,10 @@ use std::time::Duration;
 use chrono::Utc;
 use color_eyre::eyre::{bail, WrapErr};
 
-use crate::config::{human, Config};
-use crate::filing;
+use crate::config::Config;
+use crate::duration::human;
+use crate::fs::rename_unique;
+use crate::outcome;
 use crate::town::Town;
 
 /// Move a failed request back into the inbox to be consumed again.
@@ -38,16 +40,16 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
             town.failed().display()
         );
     }
-    if name.to_string_lossy().ends_with(filing::SIDECAR_SUFFIX) {
+    if outcome::is_sidecar_name(&name) {
         bail!(
             "{:?} is a result sidecar; retry the request file beside it",
             name
         );
     }
     std::fs::create_dir_all(town.inbox())?;
-    let target = filing::rename_unique(&source, &town.inbox(), &name)
-        .wrap_err("cannot move the request back")?;
-    let _ = std::fs::remove_file(filing::sidecar_path(&source));
+    let target =
+        rename_unique(&source, &town.inbox(), &name).wrap_err("cannot move the request back")?;
+    let _ = std::fs::remove_file(outcome::sidecar_path(&source));
     println!("{}", target.display());
     if let Some(age) = stale_age(&target, town) {
         eprintln!("warning: this request is {} old, beyond max_request_age, and will fail again as stale; send a fresh one with `gt daemon send`", human(age));

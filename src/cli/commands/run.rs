@@ -3,8 +3,8 @@ use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
-use crate::cli::LogOptions;
 use crate::config::Config;
+use crate::daemon::logging::LogOptions;
 use crate::town::Town;
 
 /// Run the daemon in the foreground (for systemd, launchd and debugging).
@@ -29,7 +29,7 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
     // chosen format), so even a bad config is logged with the rotation
     // defaults and in JSON when JSON was asked for.
     let logging_config = config.as_ref().cloned().unwrap_or_default();
-    if let Err(e) = crate::logging::init(town, &logging_config, log) {
+    if let Err(e) = crate::daemon::logging::init(town, &logging_config, log) {
         color_eyre::eyre::bail!(e);
     }
     let result = match config {

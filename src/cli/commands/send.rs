@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{bail, WrapErr};
 
-use crate::filing::{self, Outcome, Sidecar};
+use crate::outcome::{self, Outcome, Sidecar};
 use crate::request::{Action, Agent};
 use crate::town::Town;
 
@@ -43,8 +43,8 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     if let Err(e) = Agent::parse(&args.from) {
         bail!("{e}\nhint: the daemon would refuse this request; check --from");
     }
-    let path =
-        crate::publish::publish(town, &args.from, action).wrap_err("cannot publish the request")?;
+    let path = crate::client::publish::publish(town, &args.from, action)
+        .wrap_err("cannot publish the request")?;
     println!("{}", path.display());
     if crate::instance::probe(town).is_none() {
         eprintln!("warning: no daemon is running for this town; the request waits in the inbox until `gt daemon start`");
@@ -55,26 +55,13 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let name = path.file_name().unwrap_or_default().to_os_string();
     let deadline = Instant::now() + args.timeout;
     loop {
-        for outcome in [Outcome::Processed, Outcome::Failed] {
-            let dir = match outcome {
-                Outcome::Processed => town.processed(),
-                Outcome::Failed => town.failed(),
-            };
-            let sidecar_path = filing::sidecar_path(&dir.join(&name));
-            // A sidecar is complete once the request sits beside it.
-            if !dir.join(&name).exists() {
-                continue;
-            }
-            if let Ok(sidecar) =
-                serde_json::from_slice::<Sidecar>(&std::fs::read(&sidecar_path).unwrap_or_default())
-            {
-                return Ok(report(&sidecar));
-            }
+        if let Some(filed) = outcome::filed(town, &name) {
+            return Ok(report(&filed.sidecar));
         }
         if Instant::now() >= deadline {
             eprintln!(
                 "timed out after {} waiting for the daemon to file {}; it stays queued (is the daemon running? gt daemon status)",
-                crate::config::human(args.timeout),
+                crate::duration::human(args.timeout),
                 name.to_string_lossy()
             );
             return Ok(ExitCode::from(TIMED_OUT));

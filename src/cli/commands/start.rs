@@ -3,8 +3,8 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::LogOptions;
-use crate::control::{self, ControlError, Started};
+use crate::client::control::{self, ControlError, StartOutcome};
+use crate::daemon::logging::LogOptions;
 use crate::town::Town;
 
 /// Start the daemon in the background and wait until it is up.
@@ -27,9 +27,13 @@ pub struct Args {
 
 pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<ExitCode> {
     crate::cli::commands::warn_if_service_managed(town, "start");
-    match control::start(town, args.dry_run, log, args.timeout) {
-        Ok(Started::Started(pid)) => println!("Daemon started (PID {pid})"),
-        Ok(Started::AlreadyRunning(pid)) => println!("Daemon already running (PID {pid})"),
+    match control::start(
+        town,
+        &crate::cli::run_args(town, args.dry_run, log),
+        args.timeout,
+    ) {
+        Ok(StartOutcome::Started(pid)) => println!("Daemon started (PID {pid})"),
+        Ok(StartOutcome::AlreadyRunning(pid)) => println!("Daemon already running (PID {pid})"),
         Err(
             e @ (ControlError::Exited { log_from, .. } | ControlError::Timeout { log_from, .. }),
         ) => {

@@ -7,8 +7,9 @@ use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{human, Config};
-use crate::history::{self, Entry, Which};
+use crate::client::history::{self, Entry, Which};
+use crate::config::Config;
+use crate::duration::human;
 use crate::state::State;
 use crate::town::Town;
 use crate::{inbox, instance};

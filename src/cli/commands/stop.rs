@@ -2,8 +2,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::human;
-use crate::control::{self, Stopped};
+use crate::client::control::{self, StopOutcome};
+use crate::duration::human;
 use crate::town::Town;
 
 /// Stop the running daemon.
@@ -25,9 +25,9 @@ pub struct Args {
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     crate::cli::commands::warn_if_service_managed(town, "stop");
     match control::stop(town, args.timeout)? {
-        Stopped::NotRunning => println!("Daemon is not running"),
-        Stopped::Stopped(pid) => println!("Daemon stopped (PID {pid})"),
-        Stopped::Killed(pid) => println!(
+        StopOutcome::NotRunning => println!("Daemon is not running"),
+        StopOutcome::Stopped(pid) => println!("Daemon stopped (PID {pid})"),
+        StopOutcome::Killed(pid) => println!(
             "Daemon did not stop within {} of SIGTERM; killed it with SIGKILL (PID {pid})",
             human(args.timeout)
         ),

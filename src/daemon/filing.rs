@@ -1,5 +1,5 @@
 //! Filing a request's outcome: `processed/` or `failed/`, original bytes
-//! untouched, plus the `X.json.result.json` sidecar (SPEC §4 step 4).
+//! untouched, plus the `X.json.result.json` sidecar (see [`crate::outcome`]).
 //!
 //! The sidecar is created first (with `O_EXCL`, which also claims the name),
 //! then the request is renamed beside it with `RENAME_NOREPLACE`: nothing is
@@ -7,39 +7,16 @@
 //! that recovery uses to finish the move instead of calling the request
 //! interrupted. Durability is batched: one `syncfs` after a batch.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use rustix::fs::{RenameFlags, CWD};
-use serde::{Deserialize, Serialize};
-
+use crate::fs::{rename_noreplace, variant};
+use crate::outcome::{sidecar_path, Outcome, Sidecar};
 use crate::town::Town;
 
-pub const SIDECAR_SUFFIX: &str = ".result.json";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Processed,
-    Failed,
-}
-
-/// The `.result.json` sidecar.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sidecar {
-    pub outcome: Outcome,
-    pub error: Option<String>,
-    pub from: Option<String>,
-    pub action: Option<String>,
-    pub session: Option<String>,
-    pub finished_at: DateTime<Utc>,
-    pub daemon_pid: u32,
-}
-
-pub struct Filer {
+pub(crate) struct Filer {
     processing: PathBuf,
     processed: PathBuf,
     failed: PathBuf,
@@ -48,7 +25,7 @@ pub struct Filer {
 }
 
 impl Filer {
-    pub fn new(town: &Town) -> io::Result<Self> {
+    pub(crate) fn new(town: &Town) -> io::Result<Self> {
         Ok(Filer {
             processing: town.processing(),
             processed: town.processed(),
@@ -57,7 +34,7 @@ impl Filer {
         })
     }
 
-    pub fn dir_for(&self, outcome: Outcome) -> &Path {
+    pub(crate) fn dir_for(&self, outcome: Outcome) -> &Path {
         match outcome {
             Outcome::Processed => &self.processed,
             Outcome::Failed => &self.failed,
@@ -66,7 +43,7 @@ impl Filer {
 
     /// Moves `processing/NAME` to its outcome directory beside its sidecar;
     /// returns the final path (the name gets a suffix if it was taken).
-    pub fn file(&self, name: &OsStr, sidecar: &Sidecar) -> io::Result<PathBuf> {
+    pub(crate) fn file(&self, name: &OsStr, sidecar: &Sidecar) -> io::Result<PathBuf> {
         file_into(
             &self.processing.join(name),
             self.dir_for(sidecar.outcome),
@@ -77,19 +54,19 @@ impl Filer {
 
     /// Makes everything filed so far survive power loss: one flush for the
     /// whole batch instead of an fsync per file and directory.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         rustix::fs::syncfs(&self.fs_handle).map_err(Into::into)
     }
 
     /// Makes claims (renames into processing/) durable before a request
     /// with side effects runs, so power loss cannot bring it back to inbox/.
-    pub fn sync_claims(&self) -> io::Result<()> {
-        File::open(&self.processing)?.sync_all()
+    pub(crate) fn sync_claims(&self) -> io::Result<()> {
+        crate::fs::sync_dir(&self.processing)
     }
 }
 
 /// Files `source` into `dir` under `name` or the first free variant of it.
-pub fn file_into(
+pub(crate) fn file_into(
     source: &Path,
     dir: &Path,
     name: &OsStr,
@@ -112,48 +89,16 @@ pub fn file_into(
         };
         file.write_all(&body)?;
         drop(file);
-        match rustix::fs::renameat_with(CWD, source, CWD, &target, RenameFlags::NOREPLACE) {
+        match rename_noreplace(source, &target) {
             Ok(()) => return Ok(target),
-            Err(rustix::io::Errno::EXIST) => {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // A request without a sidecar holds the name: leave it be.
                 std::fs::remove_file(&sidecar_path)?;
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&sidecar_path);
-                return Err(e.into());
+                return Err(e);
             }
-        }
-    }
-    unreachable!("u32 attempts exhausted")
-}
-
-pub fn sidecar_path(request: &Path) -> PathBuf {
-    let mut name = request.file_name().unwrap_or_default().to_os_string();
-    name.push(SIDECAR_SUFFIX);
-    request.with_file_name(name)
-}
-
-/// `x.json`, then `x-1.json`, `x-2.json`, …
-pub fn variant(name: &OsStr, attempt: u32) -> OsString {
-    if attempt == 0 {
-        return name.to_os_string();
-    }
-    let text = name.to_string_lossy();
-    match text.strip_suffix(".json") {
-        Some(stem) => format!("{stem}-{attempt}.json").into(),
-        None => format!("{text}-{attempt}").into(),
-    }
-}
-
-/// Renames without ever replacing an existing name; the target gets the
-/// first free variant. Used to claim (inbox → processing) and to retry.
-pub fn rename_unique(source: &Path, dir: &Path, name: &OsStr) -> io::Result<PathBuf> {
-    for attempt in 0u32.. {
-        let target = dir.join(variant(name, attempt));
-        match rustix::fs::renameat_with(CWD, source, CWD, &target, RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(target),
-            Err(rustix::io::Errno::EXIST) => continue,
-            Err(e) => return Err(e.into()),
         }
     }
     unreachable!("u32 attempts exhausted")
@@ -162,6 +107,7 @@ pub fn rename_unique(source: &Path, dir: &Path, name: &OsStr) -> io::Result<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn sidecar(outcome: Outcome) -> Sidecar {
         Sidecar {

@@ -18,21 +18,21 @@ use crate::state::StateStore;
 
 /// A batch of outcomes the consumer has filed.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub processed: u64,
     pub failed: u64,
     /// What the consumer still had queued when it sent this.
     pub pending: u64,
 }
 
-pub struct Ledger {
+pub(crate) struct Ledger {
     tx: Sender<Tally>,
     thread: JoinHandle<()>,
 }
 
 impl Ledger {
     /// `fs_handle`: any open directory on the town's filesystem.
-    pub fn start(fs_handle: File, state: Arc<StateStore>) -> std::io::Result<Ledger> {
+    pub(crate) fn start(fs_handle: File, state: Arc<StateStore>) -> std::io::Result<Ledger> {
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
@@ -40,13 +40,13 @@ impl Ledger {
         Ok(Ledger { tx, thread })
     }
 
-    pub fn record(&self, tally: Tally) {
+    pub(crate) fn record(&self, tally: Tally) {
         // The ledger thread only ends when this sender is dropped.
         let _ = self.tx.send(tally);
     }
 
     /// Flushes and counts everything recorded so far, then ends the thread.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         drop(self.tx);
         let _ = self.thread.join();
     }

@@ -1,5 +1,5 @@
 //! The consumer: the one thread that takes each inbox file through
-//! claim → read → validate → execute → file → count (SPEC §4).
+//! claim → read → validate → execute → file → count.
 //!
 //! Exactly one consumer runs per town (the lock), and a file is only ever
 //! executed after this thread renamed it out of `inbox/`, so duplicate
@@ -16,14 +16,18 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::execute::Executor;
+use super::filing::Filer;
+use super::ledger::{Ledger, Tally};
+use super::stop::StopFlag;
+use super::validate::{self, SETTLE};
+use super::watch::{Hint, Message};
 use crate::config::Config;
-use crate::executor::Executor;
-use crate::filing::{self, Filer, Outcome, Sidecar};
-use crate::inbox::{self, Hint, Message, SETTLE};
-use crate::ledger::{Ledger, Tally};
-use crate::request::{self, Partial, Rejection};
+use crate::fs::rename_unique;
+use crate::inbox;
+use crate::outcome::{self, Outcome, Sidecar};
+use crate::request::{Partial, Rejection};
 use crate::state::StateStore;
-use crate::stop::StopFlag;
 use crate::testing::Hooks;
 use crate::town::Town;
 
@@ -35,7 +39,7 @@ const INTERRUPTED: &str =
 /// looked at again.
 const BATCH: usize = 64;
 
-pub struct Consumer {
+pub(crate) struct Consumer {
     town: Town,
     config: Config,
     executor: Executor,
@@ -58,18 +62,29 @@ pub struct Consumer {
     test_delay: Duration,
 }
 
+/// What the watcher hands the consumer: names on `rx`, `overflow` when it
+/// had to drop some, and how often to rescan anyway.
+pub(crate) struct Inlet {
+    pub(crate) rx: Receiver<Message>,
+    pub(crate) overflow: Arc<AtomicBool>,
+    pub(crate) rescan_every: Duration,
+}
+
 impl Consumer {
-    pub fn new(
+    pub(crate) fn new(
         town: &Town,
         config: &Config,
         state: Arc<StateStore>,
-        rx: Receiver<Message>,
-        overflow: Arc<AtomicBool>,
+        inlet: Inlet,
         stop: Arc<StopFlag>,
-        rescan_every: Duration,
         hooks: &Hooks,
     ) -> io::Result<Self> {
         let test_delay = hooks.request_delay.unwrap_or_default();
+        let Inlet {
+            rx,
+            overflow,
+            rescan_every,
+        } = inlet;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
@@ -93,33 +108,26 @@ impl Consumer {
     /// Files left in `processing/` by a daemon that died mid-request. They
     /// may have run, so they are never run again (at most once): each is
     /// filed as interrupted, unless its sidecar shows it was already filed.
-    pub fn recover(&self) -> io::Result<usize> {
+    pub(crate) fn recover(&self) -> io::Result<usize> {
         let mut count = 0;
         for entry in std::fs::read_dir(self.town.processing())? {
             let name = entry?.file_name();
             let source = self.town.processing().join(&name);
             if let Some(dir) = self.already_filed(&name) {
                 tracing::info!(file = ?name, "finishing the filing of a request that completed before the stop");
-                filing::rename_unique(&source, &dir, &name)?;
+                rename_unique(&source, &dir, &name)?;
                 continue;
             }
             // A request that does not validate was never executed (the
             // stop caught it being read, or still being written): it gets
             // its own reason. A valid one may have run: interrupted.
-            let (reason, partial) = match inbox::read_request(&source) {
-                Ok(Ok(bytes)) => match request::parse(&bytes, Utc::now(), Duration::MAX) {
-                    Ok(r) => (
-                        INTERRUPTED.to_string(),
-                        Partial {
-                            from: Some(r.from.clone()),
-                            action: Some(r.action.to_string()),
-                            session: Some(r.session()),
-                        },
-                    ),
-                    Err((rejection, partial)) => (rejection.0, partial),
-                },
-                Ok(Err(rejection)) => (rejection.0, Partial::default()),
-                Err(e) => (format!("cannot read the request: {e}"), Partial::default()),
+            let (reason, partial) = match validate::validate(
+                validate::read_request(&source),
+                Utc::now(),
+                Duration::MAX,
+            ) {
+                (Ok(_), partial) => (INTERRUPTED.to_string(), partial),
+                (Err(reason), partial) => (reason, partial),
             };
             let sidecar = self.sidecar(Err(reason), &partial);
             let path = self.filer.file(&name, &sidecar)?;
@@ -140,24 +148,21 @@ impl Consumer {
     /// filed as interrupted under that name with a readable sidecar.
     fn already_filed(&self, name: &OsStr) -> Option<std::path::PathBuf> {
         [self.town.processed(), self.town.failed()].into_iter().find(|dir| {
-            let sidecar = filing::sidecar_path(&dir.join(name));
-            if dir.join(name).exists() {
+            let sidecar = outcome::sidecar_path(&dir.join(name));
+            if dir.join(name).exists() || !sidecar.exists() {
                 return false;
             }
-            match std::fs::read(&sidecar) {
-                Ok(bytes) if serde_json::from_slice::<Sidecar>(&bytes).is_ok() => true,
-                Ok(_) => {
-                    tracing::warn!(sidecar = %sidecar.display(), "removing a sidecar cut short by a crash");
-                    let _ = std::fs::remove_file(&sidecar);
-                    false
-                }
-                Err(_) => false,
+            if outcome::read_sidecar(&sidecar).is_some() {
+                return true;
             }
+            tracing::warn!(sidecar = %sidecar.display(), "removing a sidecar cut short by a crash");
+            let _ = std::fs::remove_file(&sidecar);
+            false
         })
     }
 
     /// Runs until the stop; the request in hand is always finished.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         while self.gather() {
             let mut tally = self.process_batch();
             if tally.processed + tally.failed > 0 {
@@ -284,11 +289,7 @@ impl Consumer {
             name.to_os_string()
         } else {
             // Claim. A vanished source means it was already handled.
-            match filing::rename_unique(
-                &self.town.inbox().join(name),
-                &self.town.processing(),
-                name,
-            ) {
+            match rename_unique(&self.town.inbox().join(name), &self.town.processing(), name) {
                 Ok(path) => path.file_name().unwrap_or(name).to_os_string(),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
@@ -298,10 +299,10 @@ impl Consumer {
         if !self.test_delay.is_zero() {
             std::thread::sleep(self.test_delay);
         }
-        let read = inbox::read_request(&claimed);
+        let read = validate::read_request(&claimed);
         if hint != Hint::Ready {
             if let Ok(Ok(bytes)) = &read {
-                if inbox::may_still_be_written(&claimed, bytes) {
+                if validate::may_still_be_written(&claimed, bytes) {
                     self.settling
                         .push((claimed_name, Hint::Claimed, Instant::now() + SETTLE));
                     return Ok(None);
@@ -322,7 +323,7 @@ impl Consumer {
         for (name, hint, _) in self.settling.drain(..) {
             if hint == Hint::Claimed {
                 let source = self.town.processing().join(&name);
-                if let Err(e) = filing::rename_unique(&source, &self.town.inbox(), &name) {
+                if let Err(e) = rename_unique(&source, &self.town.inbox(), &name) {
                     tracing::error!(file = ?name, "cannot return a half-written request to the inbox: {e}");
                 }
             }
@@ -333,24 +334,10 @@ impl Consumer {
         &self,
         read: io::Result<Result<Vec<u8>, Rejection>>,
     ) -> (Result<(), String>, Partial) {
-        let bytes = match read {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(rejection)) => return (Err(rejection.0), Partial::default()),
-            Err(e) => {
-                return (
-                    Err(format!("cannot read the request: {e}")),
-                    Partial::default(),
-                )
-            }
-        };
-        let request = match request::parse(&bytes, Utc::now(), self.config.max_request_age) {
+        let (request, partial) = validate::validate(read, Utc::now(), self.config.max_request_age);
+        let request = match request {
             Ok(r) => r,
-            Err((rejection, partial)) => return (Err(rejection.0), partial),
-        };
-        let partial = Partial {
-            from: Some(request.from.clone()),
-            action: Some(request.action.to_string()),
-            session: Some(request.session()),
+            Err(reason) => return (Err(reason), partial),
         };
         if self.executor.has_effects(&request) {
             if let Err(e) = self.filer.sync_claims() {

@@ -15,7 +15,7 @@ use crate::request::Action;
 use crate::town::Town;
 
 /// Publishes `{from, action, timestamp: now}`; returns the request's path.
-pub fn publish(town: &Town, from: &str, action: Action) -> io::Result<PathBuf> {
+pub(crate) fn publish(town: &Town, from: &str, action: Action) -> io::Result<PathBuf> {
     let now = Utc::now();
     let body = serde_json::json!({
         "from": from,

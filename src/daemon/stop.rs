@@ -8,25 +8,25 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 #[derive(Default)]
-pub struct StopFlag {
+pub(crate) struct StopFlag {
     flag: AtomicBool,
     lock: Mutex<()>,
     cv: Condvar,
 }
 
 impl StopFlag {
-    pub fn set(&self) {
+    pub(crate) fn set(&self) {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.flag.store(true, Ordering::Release);
         self.cv.notify_all();
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.flag.load(Ordering::Acquire)
     }
 
     /// Sleeps up to `timeout`; true when the stop came.
-    pub fn wait(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
         let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let (_guard, _) = self
             .cv

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::state::write_atomic;
+use crate::fs::write_atomic;
 use crate::town::Town;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ struct Record {
     restarts: BTreeMap<String, Vec<DateTime<Utc>>>,
 }
 
-pub struct Guard {
+pub(crate) struct CrashLoopGuard {
     file: PathBuf,
     lock: PathBuf,
     max: u32,
@@ -35,15 +35,15 @@ pub struct Guard {
 
 /// The guard refused: how many restarts happened in the window.
 #[derive(Debug)]
-pub struct Tripped {
+pub(crate) struct Tripped {
     pub count: usize,
 }
 
-impl Guard {
-    pub fn new(town: &Town, max: u32, window: Duration) -> Self {
-        Guard {
+impl CrashLoopGuard {
+    pub(crate) fn new(town: &Town, max: u32, window: Duration) -> Self {
+        CrashLoopGuard {
             file: town.restart_state_file(),
-            lock: town.daemon_dir().join("restart_state.lock"),
+            lock: town.restart_state_lock(),
             max,
             window,
         }
@@ -69,13 +69,18 @@ impl Guard {
             write_atomic(
                 &self.file,
                 &serde_json::to_vec_pretty(&record).map_err(io::Error::other)?,
+                None,
             )?;
         }
         Ok(out)
     }
 
     /// Records a restart of `session` at `now` unless the guard is tripped.
-    pub fn admit(&self, session: &str, now: DateTime<Utc>) -> io::Result<Result<(), Tripped>> {
+    pub(crate) fn admit(
+        &self,
+        session: &str,
+        now: DateTime<Utc>,
+    ) -> io::Result<Result<(), Tripped>> {
         let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
         let max = self.max as usize;
         self.with_record(|record| {
@@ -91,7 +96,7 @@ impl Guard {
     }
 
     /// Forgets the restarts of `session`; true when there were any.
-    pub fn clear(&self, session: &str) -> io::Result<bool> {
+    pub(crate) fn clear(&self, session: &str) -> io::Result<bool> {
         self.with_record(|record| {
             let had = record
                 .restarts
@@ -111,7 +116,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let town = Town::at(dir.path()).unwrap();
         town.ensure_dirs().unwrap();
-        let guard = Guard::new(&town, 2, Duration::from_secs(60));
+        let guard = CrashLoopGuard::new(&town, 2, Duration::from_secs(60));
         let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
         assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
         assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
@@ -121,7 +126,7 @@ mod tests {
             "sessions are counted apart"
         );
         // A fresh guard (a restarted daemon) remembers.
-        let again = Guard::new(&town, 2, Duration::from_secs(60));
+        let again = CrashLoopGuard::new(&town, 2, Duration::from_secs(60));
         assert!(again.admit("gt-mayor", t0).unwrap().is_err());
         // The window passes.
         let later = t0 + chrono::Duration::seconds(61);

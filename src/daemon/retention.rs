@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::filing::SIDECAR_SUFFIX;
+use crate::outcome::SIDECAR_SUFFIX;
 
 /// Removes outcome pairs filed more than `keep` ago; returns how many.
-pub fn prune(dir: &Path, keep: Duration, now: SystemTime) -> usize {
+pub(crate) fn prune(dir: &Path, keep: Duration, now: SystemTime) -> usize {
     let Some(cutoff) = now.checked_sub(keep) else {
         return 0;
     };

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::filing::{Sidecar, SIDECAR_SUFFIX};
+use crate::outcome::{Sidecar, SIDECAR_SUFFIX};
 use crate::town::Town;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,14 +20,14 @@ pub struct Entry {
 
 /// Which outcome directories to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
+pub(crate) enum Which {
     All,
     Processed,
     Failed,
 }
 
 /// The `limit` most recent outcomes, newest first.
-pub fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
+pub(crate) fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
     let dirs: Vec<PathBuf> = match which {
         Which::All => vec![town.processed(), town.failed()],
         Which::Processed => vec![town.processed()],

@@ -1,4 +1,4 @@
-//! The heartbeat (SPEC §6): on its own thread so a slow restart in the
+//! The heartbeat: on its own thread so a slow restart in the
 //! consumer never delays a poke, and a hung tmux never delays a request.
 
 use std::sync::Arc;
@@ -6,21 +6,22 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::config::human;
+use super::retention;
+use super::stop::StopFlag;
+use crate::duration::human;
+use crate::inbox;
 use crate::state::StateStore;
-use crate::stop::StopFlag;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
-use crate::{inbox, retention};
 
-pub const MAYOR_POKE: &str = "HEARTBEAT: check your rigs";
-pub const WITNESS_POKE: &str = "HEARTBEAT: check your workers";
+pub(crate) const MAYOR_POKE: &str = "HEARTBEAT: check your rigs";
+pub(crate) const WITNESS_POKE: &str = "HEARTBEAT: check your workers";
 
 /// Pruning walks whole directories: often enough to bound them, rarely
 /// enough to cost nothing.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     pub town: Town,
     pub keep_processed: Duration,
     pub keep_failed: Duration,
@@ -33,7 +34,7 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// Beats now, then every interval, until the stop.
-    pub fn run(self) {
+    pub(crate) fn run(self) {
         let mut last_prune: Option<std::time::Instant> = None;
         loop {
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {

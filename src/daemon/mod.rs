@@ -2,6 +2,23 @@
 //!
 //! Threads: the notify watcher (events in), the consumer (this thread), the
 //! heartbeat, and a signal thread that flips the stop switch.
+//!
+//! The stages of a request, in the order it meets them: [`watch`] (a name
+//! to look at) → [`consumer`] (claim by rename, then drive the rest) →
+//! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
+//! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
+//! [`logging`] and the [`stop`] switch.
+
+pub(crate) mod consumer;
+pub(crate) mod execute;
+pub(crate) mod filing;
+pub(crate) mod heartbeat;
+pub(crate) mod ledger;
+pub(crate) mod logging;
+pub(crate) mod retention;
+pub(crate) mod stop;
+pub(crate) mod validate;
+pub(crate) mod watch;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -11,23 +28,24 @@ use chrono::Utc;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
 
-use crate::config::{human, Config, WatchMode};
-use crate::consumer::Consumer;
-use crate::heartbeat::Heartbeat;
-use crate::inbox::{self, Message};
+use crate::config::{Config, WatchMode};
+use crate::duration::human;
 use crate::instance::{Instance, InstanceError};
 use crate::state::{State, StateStore};
-use crate::stop::StopFlag;
 use crate::testing::Hooks;
 use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
+use consumer::{Consumer, Inlet};
+use heartbeat::Heartbeat;
+use stop::StopFlag;
+use watch::Message;
 
 /// Events buffered between the watcher and the consumer; past this the
 /// watcher drops events and asks for one rescan instead.
 const CHANNEL_CAPACITY: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error(transparent)]
     Town(#[from] TownError),
     #[error(transparent)]
@@ -44,7 +62,7 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT/SIGHUP.
-pub fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError> {
+pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError> {
     town.ensure_dirs()?;
     let _instance = Instance::acquire(town)?;
     let pid = std::process::id();
@@ -73,17 +91,13 @@ pub fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError
     ));
     let overflow = Arc::new(AtomicBool::new(false));
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
-    let consumer = Consumer::new(
-        town,
-        &config,
-        state.clone(),
+    let inlet = Inlet {
         rx,
         overflow,
-        stop.clone(),
         rescan_every,
-        hooks,
-    )
-    .map_err(io("cannot open the daemon directories"))?;
+    };
+    let consumer = Consumer::new(town, &config, state.clone(), inlet, stop.clone(), hooks)
+        .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
         .recover()
         .map_err(io("cannot recover processing/"))?;
@@ -140,7 +154,7 @@ fn start_watching(
     tx: SyncSender<Message>,
     overflow: Arc<AtomicBool>,
     hooks: &Hooks,
-) -> (Option<inbox::Watch>, std::time::Duration) {
+) -> (Option<watch::Watch>, std::time::Duration) {
     if config.watch_mode == WatchMode::Poll {
         tracing::info!(every = %human(config.poll_interval), "watching the inbox by polling (watch_mode: poll)");
         return (None, config.poll_interval);
@@ -148,7 +162,7 @@ fn start_watching(
     let watched = if hooks.notify_fail {
         Err(notify::Error::generic("refused by a test hook"))
     } else {
-        inbox::watch(&town.inbox(), tx, overflow)
+        watch::watch(&town.inbox(), tx, overflow)
     };
     match watched {
         Ok(watch) => (Some(watch), config.rescan_interval),

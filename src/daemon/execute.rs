@@ -1,4 +1,4 @@
-//! Carrying out a validated request against tmux (SPEC §5).
+//! Carrying out a validated request against tmux.
 //!
 //! Town-level guards (shutdown.lock, the crash-loop guard) are checked here,
 //! in dry-run too, so a dry run says truthfully what a real run would do.
@@ -8,38 +8,39 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::backoff::Guard;
-use crate::config::{human, Config};
+use crate::config::Config;
+use crate::crash_loop::CrashLoopGuard;
+use crate::duration::human;
 use crate::process;
 use crate::request::{Action, Request};
 use crate::tmux::Tmux;
 use crate::town::Town;
 
-pub struct Executor {
+pub(crate) struct Executor {
     town: Town,
     tmux: Tmux,
-    guard: Guard,
+    guard: CrashLoopGuard,
     config: Config,
 }
 
 impl Executor {
-    pub fn new(town: &Town, config: &Config) -> Self {
+    pub(crate) fn new(town: &Town, config: &Config) -> Self {
         Executor {
             town: town.clone(),
             tmux: Tmux::new(config.tmux_socket.clone()),
-            guard: Guard::new(town, config.max_restarts, config.restart_window),
+            guard: CrashLoopGuard::new(town, config.max_restarts, config.restart_window),
             config: config.clone(),
         }
     }
 
     /// Whether executing `request` will touch tmux; such requests must be
     /// durably claimed first so a power loss cannot run them twice.
-    pub fn has_effects(&self, _request: &Request) -> bool {
+    pub(crate) fn has_effects(&self, _request: &Request) -> bool {
         !self.config.dry_run
     }
 
     /// Executes the request; the error is the reason filed with it.
-    pub fn execute(&self, request: &Request) -> Result<(), String> {
+    pub(crate) fn execute(&self, request: &Request) -> Result<(), String> {
         let session = request.session();
         if request.action.starts_session() {
             if self.town.shutdown_lock().exists() {

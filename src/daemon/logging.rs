@@ -13,12 +13,30 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-use crate::cli::{LogFormat, LogOptions};
 use crate::config::Config;
 use crate::town::Town;
 
+/// Format of the daemon's log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers (Vector, Loki, Filebeat).
+    Json,
+}
+
+/// How the daemon logs: chosen on the command line, handed by `start` to
+/// the `run` it spawns.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// A tracing filter (`info`, `gt=debug`); `RUST_LOG` when absent.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
 /// Installs the global subscriber.
-pub fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<(), String> {
+pub(crate) fn init(town: &Town, config: &Config, options: &LogOptions) -> Result<(), String> {
     let filter = match &options.level {
         Some(level) => {
             EnvFilter::try_new(level).map_err(|e| format!("bad --log-level {level:?}: {e}"))?

@@ -4,6 +4,7 @@
 //! "Up" and "gone" are decided by the lock (see [`crate::instance`]); a PID
 //! is only ever signalled after the lock named it as the holder.
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -14,14 +15,13 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use thiserror::Error;
 
-use crate::cli::{LogFormat, LogOptions};
 use crate::instance;
 use crate::process;
 use crate::state::State;
 use crate::town::Town;
 
 #[derive(Debug, Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     #[error("cannot start the daemon: {0}")]
     Spawn(io::Error),
     #[error("the daemon exited during start-up ({status})")]
@@ -43,28 +43,29 @@ pub enum ControlError {
     State(io::Error),
 }
 
-pub enum Started {
+pub(crate) enum StartOutcome {
     Started(u32),
     AlreadyRunning(u32),
 }
 
-/// Spawns `gt daemon run` detached (own session, stdio to the log) and waits
-/// until it is up. Concurrent starts converge on one daemon: a loser's child
+/// Spawns the daemon detached (own session, stdio to the log) and waits
+/// until it is up. `run_args`: the arguments that make this executable run
+/// the daemon of `town` in the foreground (the command line decides their
+/// spelling). Concurrent starts converge on one daemon: a loser's child
 /// exits at the lock and its starter reports the winner.
-pub fn start(
+pub(crate) fn start(
     town: &Town,
-    dry_run: bool,
-    log: &LogOptions,
+    run_args: &[OsString],
     timeout: Duration,
-) -> Result<Started, ControlError> {
+) -> Result<StartOutcome, ControlError> {
     if let Some(pid) = wait_known_holder(town, timeout) {
-        return Ok(Started::AlreadyRunning(pid));
+        return Ok(StartOutcome::AlreadyRunning(pid));
     }
     town.ensure_dirs()
         .map_err(|e| ControlError::Spawn(io::Error::other(e)))?;
     let log_path = town.log_file();
     let log_from = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
-    let mut child = spawn_run(town, dry_run, log, &log_path).map_err(ControlError::Spawn)?;
+    let mut child = spawn_run(town, run_args, &log_path).map_err(ControlError::Spawn)?;
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -73,13 +74,13 @@ pub fn start(
                 wait_known_holder(town, deadline.saturating_duration_since(Instant::now()))
             {
                 if ready(town, pid) || wait_ready(town, pid, deadline) {
-                    return Ok(Started::AlreadyRunning(pid));
+                    return Ok(StartOutcome::AlreadyRunning(pid));
                 }
             }
             return Err(ControlError::Exited { status, log_from });
         }
         if ready(town, child.id()) {
-            return Ok(Started::Started(child.id()));
+            return Ok(StartOutcome::Started(child.id()));
         }
         if Instant::now() > deadline {
             return Err(ControlError::Timeout {
@@ -91,25 +92,15 @@ pub fn start(
     }
 }
 
-fn spawn_run(town: &Town, dry_run: bool, log: &LogOptions, log_path: &Path) -> io::Result<Child> {
+fn spawn_run(town: &Town, run_args: &[OsString], log_path: &Path) -> io::Result<Child> {
     let out = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("--town").arg(town.root());
-    if let Some(level) = &log.level {
-        cmd.arg("--log-level").arg(level);
-    }
-    if log.format == LogFormat::Json {
-        cmd.arg("--log-format").arg("json");
-    }
-    cmd.args(["daemon", "run"]);
-    if dry_run {
-        cmd.arg("--dry-run");
-    }
-    cmd.current_dir(town.root())
+    cmd.args(run_args)
+        .current_dir(town.root())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -136,7 +127,7 @@ fn wait_known_holder(town: &Town, patience: Duration) -> Option<u32> {
 }
 
 /// Up: holds the lock and has announced itself in state.json.
-pub fn ready(town: &Town, pid: u32) -> bool {
+pub(crate) fn ready(town: &Town, pid: u32) -> bool {
     instance::holder(town) == Some(pid)
         && State::load(&town.state_file()).is_ok_and(|s| s.running && s.pid == pid)
 }
@@ -154,7 +145,7 @@ fn wait_ready(town: &Town, pid: u32, deadline: Instant) -> bool {
     false
 }
 
-pub enum Stopped {
+pub(crate) enum StopOutcome {
     NotRunning,
     Stopped(u32),
     /// It ignored SIGTERM for the whole timeout.
@@ -162,11 +153,11 @@ pub enum Stopped {
 }
 
 /// SIGTERM, wait for the lock to be released, SIGKILL after `timeout`.
-pub fn stop(town: &Town, timeout: Duration) -> Result<Stopped, ControlError> {
+pub(crate) fn stop(town: &Town, timeout: Duration) -> Result<StopOutcome, ControlError> {
     let pid = match instance::probe(town) {
         None => {
             mark_stopped(town)?;
-            return Ok(Stopped::NotRunning);
+            return Ok(StopOutcome::NotRunning);
         }
         Some(Some(pid)) => pid,
         Some(None) => {
@@ -178,14 +169,14 @@ pub fn stop(town: &Town, timeout: Duration) -> Result<Stopped, ControlError> {
     process::signal(pid, Signal::TERM);
     if wait_released(town, pid, timeout) {
         mark_stopped(town)?;
-        return Ok(Stopped::Stopped(pid));
+        return Ok(StopOutcome::Stopped(pid));
     }
     process::signal(pid, Signal::KILL);
     if !wait_released(town, pid, Duration::from_secs(5)) {
         return Err(ControlError::Unkillable { pid });
     }
     mark_stopped(town)?;
-    Ok(Stopped::Killed(pid))
+    Ok(StopOutcome::Killed(pid))
 }
 
 fn wait_released(town: &Town, pid: u32, timeout: Duration) -> bool {

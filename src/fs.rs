@@ -1,0 +1,118 @@
+//! The file-system moves the daemon and its clients make, each written once.
+//!
+//! Durability policy, decided here: a file whose content matters after a
+//! crash (state.json, a service unit, a published request) is written to a
+//! temp file in the same directory, fsynced, then renamed over its name, so
+//! readers see the old or the new content and never a mix. Renames that
+//! move a request between directories never replace anything
+//! (`RENAME_NOREPLACE`), so two writers can never lose each other's file;
+//! the daemon batches the directory syncs that make those renames durable
+//! (see the ledger) instead of paying one per file.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{RenameFlags, CWD};
+
+/// Writes `bytes` to `path` so that readers see the old or the new content,
+/// never a mix, and the new content survives a crash once this returns.
+/// `mode`: the file's permissions (else the temp file's, 0600).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Renames `source` to `target` unless `target` exists
+/// (`io::ErrorKind::AlreadyExists` then).
+pub(crate) fn rename_noreplace(source: &Path, target: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(CWD, source, CWD, target, RenameFlags::NOREPLACE).map_err(Into::into)
+}
+
+/// Renames `source` into `dir` under `name`, or the first free variant of
+/// it ([`variant`]) when the name is taken; never replaces a file. Returns
+/// the new path.
+pub(crate) fn rename_unique(source: &Path, dir: &Path, name: &OsStr) -> io::Result<PathBuf> {
+    for attempt in 0u32.. {
+        let target = dir.join(variant(name, attempt));
+        match rename_noreplace(source, &target) {
+            Ok(()) => return Ok(target),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("u32 attempts exhausted")
+}
+
+/// `x.json`, then `x-1.json`, `x-2.json`, …; the name's bytes are kept as
+/// they are (a name need not be UTF-8).
+pub(crate) fn variant(name: &OsStr, attempt: u32) -> OsString {
+    if attempt == 0 {
+        return name.to_os_string();
+    }
+    let bytes = name.as_bytes();
+    let (stem, ext): (&[u8], &[u8]) = match bytes.strip_suffix(b".json") {
+        Some(stem) => (stem, b".json"),
+        None => (bytes, b""),
+    };
+    let mut out = stem.to_vec();
+    out.extend_from_slice(format!("-{attempt}").as_bytes());
+    out.extend_from_slice(ext);
+    OsString::from_vec(out)
+}
+
+/// Makes the entries of `dir` (files created, renamed in or out) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_keep_the_bytes() {
+        assert_eq!(variant(OsStr::new("x.json"), 0), "x.json");
+        assert_eq!(variant(OsStr::new("x.json"), 2), "x-2.json");
+        assert_eq!(variant(OsStr::new("x"), 1), "x-1");
+        let odd = OsStr::from_bytes(b"nb\xff.json");
+        assert_eq!(variant(odd, 1).as_bytes(), b"nb\xff-1.json");
+    }
+
+    #[test]
+    fn unique_rename_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("x.json"), b"old").unwrap();
+        std::fs::write(a.join("x.json"), b"new").unwrap();
+        let to = rename_unique(&a.join("x.json"), &b, OsStr::new("x.json")).unwrap();
+        assert_eq!(to, b.join("x-1.json"));
+        assert_eq!(std::fs::read(b.join("x.json")).unwrap(), b"old");
+        assert_eq!(std::fs::read(to).unwrap(), b"new");
+    }
+
+    #[test]
+    fn atomic_write_sets_the_mode_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"one", Some(0o644)).unwrap();
+        write_atomic(&path, b"two", None).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        write_atomic(&path, b"three", Some(0o644)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
