@@ -118,6 +118,15 @@ pub struct Config {
     pub keep_processed: Duration,
     #[serde(deserialize_with = "duration")]
     pub keep_failed: Duration,
+    /// Requests for different agents executed at the same time, at most.
+    pub max_parallel: usize,
+    /// The longest any one tmux command may take.
+    #[serde(deserialize_with = "duration")]
+    pub tmux_timeout: Duration,
+    /// How long a file created directly in the inbox may take to be
+    /// written (its close-write event, or content that parses, ends it).
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
 }
 
 impl Default for Config {
@@ -144,6 +153,9 @@ impl Default for Config {
             log_keep: 5,
             keep_processed: Duration::from_secs(7 * 24 * 3600),
             keep_failed: Duration::from_secs(30 * 24 * 3600),
+            max_parallel: 8,
+            tmux_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -203,6 +215,17 @@ impl Config {
         ] {
             if value.is_zero() {
                 return bad(key, "must be greater than zero");
+            }
+        }
+        if !(1..=256).contains(&self.max_parallel) {
+            return bad("max_parallel", "must be between 1 and 256");
+        }
+        for (key, value) in [
+            ("tmux_timeout", self.tmux_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                return bad(key, "must be at least 100ms");
             }
         }
         if self.log_max_bytes < 1024 {

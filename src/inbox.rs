@@ -3,6 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -10,6 +11,28 @@ use std::time::SystemTime;
 pub(crate) fn is_request_name(name: &OsStr) -> bool {
     let bytes = name.as_encoded_bytes();
     !bytes.starts_with(b".") && bytes.ends_with(b".json") && bytes.len() > ".json".len()
+}
+
+/// The longest request name that can always be filed: a file system holds
+/// names of at most 255 bytes, and filing adds a `-N` suffix on a
+/// collision (up to 11 bytes), `.result.json` for the sidecar (12), and a
+/// leading `.` for the journal entry (1).
+pub const MAX_NAME_BYTES: usize = 255 - 11 - 12 - 1;
+
+/// A name short enough to file, standing for a longer `name`: its first
+/// bytes, a hash of the whole name (so two long names sharing a prefix
+/// stay apart) and `.json`.
+pub fn shortened(name: &OsStr) -> OsString {
+    let bytes = name.as_bytes();
+    // FNV-1a: stable, and enough to tell names with one prefix apart.
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let tail = format!("~{hash:016x}.json");
+    let keep = MAX_NAME_BYTES - tail.len();
+    let mut out = bytes[..keep.min(bytes.len())].to_vec();
+    out.extend_from_slice(tail.as_bytes());
+    OsString::from_vec(out)
 }
 
 /// The request names in `inbox`, oldest-named first (names from
@@ -57,6 +80,17 @@ pub(crate) fn pending(inbox: &Path) -> (u64, Option<SystemTime>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_shorten_to_a_fileable_name() {
+        let long = OsString::from("a".repeat(250) + ".json");
+        let other = OsString::from("a".repeat(249) + "b.json");
+        let (s1, s2) = (shortened(&long), shortened(&other));
+        assert_eq!(s1.len(), MAX_NAME_BYTES);
+        assert_ne!(s1, s2);
+        assert!(is_request_name(&s1));
+        assert!(s1.as_bytes().starts_with(b"aaaa"));
+    }
 
     #[test]
     fn request_names() {

@@ -24,7 +24,7 @@ pub(crate) mod crash_loop;
 pub(crate) mod daemon;
 pub(crate) mod duration;
 pub(crate) mod fs;
-pub(crate) mod inbox;
+pub mod inbox;
 pub(crate) mod instance;
 pub mod outcome;
 pub mod process;

@@ -43,6 +43,10 @@ pub struct Sidecar {
     pub session: Option<String>,
     pub finished_at: DateTime<Utc>,
     pub daemon_pid: u32,
+    /// The request's name as it arrived, when it had to be filed under a
+    /// shorter one (file systems limit a name to 255 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_name: Option<String>,
 }
 
 /// `dir/NAME` → `dir/NAME.result.json`.

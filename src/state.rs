@@ -27,6 +27,10 @@ pub struct State {
     pub inbox_pending: u64,
     pub last_request_at: Option<DateTime<Utc>>,
     pub dry_run: bool,
+    /// Executed requests whose outcome waits to be filed (a full disk, an
+    /// outcome directory gone), and the last reason filing failed.
+    pub outcomes_unfiled: u64,
+    pub filing_error: Option<String>,
 }
 
 impl State {

@@ -1,50 +1,90 @@
 //! The consumer: the one thread that takes each inbox file through
-//! claim → read → validate → execute → file → count.
+//! claim → read → validate → dispatch, and files every outcome.
 //!
 //! Exactly one consumer runs per town (the lock), and a file is only ever
 //! executed after this thread renamed it out of `inbox/`, so duplicate
-//! events and overlapping scans are harmless.
+//! events and overlapping scans are harmless. Valid requests are executed
+//! by the [`Dispatcher`]'s workers; bad ones are filed at once, never
+//! queued behind a restart. Filing happens here, on one thread.
+//!
+//! A request for an agent whose earlier request is still executing is not
+//! claimed: it waits in the inbox (its name remembered here) until that
+//! agent is free. So `processing/` only ever holds requests in hand, and a
+//! crash can only call "interrupted" a request that may really have run.
+//! In a dry run nothing waits on an agent, and requests run right here.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::dispatch::{Dispatcher, Done, Job};
 use super::execute::Executor;
-use super::filing::Filer;
-use super::ledger::{Ledger, Tally};
+use super::filing::{self, Filer};
+use super::ledger::{self, Ledger, Tally};
 use super::stop::StopFlag;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
 use crate::config::Config;
 use crate::fs::rename_unique;
-use crate::inbox;
-use crate::outcome::{self, Outcome, Sidecar};
-use crate::request::{Partial, Rejection};
+use crate::inbox::{self, MAX_NAME_BYTES};
+use crate::outcome::{Outcome, Sidecar};
+use crate::request::Partial;
 use crate::state::StateStore;
 use crate::testing::Hooks;
 use crate::town::Town;
 
 const INTERRUPTED: &str =
     "interrupted: the daemon stopped while executing this request; it was not run again \
-                           (at most once). Check the agent, then `gt daemon retry` it if needed";
+     (at most once). Check the agent, then `gt daemon retry` it if needed";
 
 /// Files handled before the outcomes go to the ledger and the channel is
 /// looked at again.
 const BATCH: usize = 64;
 
+/// How often an outcome that could not be filed is tried again, at most.
+const REFILE_EVERY_MAX: Duration = Duration::from_secs(30);
+
+/// What the watcher hands the consumer: names on `rx`, `overflow` when it
+/// had to drop some, and how often to rescan anyway; `wake` is the sending
+/// side of `rx`, for the executor's workers.
+pub(crate) struct Inlet {
+    pub(crate) rx: Receiver<Message>,
+    pub(crate) wake: SyncSender<Message>,
+    pub(crate) overflow: Arc<AtomicBool>,
+    pub(crate) rescan_every: Duration,
+}
+
+/// A file that may still be being written, to look at again at `due`.
+struct Settling {
+    name: OsString,
+    hint: Hint,
+    due: Instant,
+}
+
+/// An executed (or refused) request whose outcome could not be filed yet.
+struct Unfiled {
+    name: OsString,
+    sidecar: Sidecar,
+    attempts: u32,
+    next_try: Instant,
+    error: String,
+}
+
 pub(crate) struct Consumer {
     town: Town,
     config: Config,
-    executor: Executor,
     filer: Filer,
     ledger: Ledger,
+    dispatcher: Dispatcher,
+    /// Kept to decide whether a request needs a durable claim first.
+    executor: Arc<Executor>,
     state: Arc<StateStore>,
     rx: Receiver<Message>,
     overflow: Arc<AtomicBool>,
@@ -54,20 +94,18 @@ pub(crate) struct Consumer {
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
-    /// Files that may still be being written, to look at again later.
-    settling: Vec<(OsString, Hint, Instant)>,
+    settling: Vec<Settling>,
+    unfiled: Vec<Unfiled>,
+    /// Requests left in the inbox until their agent is free, per session
+    /// in the order they were seen, and all their names.
+    deferred: HashMap<String, VecDeque<OsString>>,
+    deferred_names: HashSet<OsString>,
+    /// Sessions of the jobs claimed in the batch being handled.
+    batch_sessions: HashSet<String>,
     rescan_due: Option<&'static str>,
     rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
-}
-
-/// What the watcher hands the consumer: names on `rx`, `overflow` when it
-/// had to drop some, and how often to rescan anyway.
-pub(crate) struct Inlet {
-    pub(crate) rx: Receiver<Message>,
-    pub(crate) overflow: Arc<AtomicBool>,
-    pub(crate) rescan_every: Duration,
 }
 
 impl Consumer {
@@ -79,99 +117,192 @@ impl Consumer {
         stop: Arc<StopFlag>,
         hooks: &Hooks,
     ) -> io::Result<Self> {
-        let test_delay = hooks.request_delay.unwrap_or_default();
-        let Inlet {
-            rx,
-            overflow,
-            rescan_every,
-        } = inlet;
+        let executor = Arc::new(Executor::new(town, config, stop.clone()));
+        let dispatcher = Dispatcher::start(config.max_parallel, executor.clone(), inlet.wake)?;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
-            executor: Executor::new(town, config),
-            filer: Filer::new(town)?,
-            ledger: Ledger::start(std::fs::File::open(town.daemon_dir())?, state.clone())?,
+            filer: Filer::new(town),
+            ledger: Ledger::start(town, state.clone())?,
+            dispatcher,
+            executor,
             state,
-            rx,
-            overflow,
+            rx: inlet.rx,
+            overflow: inlet.overflow,
             stop,
             pid: std::process::id(),
             queue: VecDeque::new(),
             settling: Vec::new(),
+            unfiled: Vec::new(),
+            deferred: HashMap::new(),
+            deferred_names: HashSet::new(),
+            batch_sessions: HashSet::new(),
             rescan_due: Some("start-up"),
-            rescan_every,
-            next_rescan: Instant::now() + rescan_every,
-            test_delay,
+            rescan_every: inlet.rescan_every,
+            next_rescan: Instant::now() + inlet.rescan_every,
+            test_delay: hooks.request_delay.unwrap_or_default(),
         })
     }
 
-    /// Files left in `processing/` by a daemon that died mid-request. They
-    /// may have run, so they are never run again (at most once): each is
-    /// filed as interrupted, unless its sidecar shows it was already filed.
-    pub(crate) fn recover(&self) -> io::Result<usize> {
-        let mut count = 0;
+    /// Files what a stopped daemon left in `processing/`. A request whose
+    /// outcome was journalled ran and is filed with that outcome; one that
+    /// may have run without a record is never run again (at most once) and
+    /// is filed as interrupted. One bad file never stops the start: it is
+    /// reported and left for the operator. Returns how many were filed as
+    /// interrupted.
+    pub(crate) fn recover(&mut self) -> io::Result<usize> {
+        let mut interrupted = 0;
+        let mut tally = Tally::default();
+        let mut journals = Vec::new();
         for entry in std::fs::read_dir(self.town.processing())? {
             let name = entry?.file_name();
-            let source = self.town.processing().join(&name);
-            if let Some(dir) = self.already_filed(&name) {
-                tracing::info!(file = ?name, "finishing the filing of a request that completed before the stop");
-                rename_unique(&source, &dir, &name)?;
+            if filing::is_journal_name(&name) {
+                journals.push(name);
                 continue;
             }
-            // A request that does not validate was never executed (the
-            // stop caught it being read, or still being written): it gets
-            // its own reason. A valid one may have run: interrupted.
-            let (reason, partial) = match validate::validate(
-                validate::read_request(&source),
-                Utc::now(),
-                Duration::MAX,
-            ) {
-                (Ok(_), partial) => (INTERRUPTED.to_string(), partial),
-                (Err(reason), partial) => (reason, partial),
+            match self.recover_one(&name, &mut tally) {
+                Ok(true) => interrupted += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(
+                    file = ?name,
+                    "cannot recover processing/{}: {e}; left in place",
+                    name.to_string_lossy()
+                ),
+            }
+        }
+        // A journal entry whose request was filed after all (the crash came
+        // between filing and forgetting) has nothing left to say.
+        for journal in journals {
+            let request = &journal.as_encoded_bytes()[1..];
+            let request = request
+                .strip_suffix(crate::outcome::SIDECAR_SUFFIX.as_bytes())
+                .unwrap_or(request);
+            // SAFETY-free: the bytes came from an OsStr and were cut at
+            // ASCII boundaries.
+            let request = unsafe { OsStr::from_encoded_bytes_unchecked(request) };
+            if !self.town.processing().join(request).exists() {
+                let _ = std::fs::remove_file(self.town.processing().join(&journal));
+            }
+        }
+        if !tally.is_empty() {
+            ledger::flush(&std::mem::take(&mut tally.sidecars), &self.dirs())?;
+            self.ledger.record(tally);
+        }
+        Ok(interrupted)
+    }
+
+    /// True when the request was filed as interrupted.
+    fn recover_one(&mut self, name: &OsStr, tally: &mut Tally) -> io::Result<bool> {
+        let source = self.town.processing().join(name);
+        if let Some(dir) = filing::half_filed(&self.town, name) {
+            tracing::info!(file = ?name, "finishing the filing of a request that completed before the stop");
+            rename_unique(&source, &dir, name)?;
+            return Ok(false);
+        }
+        if let Some(sidecar) = self.filer.journaled(name) {
+            tracing::info!(file = ?name, outcome = ?sidecar.outcome,
+                "filing a request that ran before the stop with its real outcome");
+            self.file(name.to_os_string(), sidecar, tally);
+            return Ok(false);
+        }
+        let (name, original_name) = self.fit_name(name)?;
+        // A request that does not validate was never executed (the stop
+        // caught it being read, or still being written): it gets its own
+        // reason. A valid one may have run: interrupted.
+        let source = if original_name.is_some() {
+            self.town.processing().join(&name)
+        } else {
+            source
+        };
+        let (reason, partial, was_valid) =
+            match validate::validate(validate::read_request(&source), Utc::now(), Duration::MAX) {
+                (Ok(_), partial) => (INTERRUPTED.to_string(), partial, true),
+                (Err(reason), partial) => (reason, partial, false),
             };
-            let sidecar = self.sidecar(Err(reason), &partial);
-            let path = self.filer.file(&name, &sidecar)?;
-            tracing::warn!(file = %path.display(), from = ?partial.from, action = ?partial.action,
-                reason = sidecar.error.as_deref().unwrap_or_default(), "request left in processing/ by a stopped daemon");
-            count += 1;
-        }
-        if count > 0 {
-            self.filer.sync()?;
-            self.state.update(|s| s.requests_failed += count as u64)?;
-        }
-        Ok(count)
+        let sidecar = self.sidecar(Err(reason), &partial, original_name);
+        tracing::warn!(file = ?name, from = ?partial.from, action = ?partial.action,
+            reason = sidecar.error.as_deref().unwrap_or_default(), "request left in processing/ by a stopped daemon");
+        self.file(name, sidecar, tally);
+        Ok(was_valid)
     }
 
-    /// A complete sidecar without its request: the crash came between the
-    /// two steps of filing. A sidecar cut short (the crash came while it was
-    /// being written) proves nothing and is removed, so the request is
-    /// filed as interrupted under that name with a readable sidecar.
-    fn already_filed(&self, name: &OsStr) -> Option<std::path::PathBuf> {
-        [self.town.processed(), self.town.failed()].into_iter().find(|dir| {
-            let sidecar = outcome::sidecar_path(&dir.join(name));
-            if dir.join(name).exists() || !sidecar.exists() {
-                return false;
-            }
-            if outcome::read_sidecar(&sidecar).is_some() {
-                return true;
-            }
-            tracing::warn!(sidecar = %sidecar.display(), "removing a sidecar cut short by a crash");
-            let _ = std::fs::remove_file(&sidecar);
-            false
-        })
+    /// A name in `processing/` that can be filed: the same one, or (for a
+    /// name too long to file) a shortened one it is renamed to, with the
+    /// original kept for the sidecar.
+    fn fit_name(&self, name: &OsStr) -> io::Result<(OsString, Option<String>)> {
+        if name.len() <= MAX_NAME_BYTES {
+            return Ok((name.to_os_string(), None));
+        }
+        let short = inbox::shortened(name);
+        let path = rename_unique(
+            &self.town.processing().join(name),
+            &self.town.processing(),
+            &short,
+        )?;
+        let fitted = path.file_name().unwrap_or(&short).to_os_string();
+        Ok((fitted, Some(name.to_string_lossy().into_owned())))
     }
 
-    /// Runs until the stop; the request in hand is always finished.
+    /// Runs until the stop. Requests being executed are finished (the
+    /// executor cuts its waits short on a stop); requests claimed but not
+    /// started go back to the inbox.
     pub(crate) fn run(mut self) {
         while self.gather() {
-            let mut tally = self.process_batch();
-            if tally.processed + tally.failed > 0 {
-                tally.pending = (self.queue.len() + self.settling.len()) as u64;
-                self.ledger.record(tally);
+            let mut tally = Tally::default();
+            self.collect_done(&mut tally);
+            self.release_deferred();
+            self.process_batch(&mut tally);
+            self.refile_due(&mut tally, false);
+            self.record(tally);
+        }
+        self.wind_down();
+    }
+
+    fn record(&mut self, mut tally: Tally) {
+        if !tally.is_empty() {
+            tally.pending = (self.queue.len()
+                + self.settling.len()
+                + self.deferred_names.len()
+                + self.dispatcher.waiting_count()
+                + self.dispatcher.running_count()) as u64;
+            self.ledger.record(tally);
+        }
+    }
+
+    fn wind_down(mut self) {
+        for job in self.dispatcher.take_waiting() {
+            self.unclaim(&job.name, "never started");
+        }
+        for entry in std::mem::take(&mut self.settling) {
+            if let Hint::Claimed(_) = entry.hint {
+                self.unclaim(&entry.name, "still being written");
             }
         }
-        self.unclaim_settling();
+        while self.dispatcher.running_count() > 0 {
+            let running: Vec<&String> = self.dispatcher.running().collect();
+            tracing::info!(?running, "waiting for requests in execution to finish");
+            let _ = self.rx.recv_timeout(Duration::from_millis(200));
+            let mut tally = Tally::default();
+            self.collect_done(&mut tally);
+            self.record(tally);
+        }
+        let mut tally = Tally::default();
+        self.refile_due(&mut tally, true);
+        self.record(tally);
+        for left in &self.unfiled {
+            tracing::error!(file = ?left.name, error = %left.error,
+                "stopping with an outcome not yet filed; its journal entry in processing/ files it at the next start");
+        }
+        self.dispatcher.finish();
         self.ledger.finish();
+    }
+
+    /// Puts a claimed request that never ran back into the inbox.
+    fn unclaim(&self, name: &OsStr, why: &str) {
+        let source = self.town.processing().join(name);
+        if let Err(e) = rename_unique(&source, &self.town.inbox(), name) {
+            tracing::error!(file = ?name, "cannot return a request ({why}) to the inbox: {e}");
+        }
     }
 
     /// Fills the queue from the channel, timers and scans; false on stop.
@@ -184,10 +315,9 @@ impl Consumer {
             let wake = self
                 .settling
                 .iter()
-                .map(|(_, _, at)| *at)
-                .min()
-                .unwrap_or(self.next_rescan)
-                .min(self.next_rescan);
+                .map(|s| s.due)
+                .chain(self.unfiled.iter().map(|u| u.next_try))
+                .fold(self.next_rescan, Instant::min);
             match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(msg) => {
                     if !self.accept(msg) {
@@ -212,10 +342,9 @@ impl Consumer {
         }
         if !self.settling.is_empty() {
             let (due, later): (Vec<_>, Vec<_>) =
-                self.settling.drain(..).partition(|(_, _, at)| *at <= now);
+                self.settling.drain(..).partition(|s| s.due <= now);
             self.settling = later;
-            self.queue
-                .extend(due.into_iter().map(|(name, hint, _)| (name, hint)));
+            self.queue.extend(due.into_iter().map(|s| (s.name, s.hint)));
         }
         if self.queue.is_empty() {
             if let Some(why) = self.rescan_due.take() {
@@ -229,6 +358,7 @@ impl Consumer {
                             .extend(names.into_iter().map(|n| (n, Hint::Scan)));
                     }
                     Err(e) => {
+                        self.heal_dirs();
                         tracing::error!(inbox = %self.town.inbox().display(), "cannot scan the inbox: {e}")
                     }
                 }
@@ -244,34 +374,89 @@ impl Consumer {
                 tracing::debug!(why, "rescan requested");
                 self.rescan_due = Some(why);
             }
-            Message::Stop => {}
+            Message::Done | Message::Stop => {}
         }
         !self.stop.is_set()
     }
 
-    fn process_batch(&mut self) -> Tally {
-        let mut tally = Tally::default();
+    /// Queues again the first request left waiting for each agent that is
+    /// free now.
+    fn release_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let free: Vec<String> = self
+            .deferred
+            .keys()
+            .filter(|s| !self.dispatcher.is_busy(s))
+            .cloned()
+            .collect();
+        for session in free {
+            let Some(names) = self.deferred.get_mut(&session) else {
+                continue;
+            };
+            if let Some(name) = names.pop_front() {
+                self.deferred_names.remove(&name);
+                self.queue.push_front((name, Hint::Ready));
+            }
+            if names.is_empty() {
+                self.deferred.remove(&session);
+            }
+        }
+    }
+
+    /// Is `session` executing, or has it a job claimed in this batch?
+    fn session_taken(&self, session: &str) -> bool {
+        self.dispatcher.is_busy(session) || self.batch_sessions.contains(session)
+    }
+
+    fn defer(&mut self, name: OsString, session: String) {
+        tracing::debug!(file = ?name, session, "left in the inbox until the agent's earlier request is done");
+        self.deferred_names.insert(name.clone());
+        self.deferred.entry(session).or_default().push_back(name);
+    }
+
+    fn process_batch(&mut self, tally: &mut Tally) {
+        self.batch_sessions.clear();
+        let mut jobs = Vec::new();
         for _ in 0..BATCH {
             let Some((name, hint)) = self.queue.pop_front() else {
                 break;
             };
-            match self.handle(&name, hint) {
-                Ok(Some(Outcome::Processed)) => tally.processed += 1,
-                Ok(Some(Outcome::Failed)) => tally.failed += 1,
+            match self.handle(&name, hint, tally) {
+                Ok(Some(job)) => jobs.push(job),
                 Ok(None) => {}
                 Err(e) => tracing::error!(file = ?name, "cannot handle request file: {e}"),
             }
-            // A stop is honoured between files, never inside one.
             if self.stop.is_set() {
                 break;
             }
         }
-        tally
+        if jobs.is_empty() {
+            return;
+        }
+        // Claims must survive power loss before anything runs, or a
+        // restart could come back from inbox/ and run twice: one directory
+        // sync covers the batch.
+        if self.executor.has_effects() {
+            if let Err(e) = self.filer.sync_claims() {
+                for job in jobs {
+                    let reason = format!("cannot make the claim durable, not executing: {e}");
+                    let sidecar = self.sidecar(Err(reason), &job.partial, job.original_name);
+                    self.file(job.name, sidecar, tally);
+                }
+                return;
+            }
+        }
+        for job in jobs {
+            self.dispatcher.submit(job);
+        }
     }
 
-    /// One file from name to filed outcome. `Ok(None)`: nothing to do (gone,
-    /// or not yet complete).
-    fn handle(&mut self, name: &OsStr, hint: Hint) -> io::Result<Option<Outcome>> {
+    /// Takes one name from claim to a job for the executor, or files it at
+    /// once when it is refused. `Ok(None)`: nothing more to do now (gone,
+    /// refused and filed, or not yet complete).
+    fn handle(&mut self, name: &OsStr, hint: Hint, tally: &mut Tally) -> io::Result<Option<Job>> {
         if hint == Hint::Created {
             // A regular file just created gets its close-write event when
             // complete; look again later in case it never does (a hard
@@ -280,77 +465,301 @@ impl Consumer {
             let is_file =
                 std::fs::symlink_metadata(self.town.inbox().join(name)).is_ok_and(|m| m.is_file());
             if is_file {
-                self.settling
-                    .push((name.to_os_string(), Hint::Scan, Instant::now() + SETTLE));
+                let now = Instant::now();
+                self.settling.push(Settling {
+                    name: name.to_os_string(),
+                    hint: Hint::Announced(now),
+                    due: now + SETTLE,
+                });
                 return Ok(None);
             }
         }
-        let claimed_name = if hint == Hint::Claimed {
-            name.to_os_string()
-        } else {
-            // Claim. A vanished source means it was already handled.
-            match rename_unique(&self.town.inbox().join(name), &self.town.processing(), name) {
-                Ok(path) => path.file_name().unwrap_or(name).to_os_string(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
+        if self.deferred_names.contains(name) {
+            return Ok(None); // seen again by a scan; it keeps its place
+        }
+        if !matches!(hint, Hint::Claimed(_)) && self.executor.has_effects() && self.any_taken() {
+            // Look before claiming: a request for a busy agent stays in
+            // the inbox, unclaimed, until that agent is free.
+            let peek = validate::read_request(&self.town.inbox().join(name));
+            if let (Ok(request), _) =
+                validate::validate(peek, Utc::now(), self.config.max_request_age)
+            {
+                let session = request.session();
+                if self.session_taken(&session) {
+                    self.defer(name.to_os_string(), session);
+                    return Ok(None);
+                }
             }
+        }
+        let (claimed_name, original_name) = match hint {
+            Hint::Claimed(_) => (name.to_os_string(), None),
+            _ => match self.claim(name)? {
+                Some(claimed) => claimed,
+                None => return Ok(None),
+            },
         };
         let claimed = self.town.processing().join(&claimed_name);
         if !self.test_delay.is_zero() {
             std::thread::sleep(self.test_delay);
         }
         let read = validate::read_request(&claimed);
-        if hint != Hint::Ready {
-            if let Ok(Ok(bytes)) = &read {
-                if validate::may_still_be_written(&claimed, bytes) {
-                    self.settling
-                        .push((claimed_name, Hint::Claimed, Instant::now() + SETTLE));
+        if let Ok(Ok(bytes)) = &read {
+            let announced = match hint {
+                Hint::Announced(at) | Hint::Claimed(Some(at)) => Some(at),
+                _ => None,
+            };
+            let still_writing = match (hint, announced) {
+                (Hint::Ready, _) => false,
+                (_, Some(at)) => {
+                    !validate::is_complete_json(bytes) && at.elapsed() < self.config.write_timeout
+                }
+                (_, None) => validate::may_still_be_written(&claimed, bytes),
+            };
+            if still_writing && original_name.is_none() {
+                tracing::debug!(file = ?claimed_name, "still being written; looking again");
+                self.settling.push(Settling {
+                    name: claimed_name,
+                    hint: Hint::Claimed(announced),
+                    due: Instant::now() + SETTLE,
+                });
+                return Ok(None);
+            }
+        }
+        let (request, partial) = if let Some(original) = &original_name {
+            let reason = format!(
+                "file name too long: {} bytes, at most {MAX_NAME_BYTES} (so that it can be filed); \
+                 filed under a shortened name, the original is in this sidecar's original_name",
+                original.len()
+            );
+            (Err(reason), Partial::default())
+        } else {
+            validate::validate(read, Utc::now(), self.config.max_request_age)
+        };
+        match request {
+            Ok(request) if !self.executor.has_effects() => {
+                // Nothing to wait for (dry run): run it here and now.
+                let result = self.executor.execute(&request);
+                let sidecar = self.sidecar(result, &partial, original_name);
+                self.file(claimed_name, sidecar, tally);
+                Ok(None)
+            }
+            Ok(request) => {
+                let session = request.session();
+                if self.session_taken(&session) {
+                    // It changed between the look and the claim: back it
+                    // goes, unrun.
+                    let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
+                    let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
+                    self.defer(back, session);
                     return Ok(None);
                 }
+                self.batch_sessions.insert(session);
+                Ok(Some(Job {
+                    name: claimed_name,
+                    request,
+                    partial,
+                    original_name,
+                }))
+            }
+            Err(reason) => {
+                let sidecar = self.sidecar(Err(reason), &partial, original_name);
+                self.file(claimed_name, sidecar, tally);
+                Ok(None)
             }
         }
-        let (result, partial) = self.validate_and_execute(read);
-        let sidecar = self.sidecar(result, &partial);
-        let outcome = sidecar.outcome;
-        let path = self.filer.file(&claimed_name, &sidecar)?;
-        log_outcome(&path, &sidecar);
-        Ok(Some(outcome))
     }
 
-    /// On a clean stop, files claimed while still being written go back to
-    /// the inbox: they were never executed, so they are not "interrupted".
-    fn unclaim_settling(&mut self) {
-        for (name, hint, _) in self.settling.drain(..) {
-            if hint == Hint::Claimed {
-                let source = self.town.processing().join(&name);
-                if let Err(e) = rename_unique(&source, &self.town.inbox(), &name) {
-                    tracing::error!(file = ?name, "cannot return a half-written request to the inbox: {e}");
+    fn any_taken(&self) -> bool {
+        self.dispatcher.running_count() > 0 || !self.batch_sessions.is_empty()
+    }
+
+    /// Claims `inbox/NAME` by renaming it into `processing/` (under a
+    /// shortened name when NAME is too long to file). `None`: it is gone,
+    /// already handled. A claim that fails for any other reason is
+    /// reported and tried again later, never skipped silently.
+    fn claim(&mut self, name: &OsStr) -> io::Result<Option<(OsString, Option<String>)>> {
+        let source = self.town.inbox().join(name);
+        let (target, original) = if name.len() > MAX_NAME_BYTES {
+            (
+                inbox::shortened(name),
+                Some(name.to_string_lossy().into_owned()),
+            )
+        } else {
+            (name.to_os_string(), None)
+        };
+        let mut healed = false;
+        loop {
+            match rename_unique(&source, &self.town.processing(), &target) {
+                Ok(path) => {
+                    let claimed = path.file_name().unwrap_or(&target).to_os_string();
+                    return Ok(Some((claimed, original)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => {
+                    return Ok(None)
+                }
+                Err(e) if !healed => {
+                    healed = true;
+                    if !self.heal_dirs() {
+                        return self.claim_failed(name, e);
+                    }
+                }
+                Err(e) => return self.claim_failed(name, e),
+            }
+        }
+    }
+
+    fn claim_failed(
+        &mut self,
+        name: &OsStr,
+        e: io::Error,
+    ) -> io::Result<Option<(OsString, Option<String>)>> {
+        tracing::error!(file = ?name, "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
+        self.settling.push(Settling {
+            name: name.to_os_string(),
+            hint: Hint::Scan,
+            due: Instant::now() + REFILE_EVERY_MAX.min(self.rescan_every),
+        });
+        Ok(None)
+    }
+
+    /// Recreates daemon directories that were removed under us; true when
+    /// one was.
+    fn heal_dirs(&self) -> bool {
+        let mut healed = false;
+        for dir in [
+            self.town.daemon_dir().to_path_buf(),
+            self.town.inbox(),
+            self.town.processing(),
+            self.town.processed(),
+            self.town.failed(),
+        ] {
+            if std::fs::symlink_metadata(&dir).is_err() {
+                match std::fs::create_dir_all(&dir) {
+                    Ok(()) => {
+                        tracing::warn!(dir = %dir.display(), "recreated a missing daemon directory");
+                        healed = true;
+                    }
+                    Err(e) => {
+                        tracing::error!(dir = %dir.display(), "cannot recreate a missing daemon directory: {e}")
+                    }
                 }
             }
         }
+        healed
     }
 
-    fn validate_and_execute(
-        &self,
-        read: io::Result<Result<Vec<u8>, Rejection>>,
-    ) -> (Result<(), String>, Partial) {
-        let (request, partial) = validate::validate(read, Utc::now(), self.config.max_request_age);
-        let request = match request {
-            Ok(r) => r,
-            Err(reason) => return (Err(reason), partial),
-        };
-        if self.executor.has_effects(&request) {
-            if let Err(e) = self.filer.sync_claims() {
-                return (
-                    Err(format!("cannot make the claim durable, not executing: {e}")),
-                    partial,
-                );
+    fn collect_done(&mut self, tally: &mut Tally) {
+        for Done { job, result } in self.dispatcher.take_done() {
+            let sidecar = self.sidecar(result, &job.partial, job.original_name);
+            self.file(job.name, sidecar, tally);
+        }
+    }
+
+    /// Files `processing/NAME` with its outcome, or keeps the outcome to
+    /// file later: an executed request's outcome is never dropped.
+    fn file(&mut self, name: OsString, sidecar: Sidecar, tally: &mut Tally) {
+        let mut result = self.filer.file(&name, &sidecar);
+        if result.is_err() && self.heal_dirs() {
+            result = self.filer.file(&name, &sidecar);
+        }
+        match result {
+            Ok(filed) => {
+                log_outcome(&filed.path, &sidecar);
+                self.filer.forget_journal(&name);
+                match sidecar.outcome {
+                    Outcome::Processed => tally.processed += 1,
+                    Outcome::Failed => tally.failed += 1,
+                }
+                tally.sidecars.push(filed.sidecar);
+            }
+            Err(e) => {
+                let error = e.to_string();
+                tracing::error!(file = ?name, outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
+                if let Err(e) = self.filer.journal(&name, &sidecar) {
+                    tracing::error!(file = ?name, "cannot journal the outcome either ({e}); it is kept in memory");
+                }
+                self.unfiled.push(Unfiled {
+                    name,
+                    sidecar,
+                    attempts: 1,
+                    next_try: Instant::now() + Duration::from_secs(1),
+                    error,
+                });
+                self.publish_unfiled();
             }
         }
-        (self.executor.execute(&request), partial)
     }
 
-    fn sidecar(&self, result: Result<(), String>, partial: &Partial) -> Sidecar {
+    /// Tries again the outcomes whose time has come (all of them when
+    /// `all`).
+    fn refile_due(&mut self, tally: &mut Tally, all: bool) {
+        if self.unfiled.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let before = self.unfiled.len();
+        let mut keep = Vec::new();
+        for mut u in std::mem::take(&mut self.unfiled) {
+            if !all && u.next_try > now {
+                keep.push(u);
+                continue;
+            }
+            self.heal_dirs();
+            match self.filer.file(&u.name, &u.sidecar) {
+                Ok(filed) => {
+                    tracing::info!(file = %filed.path.display(), attempts = u.attempts + 1, "filed an outcome that had to wait");
+                    log_outcome(&filed.path, &u.sidecar);
+                    self.filer.forget_journal(&u.name);
+                    match u.sidecar.outcome {
+                        Outcome::Processed => tally.processed += 1,
+                        Outcome::Failed => tally.failed += 1,
+                    }
+                    tally.sidecars.push(filed.sidecar);
+                }
+                Err(e) => {
+                    u.attempts += 1;
+                    u.error = e.to_string();
+                    let backoff = Duration::from_secs(1 << u.attempts.min(5));
+                    u.next_try = now + backoff.min(REFILE_EVERY_MAX);
+                    if self.filer.journaled(&u.name).is_none() {
+                        let _ = self.filer.journal(&u.name, &u.sidecar);
+                    }
+                    keep.push(u);
+                }
+            }
+        }
+        self.unfiled = keep;
+        if self.unfiled.len() != before {
+            self.publish_unfiled();
+        }
+    }
+
+    /// Tells `status` how many outcomes wait to be filed, and why.
+    fn publish_unfiled(&self) {
+        let count = self.unfiled.len() as u64;
+        let error = self.unfiled.first().map(|u| u.error.clone());
+        if let Err(e) = self.state.update(|s| {
+            s.outcomes_unfiled = count;
+            s.filing_error = error;
+        }) {
+            tracing::error!("cannot write state.json: {e}");
+        }
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.town.processing(),
+            self.town.processed(),
+            self.town.failed(),
+        ]
+    }
+
+    fn sidecar(
+        &self,
+        result: Result<(), String>,
+        partial: &Partial,
+        original_name: Option<String>,
+    ) -> Sidecar {
         let (outcome, error) = match result {
             Ok(()) => (Outcome::Processed, None),
             Err(reason) => (Outcome::Failed, Some(reason)),
@@ -363,8 +772,13 @@ impl Consumer {
             session: partial.session.clone(),
             finished_at: Utc::now(),
             daemon_pid: self.pid,
+            original_name,
         }
     }
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 fn log_outcome(path: &Path, s: &Sidecar) {

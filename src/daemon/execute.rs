@@ -4,10 +4,12 @@
 //! in dry-run too, so a dry run says truthfully what a real run would do.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
+use super::stop::StopFlag;
 use crate::config::Config;
 use crate::crash_loop::CrashLoopGuard;
 use crate::duration::human;
@@ -17,6 +19,8 @@ use crate::tmux::Tmux;
 use crate::town::Town;
 
 pub(crate) struct Executor {
+    /// Waits on an agent end early on a stop.
+    stop: Arc<StopFlag>,
     town: Town,
     tmux: Tmux,
     guard: CrashLoopGuard,
@@ -24,8 +28,9 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    pub(crate) fn new(town: &Town, config: &Config) -> Self {
+    pub(crate) fn new(town: &Town, config: &Config, stop: Arc<StopFlag>) -> Self {
         Executor {
+            stop,
             town: town.clone(),
             tmux: Tmux::new(config.tmux_socket.clone()),
             guard: CrashLoopGuard::new(town, config.max_restarts, config.restart_window),
@@ -35,7 +40,7 @@ impl Executor {
 
     /// Whether executing `request` will touch tmux; such requests must be
     /// durably claimed first so a power loss cannot run them twice.
-    pub(crate) fn has_effects(&self, _request: &Request) -> bool {
+    pub(crate) fn has_effects(&self) -> bool {
         !self.config.dry_run
     }
 

@@ -10,6 +10,7 @@
 //! [`logging`] and the [`stop`] switch.
 
 pub(crate) mod consumer;
+pub(crate) mod dispatch;
 pub(crate) mod execute;
 pub(crate) mod filing;
 pub(crate) mod heartbeat;
@@ -90,13 +91,15 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         },
     ));
     let overflow = Arc::new(AtomicBool::new(false));
+    let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
     let inlet = Inlet {
         rx,
+        wake,
         overflow,
         rescan_every,
     };
-    let consumer = Consumer::new(town, &config, state.clone(), inlet, stop.clone(), hooks)
+    let mut consumer = Consumer::new(town, &config, state.clone(), inlet, stop.clone(), hooks)
         .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
         .recover()

@@ -107,6 +107,12 @@ fn too_large(len: u64) -> Rejection {
     ))
 }
 
+/// Does `bytes` hold a whole JSON value? A prefix of a JSON object never
+/// parses, so a file that does is not being written any more.
+pub(crate) fn is_complete_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
 /// Is a file we did not get a close/rename event for perhaps still being
 /// written? True when it changed within [`SETTLE`] and its content does not
 /// parse as JSON yet.
@@ -116,7 +122,7 @@ pub(crate) fn may_still_be_written(path: &Path, bytes: &[u8]) -> bool {
         .ok()
         .and_then(|m| m.elapsed().ok())
         .is_some_and(|age| age < SETTLE);
-    young && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
+    young && !is_complete_json(bytes)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -24,11 +25,15 @@ pub(crate) enum Hint {
     Ready,
     /// Just created: a regular file may still be being written.
     Created,
+    /// Created at this instant and looked at again: complete once it
+    /// parses (or its close-write event arrives), else after
+    /// `write_timeout`.
+    Announced(Instant),
     /// Found by a scan: may be anything.
     Scan,
     /// Already claimed into `processing/` while still being written: look
-    /// at it there again.
-    Claimed,
+    /// at it there again (with the instant it was announced, if it was).
+    Claimed(Option<Instant>),
 }
 
 #[derive(Debug)]
@@ -36,6 +41,8 @@ pub(crate) enum Message {
     Candidate(OsString, Hint),
     /// The watcher may have missed events (queue overflow, error).
     Rescan(&'static str),
+    /// An executor worker finished a request.
+    Done,
     Stop,
 }
 
