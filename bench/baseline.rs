@@ -24,8 +24,8 @@ pub fn missing_tools() -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| {
         format!(
-            "baseline skipped: {} not found; install inotify-tools and jq \
-             (Debian/Ubuntu: apt-get install -y inotify-tools jq; `just bench` does this)",
+            "BASELINE SKIPPED: {} not found; install inotify-tools and jq \
+             (Debian/Ubuntu: apt-get install inotify-tools jq) to compare with it",
             missing.join(", ")
         )
     })

@@ -3,9 +3,9 @@
 //! limit of the filesystem work, all in one run. Prints one markdown table
 //! (for BENCHMARKS.md) and the machine it ran on.
 //!
-//! Run: `just bench`, or `cargo build --release --bins && ./target/release/bench`
-//! (`--quick` for a smoke run; `--help` for the flags). It starts the real
-//! `gt daemon run --dry-run` found next to its own executable.
+//! Run: `just bench`, or `cargo bench --bench daemon` (`-- --quick` for a
+//! smoke run; `-- --help` for the flags). It starts the real
+//! `gt daemon run --dry-run` that cargo built for it.
 
 mod baseline;
 mod daemon;
@@ -24,13 +24,13 @@ use std::time::Duration;
 use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 
 const USAGE: &str = "\
-usage: bench [--quick] [--dir DIR]... [--no-shm] [--idle-secs N] [--burst N]
+usage: cargo bench --bench daemon -- [--quick] [--dir DIR]... [--no-shm] [--idle-secs N] [--burst N]
              [--latency N] [--gap-ms N] [--backlogs N,N,...] [--baseline-burst N]
              [--baseline-latency N] [--skip-baseline] [--only LIST]
              [--repeat N]
 
-Benchmarks the real `gt daemon run --dry-run` (the `gt` binary next to this one;
-build both with `cargo build --release --bins`) and prints a markdown table.
+Benchmarks the real `gt daemon run --dry-run` (the `gt` binary cargo builds
+with this bench) and prints a markdown table.
 
   --quick              smoke run: burst 2000 (once), latency 200, backlogs
                        1k/5k/10k, idle 3 s, baseline burst 100 and latency 50
@@ -108,7 +108,8 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                 .wrap_err_with(|| format!("{name}: {v:?} is not a number"))
         };
         match arg.as_str() {
-            "--quick" => {}
+            // `cargo bench` passes `--bench` to every bench target.
+            "--quick" | "--bench" => {}
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -153,27 +154,14 @@ fn parse_args(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
-/// The `gt` binary beside this one (both are built into the same target dir).
+/// The `gt` binary cargo built for this bench (same profile, same commit).
 fn find_gt() -> Result<PathBuf> {
-    let exe = std::env::current_exe().wrap_err("cannot find the bench executable")?;
-    let gt = exe.with_file_name("gt");
+    let gt = PathBuf::from(env!("CARGO_BIN_EXE_gt"));
     if !gt.is_file() {
         bail!(
-            "{} not found: build it first with `cargo build --release --bins` (or run `just bench`)",
+            "{} not found: run the bench through cargo (`cargo bench --bench daemon`), which builds it",
             gt.display()
         );
-    }
-    let (gt_m, exe_m) = (gt.metadata()?.modified()?, exe.metadata()?.modified()?);
-    if gt_m < exe_m {
-        if let Ok(age) = exe_m.duration_since(gt_m) {
-            if age > Duration::from_secs(3600) {
-                eprintln!(
-                    "bench: warning: {} is {} h older than the bench; rebuild with `cargo build --release --bins`",
-                    gt.display(),
-                    age.as_secs() / 3600
-                );
-            }
-        }
     }
     Ok(gt)
 }
@@ -383,8 +371,8 @@ fn run() -> Result<bool> {
         results.push(r);
     }
 
-    let command = std::iter::once("cargo run --release --bin bench --".to_string())
-        .chain(args.iter().cloned())
+    let command = std::iter::once("cargo bench --bench daemon --".to_string())
+        .chain(args.iter().filter(|a| *a != "--bench").cloned())
         .collect::<Vec<_>>()
         .join(" ");
     let command = command.trim_end_matches(" --").to_string();

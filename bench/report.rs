@@ -526,20 +526,3 @@ pub fn render(
     }
     s
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats() {
-        assert_eq!(int(0), "0");
-        assert_eq!(int(999), "999");
-        assert_eq!(int(20000), "20,000");
-        assert_eq!(int(1234567), "1,234,567");
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(pct(&v, 0.5), Duration::from_millis(50));
-        assert_eq!(pct(&v, 0.99), Duration::from_millis(99));
-        assert_eq!(pct(&v, 1.0), Duration::from_millis(100));
-    }
-}
