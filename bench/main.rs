@@ -7,6 +7,7 @@
 //! smoke run; `-- --help` for the flags). It starts the real
 //! `gt daemon run --dry-run` that cargo built for it.
 
+mod args;
 mod baseline;
 mod daemon;
 mod guard;
@@ -19,140 +20,11 @@ mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use clap::Parser;
+use color_eyre::eyre::{bail, Result, WrapErr};
 
-const USAGE: &str = "\
-usage: cargo bench --bench daemon -- [--quick] [--dir DIR]... [--no-shm] [--idle-secs N] [--burst N]
-             [--latency N] [--gap-ms N] [--backlogs N,N,...] [--baseline-burst N]
-             [--baseline-latency N] [--skip-baseline] [--only LIST]
-             [--repeat N]
-
-Benchmarks the real `gt daemon run --dry-run` (the `gt` binary cargo builds
-with this bench) and prints a markdown table.
-
-  --quick              smoke run: burst 2000 (once), latency 200, backlogs
-                       1k/5k/10k, idle 3 s, baseline burst 100 and latency 50
-  --dir DIR            make towns under DIR (repeatable); default: the temp dir
-                       and /dev/shm when present
-  --no-shm             do not add /dev/shm to the default directories
-  --idle-secs N        idle scenario length (default 30)
-  --burst N            burst size (default 20000); the limit loop uses it too
-  --repeat N           burst and limit runs, alternating; the best counts
-                       (default 3; --quick: 1)
-  --latency N          latency samples (default 2000)
-  --gap-ms N           pause between latency samples (default 2)
-  --backlogs LIST      backlog sizes (default 10000,20000,50000,100000)
-  --baseline-burst N   burst size for the inotifywait baseline (default 500)
-  --baseline-latency N latency samples for the baseline (default 200)
-  --skip-baseline      do not run the baseline
-  --only LIST          run only these of limit,burst,latency,backlog,idle,baseline
-";
-
-const SCENARIOS: [&str; 6] = ["limit", "burst", "latency", "backlog", "idle", "baseline"];
-
-pub struct Opts {
-    pub quick: bool,
-    pub dirs: Vec<PathBuf>,
-    pub no_shm: bool,
-    pub idle_secs: u64,
-    pub burst: usize,
-    pub latency: usize,
-    pub gap: Duration,
-    pub backlogs: Vec<usize>,
-    pub baseline_burst: usize,
-    pub baseline_latency: usize,
-    pub skip_baseline: bool,
-    pub only: Vec<String>,
-    pub repeat: usize,
-}
-
-impl Opts {
-    fn wants(&self, scenario: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
-    }
-}
-
-fn parse_args(args: &[String]) -> Result<Opts> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let mut o = Opts {
-        quick,
-        dirs: Vec::new(),
-        no_shm: false,
-        idle_secs: if quick { 3 } else { 30 },
-        burst: if quick { 2_000 } else { 20_000 },
-        latency: if quick { 200 } else { 2_000 },
-        gap: Duration::from_millis(2),
-        backlogs: if quick {
-            vec![1_000, 2_000, 5_000, 10_000]
-        } else {
-            vec![10_000, 20_000, 50_000, 100_000]
-        },
-        baseline_burst: if quick { 100 } else { 500 },
-        baseline_latency: if quick { 50 } else { 200 },
-        skip_baseline: false,
-        only: Vec::new(),
-        repeat: if quick { 1 } else { 3 },
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| eyre!("{name} needs a value\n\n{USAGE}"))
-        };
-        let number = |name: &str, v: String| -> Result<usize> {
-            v.replace('_', "")
-                .parse::<usize>()
-                .wrap_err_with(|| format!("{name}: {v:?} is not a number"))
-        };
-        match arg.as_str() {
-            // `cargo bench` passes `--bench` to every bench target.
-            "--quick" | "--bench" => {}
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--dir" => o.dirs.push(PathBuf::from(value(arg)?)),
-            "--no-shm" => o.no_shm = true,
-            "--skip-baseline" => o.skip_baseline = true,
-            "--idle-secs" => o.idle_secs = number(arg, value(arg)?)? as u64,
-            "--repeat" => o.repeat = number(arg, value(arg)?)?,
-            "--burst" => o.burst = number(arg, value(arg)?)?,
-            "--latency" => o.latency = number(arg, value(arg)?)?,
-            "--gap-ms" => o.gap = Duration::from_millis(number(arg, value(arg)?)? as u64),
-            "--baseline-burst" => o.baseline_burst = number(arg, value(arg)?)?,
-            "--baseline-latency" => o.baseline_latency = number(arg, value(arg)?)?,
-            "--only" => {
-                o.only = value(arg)?.split(',').map(str::to_string).collect();
-                if let Some(bad) = o.only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
-                    bail!(
-                        "--only: unknown scenario {bad:?}; choose from {}",
-                        SCENARIOS.join(",")
-                    );
-                }
-            }
-            "--backlogs" => {
-                o.backlogs = value(arg)?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| number(arg, s.to_string()))
-                    .collect::<Result<_>>()?
-            }
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-        }
-    }
-    if o.repeat == 0
-        || o.burst == 0
-        || o.latency == 0
-        || o.baseline_burst == 0
-        || o.baseline_latency == 0
-    {
-        bail!("counts must be positive");
-    }
-    Ok(o)
-}
+use args::{Args, Opts, Scenario};
 
 /// The `gt` binary cargo built for this bench (same profile, same commit).
 fn find_gt() -> Result<PathBuf> {
@@ -254,7 +126,7 @@ fn main() -> ExitCode {
 /// Ok(false) when some scenario failed (the table is still printed).
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = parse_args(&args)?;
+    let o = Opts::from(Args::parse());
     guard::install_signal_cleanup()?;
     // A panic unwinds through the Drop guards; make sure nothing survives.
     let default_hook = std::panic::take_hook();
@@ -303,7 +175,7 @@ fn run() -> Result<bool> {
             } else {
                 String::new()
             };
-            if o.wants("limit") {
+            if o.wants(Scenario::Limit) {
                 limits.push(attempt(
                     &format!("physical limit, {} requests, on {at}{run}", o.burst),
                     &mut errors,
@@ -315,7 +187,7 @@ fn run() -> Result<bool> {
                     || limit::run(dir, o.burst, true),
                 ));
             }
-            if o.wants("burst") {
+            if o.wants(Scenario::Burst) {
                 bursts.push(attempt(
                     &format!("burst of {} on {at}{run}", o.burst),
                     &mut errors,
@@ -326,7 +198,7 @@ fn run() -> Result<bool> {
         r.limit = best(limits, limit::Limit::rate);
         r.limit_durable = best(durables, limit::Limit::rate);
         r.burst = best(bursts, scenarios::Burst::rate);
-        if o.wants("latency") {
+        if o.wants(Scenario::Latency) {
             r.latency = attempt(
                 &format!("latency, {} samples, on {at}", o.latency),
                 &mut errors,
@@ -334,7 +206,7 @@ fn run() -> Result<bool> {
             );
         }
         for &size in &o.backlogs {
-            let b = if o.wants("backlog") {
+            let b = if o.wants(Scenario::Backlog) {
                 attempt(
                     &format!("backlog of {size} at start on {at}"),
                     &mut errors,
@@ -345,14 +217,14 @@ fn run() -> Result<bool> {
             };
             r.backlogs.push((size, b));
         }
-        if k == 0 && o.idle_secs > 0 && o.wants("idle") {
+        if k == 0 && o.idle_secs > 0 && o.wants(Scenario::Idle) {
             r.idle = attempt(
                 &format!("idle for {} s on {at}", o.idle_secs),
                 &mut errors,
                 || scenarios::daemon_idle(&gt, dir, o.idle_secs, &mut n),
             );
         }
-        if baseline_missing.is_none() && o.wants("baseline") {
+        if baseline_missing.is_none() && o.wants(Scenario::Baseline) {
             r.baseline_burst = attempt(
                 &format!("baseline burst of {} on {at}", o.baseline_burst),
                 &mut errors,

@@ -3,8 +3,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::args::Opts;
 use crate::scenarios::Latency;
-use crate::{DirResults, Opts, Outcome};
+use crate::{DirResults, Outcome};
 
 struct Row {
     scenario: String,
