@@ -12,6 +12,7 @@ mod baseline;
 mod daemon;
 mod guard;
 mod limit;
+mod outcome;
 mod procfs;
 mod report;
 mod scenarios;
@@ -228,12 +229,12 @@ fn run() -> Result<bool> {
             r.baseline_burst = attempt(
                 &format!("baseline burst of {} on {at}", o.baseline_burst),
                 &mut errors,
-                || scenarios::baseline_burst(dir, o.baseline_burst, &mut n),
+                || scenarios::baseline_burst(dir, o.baseline_burst),
             );
             r.baseline_latency = attempt(
                 &format!("baseline latency, {} samples, on {at}", o.baseline_latency),
                 &mut errors,
-                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, &mut n),
+                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap),
             );
         }
         notes.extend(

@@ -8,8 +8,9 @@ use color_eyre::eyre::{bail, eyre, Result};
 
 use crate::baseline::Baseline;
 use crate::daemon::Daemon;
+use crate::outcome::{self, Expected};
 use crate::procfs;
-use crate::town::{self, Town};
+use crate::town::{self, TempTown};
 use crate::watch::DirWatch;
 
 /// How long nothing may progress before a scenario is declared stuck.
@@ -62,7 +63,7 @@ pub struct Idle {
 }
 
 /// Starts the daemon on `town` and waits until it says it is running.
-fn start(gt: &Path, town: &Town) -> Result<Daemon> {
+fn start(gt: &Path, town: &TempTown) -> Result<Daemon> {
     let mut d = Daemon::spawn(gt, town)?;
     d.wait_ready(READY)?;
     Ok(d)
@@ -89,7 +90,7 @@ fn check_counters(d: &Daemon, n: usize, notes: &mut Vec<String>) {
     }
 }
 
-fn publish_all(town: &Town, names: &[String]) -> Result<Duration> {
+fn publish_all(town: &TempTown, names: &[String]) -> Result<Duration> {
     let body = town::request_body();
     let t0 = Instant::now();
     for name in names {
@@ -98,19 +99,27 @@ fn publish_all(town: &Town, names: &[String]) -> Result<Duration> {
     Ok(t0.elapsed())
 }
 
-/// Publishes `n` requests as fast as possible and waits until all are filed.
+/// What the daemon `pid` (or, without one, the baseline) must have filed.
+fn expected(pid: Option<i32>) -> Expected<'static> {
+    Expected {
+        from: town::FROM,
+        action: town::ACTION,
+        daemon_pid: pid.map(|p| p as u32),
+    }
+}
+
+/// Publishes `names` as fast as possible and waits until all are filed.
 fn burst_on(
-    town: &Town,
-    n: usize,
+    town: &TempTown,
+    names: &[String],
     poll: Duration,
     alive: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Burst> {
-    let names = town::names("burst", n);
     let t0 = Instant::now();
-    let published = publish_all(town, &names)?;
-    let filed = town.wait_filed(&names, poll, STALL, alive)?;
+    let published = publish_all(town, names)?;
+    let filed = town.wait_filed(names, poll, STALL, alive)?;
     Ok(Burst {
-        n,
+        n: names.len(),
         elapsed: filed.done - t0,
         published,
         uncertainty: filed.uncertainty,
@@ -118,10 +127,11 @@ fn burst_on(
     })
 }
 
-/// Publishes requests one at a time and times each to processed/.
+/// Publishes `names` one at a time and times each to processed/; the first
+/// `warmup` are not counted.
 fn latency_on(
-    town: &Town,
-    n: usize,
+    town: &TempTown,
+    names: &[String],
     warmup: usize,
     gap: Duration,
     timeout: Duration,
@@ -129,16 +139,16 @@ fn latency_on(
 ) -> Result<Latency> {
     let watch = DirWatch::new(&town.processed())?;
     let body = town::request_body();
+    let n = names.len().saturating_sub(warmup);
     let mut result = Latency {
         to_file: Vec::with_capacity(n),
         to_sidecar: Vec::with_capacity(n),
         rename: Vec::with_capacity(n),
     };
-    for i in 0..warmup + n {
-        let name = format!("latency-{i:06}");
-        let (tmp, dest) = town.stage(&name, &body)?;
-        let file = format!("{name}.json");
-        let sidecar = format!("{name}.json.result.json");
+    for (i, name) in names.iter().enumerate() {
+        let (tmp, dest) = town.stage(name, &body)?;
+        let file = town::request_file(name);
+        let sidecar = outcome::sidecar_name(&file);
         let t0 = Instant::now();
         fs::rename(&tmp, &dest)?;
         let renamed = t0.elapsed();
@@ -157,16 +167,17 @@ fn latency_on(
 }
 
 pub fn daemon_burst(gt: &Path, base: &Path, n: usize, notes: &mut Vec<String>) -> Result<Burst> {
-    let town = Town::new(base)?;
+    let town = TempTown::new(base)?;
+    let names = town::names("burst", n);
     let mut d = start(gt, &town)?;
-    let mut burst = burst_on(&town, n, Duration::from_micros(200), &mut || {
+    let mut burst = burst_on(&town, &names, Duration::from_micros(200), &mut || {
         d.check_alive()
     })?;
     burst.hwm_kib = procfs::status_kib(d.pid, "VmHWM");
     check_counters(&d, n, notes);
     let pid = d.pid;
     notes.extend(d.stop()?);
-    notes.extend(town.verify(n, Some(pid)));
+    town.verify(&names, &expected(Some(pid)))?;
     town.remove();
     Ok(burst)
 }
@@ -178,15 +189,21 @@ pub fn daemon_latency(
     gap: Duration,
     notes: &mut Vec<String>,
 ) -> Result<Latency> {
-    let town = Town::new(base)?;
-    let mut d = start(gt, &town)?;
+    let town = TempTown::new(base)?;
     let warmup = 20;
-    let lat = latency_on(&town, n, warmup, gap, Duration::from_secs(10), &mut || {
-        d.check_alive()
-    })?;
+    let names = town::names("latency", warmup + n);
+    let mut d = start(gt, &town)?;
+    let lat = latency_on(
+        &town,
+        &names,
+        warmup,
+        gap,
+        Duration::from_secs(10),
+        &mut || d.check_alive(),
+    )?;
     let pid = d.pid;
     notes.extend(d.stop()?);
-    notes.extend(town.verify(n + warmup, Some(pid)));
+    town.verify(&names, &expected(Some(pid)))?;
     town.remove();
     Ok(lat)
 }
@@ -197,7 +214,7 @@ pub fn daemon_backlog(
     n: usize,
     notes: &mut Vec<String>,
 ) -> Result<Backlog> {
-    let town = Town::new(base)?;
+    let town = TempTown::new(base)?;
     // Wait for them in name order (which is also publishing order), the
     // order the daemon's start-up scan takes them in: the end of the drain
     // is then seen as it happens (the report says when it was not).
@@ -226,7 +243,7 @@ pub fn daemon_backlog(
     check_counters(&d, n, notes);
     let pid = d.pid;
     notes.extend(d.stop()?);
-    notes.extend(town.verify(n, Some(pid)));
+    town.verify(&order, &expected(Some(pid)))?;
     town.remove();
     Ok(Backlog {
         n,
@@ -238,7 +255,7 @@ pub fn daemon_backlog(
 }
 
 pub fn daemon_idle(gt: &Path, base: &Path, secs: u64, notes: &mut Vec<String>) -> Result<Idle> {
-    let town = Town::new(base)?;
+    let town = TempTown::new(base)?;
     let mut d = start(gt, &town)?;
     // Let start-up (first heartbeat, initial scan) finish.
     std::thread::sleep(Duration::from_secs(1));
@@ -279,38 +296,34 @@ pub fn daemon_idle(gt: &Path, base: &Path, secs: u64, notes: &mut Vec<String>) -
     })
 }
 
-pub fn baseline_burst(base: &Path, n: usize, notes: &mut Vec<String>) -> Result<Burst> {
-    let town = Town::new(base)?;
+pub fn baseline_burst(base: &Path, n: usize) -> Result<Burst> {
+    let town = TempTown::new(base)?;
+    let names = town::names("burst", n);
     let mut b = Baseline::spawn(&town)?;
-    let burst = burst_on(&town, n, Duration::from_millis(2), &mut || b.check_alive())?;
+    let burst = burst_on(&town, &names, Duration::from_millis(2), &mut || {
+        b.check_alive()
+    })?;
     b.stop();
-    notes.extend(
-        town.verify(n, None)
-            .into_iter()
-            .map(|w| format!("baseline: {w}")),
-    );
+    town.verify(&names, &expected(None))?;
     town.remove();
     Ok(burst)
 }
 
-pub fn baseline_latency(
-    base: &Path,
-    n: usize,
-    gap: Duration,
-    notes: &mut Vec<String>,
-) -> Result<Latency> {
-    let town = Town::new(base)?;
-    let mut b = Baseline::spawn(&town)?;
+pub fn baseline_latency(base: &Path, n: usize, gap: Duration) -> Result<Latency> {
+    let town = TempTown::new(base)?;
     let warmup = 5;
-    let lat = latency_on(&town, n, warmup, gap, Duration::from_secs(30), &mut || {
-        b.check_alive()
-    })?;
+    let names = town::names("latency", warmup + n);
+    let mut b = Baseline::spawn(&town)?;
+    let lat = latency_on(
+        &town,
+        &names,
+        warmup,
+        gap,
+        Duration::from_secs(30),
+        &mut || b.check_alive(),
+    )?;
     b.stop();
-    notes.extend(
-        town.verify(n + warmup, None)
-            .into_iter()
-            .map(|w| format!("baseline: {w}")),
-    );
+    town.verify(&names, &expected(None))?;
     town.remove();
     Ok(lat)
 }
