@@ -141,6 +141,10 @@ pub struct Args {
           help = preset_help("Latency samples for the baseline", |p| p.baseline_latency.to_string()))]
     pub baseline_latency: Option<usize>,
 
+    /// Before each timed part: flush the filesystem until a flush finds nothing to write, then pause this long
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub settle_ms: u64,
+
     /// Do not run the inotifywait baseline
     #[arg(long)]
     pub skip_baseline: bool,
@@ -163,6 +167,7 @@ pub struct Opts {
     pub burst: usize,
     pub latency: usize,
     pub gap: Duration,
+    pub settle: Duration,
     pub backlogs: Vec<usize>,
     pub baseline_burst: usize,
     pub baseline_latency: usize,
@@ -189,6 +194,7 @@ impl From<Args> for Opts {
             burst: a.burst.unwrap_or(p.burst),
             latency,
             gap: Duration::from_millis(a.gap_ms),
+            settle: Duration::from_millis(a.settle_ms),
             backlogs: a.backlogs.unwrap_or_else(|| p.backlogs.to_vec()),
             baseline_burst: a.baseline_burst.unwrap_or(p.baseline_burst),
             baseline_latency: a.baseline_latency.unwrap_or(p.baseline_latency),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{bail, eyre, Result};
 
 use crate::outcome;
+use crate::settle::Settle;
 use crate::town::{self, TempTown};
 
 const BATCH: usize = 64;
@@ -39,9 +40,10 @@ impl Limit {
 }
 
 /// `durable`: sync batches on a second thread while the loop runs.
-pub fn run(base: &Path, n: usize, durable: bool) -> Result<Limit> {
+pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limit> {
     let town = TempTown::new(base)?;
     let body = town::request_body();
+    settle.at(base)?;
     let p0 = Instant::now();
     for name in town::names("limit", n) {
         town.publish(&name, &body)?;
@@ -67,6 +69,8 @@ pub fn run(base: &Path, n: usize, durable: bool) -> Result<Limit> {
         None
     };
 
+    // What publishing left to write is not the loop's work.
+    settle.at(base)?;
     let t0 = Instant::now();
     let mut done = 0;
     for entry in fs::read_dir(&inbox)? {

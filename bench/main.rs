@@ -16,6 +16,7 @@ mod outcome;
 mod procfs;
 mod report;
 mod scenarios;
+mod settle;
 mod town;
 mod watch;
 
@@ -148,6 +149,7 @@ fn run() -> Result<bool> {
         eprintln!("bench: {why}");
     }
 
+    let settle = settle::Settle::new(o.settle);
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let mut results = Vec::new();
@@ -180,19 +182,19 @@ fn run() -> Result<bool> {
                 limits.push(attempt(
                     &format!("physical limit, {} requests, on {at}{run}", o.burst),
                     &mut errors,
-                    || limit::run(dir, o.burst, false),
+                    || limit::run(dir, o.burst, false, &settle),
                 ));
                 durables.push(attempt(
                     &format!("physical limit with batched syncfs on {at}{run}"),
                     &mut errors,
-                    || limit::run(dir, o.burst, true),
+                    || limit::run(dir, o.burst, true, &settle),
                 ));
             }
             if o.wants(Scenario::Burst) {
                 bursts.push(attempt(
                     &format!("burst of {} on {at}{run}", o.burst),
                     &mut errors,
-                    || scenarios::daemon_burst(&gt, dir, o.burst, &mut n),
+                    || scenarios::daemon_burst(&gt, dir, o.burst, &settle, &mut n),
                 ));
             }
         }
@@ -203,7 +205,7 @@ fn run() -> Result<bool> {
             r.latency = attempt(
                 &format!("latency, {} samples, on {at}", o.latency),
                 &mut errors,
-                || scenarios::daemon_latency(&gt, dir, o.latency, o.gap, &mut n),
+                || scenarios::daemon_latency(&gt, dir, o.latency, o.gap, &settle, &mut n),
             );
         }
         for &size in &o.backlogs {
@@ -211,7 +213,7 @@ fn run() -> Result<bool> {
                 attempt(
                     &format!("backlog of {size} at start on {at}"),
                     &mut errors,
-                    || scenarios::daemon_backlog(&gt, dir, size, &mut n),
+                    || scenarios::daemon_backlog(&gt, dir, size, &settle, &mut n),
                 )
             } else {
                 None
@@ -222,21 +224,22 @@ fn run() -> Result<bool> {
             r.idle = attempt(
                 &format!("idle for {} s on {at}", o.idle_secs),
                 &mut errors,
-                || scenarios::daemon_idle(&gt, dir, o.idle_secs, &mut n),
+                || scenarios::daemon_idle(&gt, dir, o.idle_secs, &settle, &mut n),
             );
         }
         if baseline_missing.is_none() && o.wants(Scenario::Baseline) {
             r.baseline_burst = attempt(
                 &format!("baseline burst of {} on {at}", o.baseline_burst),
                 &mut errors,
-                || scenarios::baseline_burst(dir, o.baseline_burst),
+                || scenarios::baseline_burst(dir, o.baseline_burst, &settle),
             );
             r.baseline_latency = attempt(
                 &format!("baseline latency, {} samples, on {at}", o.baseline_latency),
                 &mut errors,
-                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap),
+                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, &settle),
             );
         }
+        n.extend(settle.take_notes());
         notes.extend(
             n.into_iter()
                 .map(|w| format!("{} ({fs}): {w}", dir.display())),

@@ -10,6 +10,7 @@ use crate::baseline::Baseline;
 use crate::daemon::Daemon;
 use crate::outcome::{self, Expected};
 use crate::procfs;
+use crate::settle::Settle;
 use crate::town::{self, TempTown};
 use crate::watch::DirWatch;
 
@@ -166,10 +167,17 @@ fn latency_on(
     Ok(result)
 }
 
-pub fn daemon_burst(gt: &Path, base: &Path, n: usize, notes: &mut Vec<String>) -> Result<Burst> {
+pub fn daemon_burst(
+    gt: &Path,
+    base: &Path,
+    n: usize,
+    settle: &Settle,
+    notes: &mut Vec<String>,
+) -> Result<Burst> {
     let town = TempTown::new(base)?;
     let names = town::names("burst", n);
     let mut d = start(gt, &town)?;
+    settle.at(base)?;
     let mut burst = burst_on(&town, &names, Duration::from_micros(200), &mut || {
         d.check_alive()
     })?;
@@ -187,12 +195,14 @@ pub fn daemon_latency(
     base: &Path,
     n: usize,
     gap: Duration,
+    settle: &Settle,
     notes: &mut Vec<String>,
 ) -> Result<Latency> {
     let town = TempTown::new(base)?;
     let warmup = 20;
     let names = town::names("latency", warmup + n);
     let mut d = start(gt, &town)?;
+    settle.at(base)?;
     let lat = latency_on(
         &town,
         &names,
@@ -212,6 +222,7 @@ pub fn daemon_backlog(
     gt: &Path,
     base: &Path,
     n: usize,
+    settle: &Settle,
     notes: &mut Vec<String>,
 ) -> Result<Backlog> {
     let town = TempTown::new(base)?;
@@ -224,6 +235,7 @@ pub fn daemon_backlog(
     if listed != n {
         bail!("published {n} requests but the inbox lists {listed}");
     }
+    settle.at(base)?;
     let mut d = Daemon::spawn(gt, &town)?;
     // Also note when it reports running: before or after the drain?
     let mut ready = None;
@@ -254,11 +266,18 @@ pub fn daemon_backlog(
     })
 }
 
-pub fn daemon_idle(gt: &Path, base: &Path, secs: u64, notes: &mut Vec<String>) -> Result<Idle> {
+pub fn daemon_idle(
+    gt: &Path,
+    base: &Path,
+    secs: u64,
+    settle: &Settle,
+    notes: &mut Vec<String>,
+) -> Result<Idle> {
     let town = TempTown::new(base)?;
     let mut d = start(gt, &town)?;
     // Let start-up (first heartbeat, initial scan) finish.
     std::thread::sleep(Duration::from_secs(1));
+    settle.at(base)?;
     d.check_alive()?;
     let tick = procfs::clock_ticks();
     let heartbeats = |d: &Daemon| d.state().and_then(|s| s["heartbeat_count"].as_i64());
@@ -296,10 +315,11 @@ pub fn daemon_idle(gt: &Path, base: &Path, secs: u64, notes: &mut Vec<String>) -
     })
 }
 
-pub fn baseline_burst(base: &Path, n: usize) -> Result<Burst> {
+pub fn baseline_burst(base: &Path, n: usize, settle: &Settle) -> Result<Burst> {
     let town = TempTown::new(base)?;
     let names = town::names("burst", n);
     let mut b = Baseline::spawn(&town)?;
+    settle.at(base)?;
     let burst = burst_on(&town, &names, Duration::from_millis(2), &mut || {
         b.check_alive()
     })?;
@@ -309,11 +329,12 @@ pub fn baseline_burst(base: &Path, n: usize) -> Result<Burst> {
     Ok(burst)
 }
 
-pub fn baseline_latency(base: &Path, n: usize, gap: Duration) -> Result<Latency> {
+pub fn baseline_latency(base: &Path, n: usize, gap: Duration, settle: &Settle) -> Result<Latency> {
     let town = TempTown::new(base)?;
     let warmup = 5;
     let names = town::names("latency", warmup + n);
     let mut b = Baseline::spawn(&town)?;
+    settle.at(base)?;
     let lat = latency_on(
         &town,
         &names,
