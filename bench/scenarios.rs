@@ -12,7 +12,7 @@ use crate::outcome::{self, Expected};
 use crate::procfs;
 use crate::settle::Settle;
 use crate::town::{self, TempTown};
-use crate::watch::DirWatch;
+use crate::watch::{DirWatch, End};
 
 /// How long nothing may progress before a scenario is declared stuck.
 const STALL: Duration = Duration::from_secs(60);
@@ -37,7 +37,9 @@ impl Burst {
 pub struct Latency {
     /// Publishing rename → request file in processed/.
     pub to_file: Vec<Duration>,
-    /// Publishing rename → its sidecar in processed/.
+    /// Publishing rename → its sidecar written (closed) in processed/: the
+    /// end point both gt and the baseline are compared on, because each
+    /// files the two in a different order.
     pub to_sidecar: Vec<Duration>,
     /// The publishing rename itself (the agent's side).
     pub rename: Vec<Duration>,
@@ -153,7 +155,7 @@ fn latency_on(
         let t0 = Instant::now();
         fs::rename(&tmp, &dest)?;
         let renamed = t0.elapsed();
-        let seen = watch.wait_for(&[&file, &sidecar], timeout)?;
+        let seen = watch.wait_for(&[(&file, End::Appeared), (&sidecar, End::Written)], timeout)?;
         if i >= warmup {
             result.to_file.push(seen[0].saturating_duration_since(t0));
             result
