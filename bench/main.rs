@@ -1,4 +1,4 @@
-//! `gt daemon` benchmark (issue 4): burst throughput, latency, backlog at
+//! `gt daemon` benchmark: burst throughput, latency, backlog at
 //! start, idle cost, against an inotifywait + jq baseline and the physical
 //! limit of the filesystem work, all in one run. Prints one markdown table
 //! (for BENCHMARKS.md) and the machine it ran on.
@@ -277,5 +277,15 @@ fn run() -> Result<bool> {
             &errors
         )
     );
+    // Said again at the end, where it is seen after a long run.
+    if let Some(why) = baseline_missing.filter(|_| !o.skip_baseline) {
+        eprintln!("bench: {why}");
+    }
+    if !errors.is_empty() {
+        eprintln!("bench: {} scenario(s) FAILED:", errors.len());
+        for e in &errors {
+            eprintln!("bench:   {}", e.lines().next().unwrap_or(""));
+        }
+    }
     Ok(errors.is_empty())
 }
