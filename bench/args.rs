@@ -129,7 +129,7 @@ pub struct Args {
 
     #[arg(long, value_name = "N", value_parser = count,
           help = preset_help(
-              "Burst size for the inotifywait baseline (about 30 req/s); gt runs a burst of this size too, for a like-for-like ratio",
+              "Burst size for the inotifywait baseline (tens of requests a second); gt runs a burst of this size too, for a like-for-like ratio",
               |p| p.baseline_burst.to_string()))]
     pub baseline_burst: Option<usize>,
 
