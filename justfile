@@ -6,8 +6,6 @@ test:
 demo:
     mkdir -p demo-town && cargo run --release -- --town demo-town daemon start --dry-run
 
-# Benchmark the daemon against inotifywait+jq and the filesystem limit; prints a markdown table (`just bench --quick` for a smoke run)
+# Benchmark the daemon against inotifywait+jq (skipped, loudly, when they are missing) and the filesystem limit; prints a markdown table (`just bench --quick` for a smoke run)
 bench *ARGS:
-    command -v inotifywait >/dev/null && command -v jq >/dev/null || apt-get install -y inotify-tools jq || echo "bench: install inotify-tools and jq to run the baseline"
-    cargo build --release --bin gt --bin bench
-    cargo run --release --bin bench -- {{ARGS}}
+    cargo bench --bench daemon -- {{ARGS}}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The baseline `just bench` compares `gt daemon` with: the inbox consumer a
+# The baseline the benchmark compares `gt daemon` with: the inbox consumer a
 # user would otherwise write in an afternoon. An `inotifywait -m` loop claims
 # each request by moving it to processing/, validates it with jq, files it
 # under processed/ or failed/ and writes a .result.json sidecar beside it,
 # following the same directory contract as the daemon. It executes nothing
 # (like the daemon's --dry-run) and, like most such scripts, does not scan
-# the inbox at start nor recover from inotify queue overflows.
+# the inbox at start nor recover from inotify queue overflows. It writes the
+# sidecar after moving the request (the daemon does it the other way round),
+# which is why the bench times both to the sidecar written.
 #
 # usage: baseline-inotifywait.sh TOWN/daemon      (needs inotify-tools and jq)
 set -u

@@ -11,7 +11,7 @@ use color_eyre::eyre::{bail, Result, WrapErr};
 use rustix::process::{kill_process_group, Pid, Signal};
 
 use crate::guard::{self, Entry, Registration};
-use crate::town::Town;
+use crate::town::TempTown;
 
 /// The script, embedded so the bench runs from any directory.
 pub const SCRIPT: &str = include_str!("baseline-inotifywait.sh");
@@ -24,8 +24,8 @@ pub fn missing_tools() -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| {
         format!(
-            "baseline skipped: {} not found; install inotify-tools and jq \
-             (Debian/Ubuntu: apt-get install -y inotify-tools jq; `just bench` does this)",
+            "BASELINE SKIPPED: {} not found; install inotify-tools and jq \
+             (Debian/Ubuntu: apt-get install inotify-tools jq) to compare with it",
             missing.join(", ")
         )
     })
@@ -42,12 +42,12 @@ pub struct Baseline {
 
 impl Baseline {
     /// Starts the script on `town` and waits until inotifywait's watch is set.
-    pub fn spawn(town: &Town) -> Result<Baseline> {
-        let script = town.root.join("baseline-inotifywait.sh");
+    pub fn spawn(town: &TempTown) -> Result<Baseline> {
+        let script = town.root().join("baseline-inotifywait.sh");
         std::fs::write(&script, SCRIPT)?;
         let mut child = Command::new("bash")
             .arg(&script)
-            .arg(&town.daemon)
+            .arg(town.daemon_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

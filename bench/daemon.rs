@@ -9,7 +9,7 @@ use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::guard::{self, Entry, Registration};
-use crate::town::Town;
+use crate::town::TempTown;
 
 /// Env vars that would change what is measured (town choice, logging);
 /// the test hooks in `gt::testing::NAMES` are scrubbed too.
@@ -20,19 +20,19 @@ pub struct Daemon {
     child: Child,
     pub pid: i32,
     pub started: Instant,
-    daemon_dir: PathBuf,
+    town: gt::town::Town,
     out: PathBuf,
     exited: bool,
     _reg: Registration,
 }
 
 impl Daemon {
-    pub fn spawn(gt: &Path, town: &Town) -> Result<Daemon> {
-        let out = town.root.join("bench-daemon.out");
+    pub fn spawn(gt: &Path, town: &TempTown) -> Result<Daemon> {
+        let out = town.root().join("bench-daemon.out");
         let file = fs::File::create(&out)?;
         let mut cmd = Command::new(gt);
         cmd.arg("--town")
-            .arg(&town.root)
+            .arg(town.root())
             .args(["daemon", "run", "--dry-run"])
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
@@ -50,7 +50,7 @@ impl Daemon {
             child,
             pid,
             started,
-            daemon_dir: town.daemon.clone(),
+            town: gt::town::Town::clone(town),
             out,
             exited: false,
         })
@@ -66,7 +66,7 @@ impl Daemon {
     }
 
     pub fn state(&self) -> Option<serde_json::Value> {
-        let bytes = fs::read(self.daemon_dir.join("state.json")).ok()?;
+        let bytes = fs::read(self.town.state_file()).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -139,7 +139,7 @@ impl Daemon {
         let mut s = String::new();
         for (what, path) in [
             ("stdout/stderr", self.out.clone()),
-            ("daemon.log", self.daemon_dir.join("daemon.log")),
+            ("daemon.log", self.town.log_file()),
         ] {
             if let Ok(text) = fs::read_to_string(&path) {
                 let lines: Vec<&str> = text.lines().collect();

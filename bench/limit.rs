@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{bail, eyre, Result};
 
-use crate::town::{self, Town};
+use crate::outcome;
+use crate::settle::Settle;
+use crate::town::{self, TempTown};
 
 const BATCH: usize = 64;
 
@@ -38,19 +40,20 @@ impl Limit {
 }
 
 /// `durable`: sync batches on a second thread while the loop runs.
-pub fn run(base: &Path, n: usize, durable: bool) -> Result<Limit> {
-    let town = Town::new(base)?;
+pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limit> {
+    let town = TempTown::new(base)?;
     let body = town::request_body();
+    settle.at(base)?;
     let p0 = Instant::now();
     for name in town::names("limit", n) {
         town.publish(&name, &body)?;
     }
     let published = p0.elapsed();
     let inbox = town.inbox();
-    let processing = town.daemon.join("processing");
+    let processing = town.processing();
     let processed = town.processed();
-    let pid = std::process::id();
-    let fs_handle = fs::File::open(&town.daemon)?;
+    let sidecar = outcome::processed_body(town::FROM, town::ACTION, std::process::id());
+    let fs_handle = fs::File::open(town.daemon_dir())?;
 
     let (tx, rx) = mpsc::channel::<()>();
     let syncer = if durable {
@@ -66,6 +69,8 @@ pub fn run(base: &Path, n: usize, durable: bool) -> Result<Limit> {
         None
     };
 
+    // What publishing left to write is not the loop's work.
+    settle.at(base)?;
     let t0 = Instant::now();
     let mut done = 0;
     for entry in fs::read_dir(&inbox)? {
@@ -76,22 +81,13 @@ pub fn run(base: &Path, n: usize, durable: bool) -> Result<Limit> {
             continue;
         }
         let src = entry.path();
-        let body = fs::read(&src)?;
+        // Read as the daemon must (to decide), though nothing is decided.
+        let _body = fs::read(&src)?;
         let claimed = processing.join(&name);
         fs::rename(&src, &claimed)?;
         let filed = processed.join(&name);
         fs::rename(&claimed, &filed)?;
-        let mut sidecar_name = name.clone();
-        sidecar_name.push(".result.json");
-        let mut f = fs::File::create_new(processed.join(sidecar_name))?;
-        // About the size of the daemon's sidecar.
-        writeln!(
-            f,
-            "{{\"outcome\":\"processed\",\"error\":null,\"from\":\"mayor\",\"action\":\"shutdown\",\
-             \"session\":\"gt-mayor\",\"finished_at\":\"2026-01-01T00:00:00Z\",\"daemon_pid\":{pid},\
-             \"bytes\":{}}}",
-            body.len()
-        )?;
+        fs::File::create_new(outcome::sidecar_of(&filed))?.write_all(&sidecar)?;
         done += 1;
         if durable && done % BATCH == 0 {
             let _ = tx.send(());

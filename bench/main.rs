@@ -1,179 +1,41 @@
-//! `gt daemon` benchmark (issue 4): burst throughput, latency, backlog at
+//! `gt daemon` benchmark: burst throughput, latency, backlog at
 //! start, idle cost, against an inotifywait + jq baseline and the physical
 //! limit of the filesystem work, all in one run. Prints one markdown table
 //! (for BENCHMARKS.md) and the machine it ran on.
 //!
-//! Run: `just bench`, or `cargo build --release --bins && ./target/release/bench`
-//! (`--quick` for a smoke run; `--help` for the flags). It starts the real
-//! `gt daemon run --dry-run` found next to its own executable.
+//! Run: `just bench`, or `cargo bench --bench daemon` (`-- --quick` for a
+//! smoke run; `-- --help` for the flags). It starts the real
+//! `gt daemon run --dry-run` that cargo built for it.
 
+mod args;
 mod baseline;
 mod daemon;
 mod guard;
 mod limit;
+mod outcome;
 mod procfs;
 mod report;
 mod scenarios;
+mod settle;
 mod town;
 mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use clap::Parser;
+use color_eyre::eyre::{bail, Result, WrapErr};
 
-const USAGE: &str = "\
-usage: bench [--quick] [--dir DIR]... [--no-shm] [--idle-secs N] [--burst N]
-             [--latency N] [--gap-ms N] [--backlogs N,N,...] [--baseline-burst N]
-             [--baseline-latency N] [--skip-baseline] [--only LIST]
-             [--repeat N]
+use args::{Args, Opts, Scenario};
 
-Benchmarks the real `gt daemon run --dry-run` (the `gt` binary next to this one;
-build both with `cargo build --release --bins`) and prints a markdown table.
-
-  --quick              smoke run: burst 2000 (once), latency 200, backlogs
-                       1k/5k/10k, idle 3 s, baseline burst 100 and latency 50
-  --dir DIR            make towns under DIR (repeatable); default: the temp dir
-                       and /dev/shm when present
-  --no-shm             do not add /dev/shm to the default directories
-  --idle-secs N        idle scenario length (default 30)
-  --burst N            burst size (default 20000); the limit loop uses it too
-  --repeat N           burst and limit runs, alternating; the best counts
-                       (default 3; --quick: 1)
-  --latency N          latency samples (default 2000)
-  --gap-ms N           pause between latency samples (default 2)
-  --backlogs LIST      backlog sizes (default 10000,20000,50000,100000)
-  --baseline-burst N   burst size for the inotifywait baseline (default 500)
-  --baseline-latency N latency samples for the baseline (default 200)
-  --skip-baseline      do not run the baseline
-  --only LIST          run only these of limit,burst,latency,backlog,idle,baseline
-";
-
-const SCENARIOS: [&str; 6] = ["limit", "burst", "latency", "backlog", "idle", "baseline"];
-
-pub struct Opts {
-    pub quick: bool,
-    pub dirs: Vec<PathBuf>,
-    pub no_shm: bool,
-    pub idle_secs: u64,
-    pub burst: usize,
-    pub latency: usize,
-    pub gap: Duration,
-    pub backlogs: Vec<usize>,
-    pub baseline_burst: usize,
-    pub baseline_latency: usize,
-    pub skip_baseline: bool,
-    pub only: Vec<String>,
-    pub repeat: usize,
-}
-
-impl Opts {
-    fn wants(&self, scenario: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
-    }
-}
-
-fn parse_args(args: &[String]) -> Result<Opts> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let mut o = Opts {
-        quick,
-        dirs: Vec::new(),
-        no_shm: false,
-        idle_secs: if quick { 3 } else { 30 },
-        burst: if quick { 2_000 } else { 20_000 },
-        latency: if quick { 200 } else { 2_000 },
-        gap: Duration::from_millis(2),
-        backlogs: if quick {
-            vec![1_000, 2_000, 5_000, 10_000]
-        } else {
-            vec![10_000, 20_000, 50_000, 100_000]
-        },
-        baseline_burst: if quick { 100 } else { 500 },
-        baseline_latency: if quick { 50 } else { 200 },
-        skip_baseline: false,
-        only: Vec::new(),
-        repeat: if quick { 1 } else { 3 },
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| eyre!("{name} needs a value\n\n{USAGE}"))
-        };
-        let number = |name: &str, v: String| -> Result<usize> {
-            v.replace('_', "")
-                .parse::<usize>()
-                .wrap_err_with(|| format!("{name}: {v:?} is not a number"))
-        };
-        match arg.as_str() {
-            "--quick" => {}
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--dir" => o.dirs.push(PathBuf::from(value(arg)?)),
-            "--no-shm" => o.no_shm = true,
-            "--skip-baseline" => o.skip_baseline = true,
-            "--idle-secs" => o.idle_secs = number(arg, value(arg)?)? as u64,
-            "--repeat" => o.repeat = number(arg, value(arg)?)?,
-            "--burst" => o.burst = number(arg, value(arg)?)?,
-            "--latency" => o.latency = number(arg, value(arg)?)?,
-            "--gap-ms" => o.gap = Duration::from_millis(number(arg, value(arg)?)? as u64),
-            "--baseline-burst" => o.baseline_burst = number(arg, value(arg)?)?,
-            "--baseline-latency" => o.baseline_latency = number(arg, value(arg)?)?,
-            "--only" => {
-                o.only = value(arg)?.split(',').map(str::to_string).collect();
-                if let Some(bad) = o.only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
-                    bail!(
-                        "--only: unknown scenario {bad:?}; choose from {}",
-                        SCENARIOS.join(",")
-                    );
-                }
-            }
-            "--backlogs" => {
-                o.backlogs = value(arg)?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| number(arg, s.to_string()))
-                    .collect::<Result<_>>()?
-            }
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-        }
-    }
-    if o.repeat == 0
-        || o.burst == 0
-        || o.latency == 0
-        || o.baseline_burst == 0
-        || o.baseline_latency == 0
-    {
-        bail!("counts must be positive");
-    }
-    Ok(o)
-}
-
-/// The `gt` binary beside this one (both are built into the same target dir).
+/// The `gt` binary cargo built for this bench (same profile, same commit).
 fn find_gt() -> Result<PathBuf> {
-    let exe = std::env::current_exe().wrap_err("cannot find the bench executable")?;
-    let gt = exe.with_file_name("gt");
+    let gt = PathBuf::from(env!("CARGO_BIN_EXE_gt"));
     if !gt.is_file() {
         bail!(
-            "{} not found: build it first with `cargo build --release --bins` (or run `just bench`)",
+            "{} not found: run the bench through cargo (`cargo bench --bench daemon`), which builds it",
             gt.display()
         );
-    }
-    let (gt_m, exe_m) = (gt.metadata()?.modified()?, exe.metadata()?.modified()?);
-    if gt_m < exe_m {
-        if let Ok(age) = exe_m.duration_since(gt_m) {
-            if age > Duration::from_secs(3600) {
-                eprintln!(
-                    "bench: warning: {} is {} h older than the bench; rebuild with `cargo build --release --bins`",
-                    gt.display(),
-                    age.as_secs() / 3600
-                );
-            }
-        }
     }
     Ok(gt)
 }
@@ -248,6 +110,8 @@ pub struct DirResults {
     pub backlogs: Vec<(usize, Outcome<scenarios::Backlog>)>,
     pub idle: Outcome<scenarios::Idle>,
     pub baseline_burst: Outcome<scenarios::Burst>,
+    /// gt on a burst of the baseline's size, run right before it.
+    pub burst_at_baseline_size: Outcome<scenarios::Burst>,
     pub baseline_latency: Outcome<scenarios::Latency>,
 }
 
@@ -266,7 +130,7 @@ fn main() -> ExitCode {
 /// Ok(false) when some scenario failed (the table is still printed).
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = parse_args(&args)?;
+    let o = Opts::from(Args::parse());
     guard::install_signal_cleanup()?;
     // A panic unwinds through the Drop guards; make sure nothing survives.
     let default_hook = std::panic::take_hook();
@@ -287,6 +151,7 @@ fn run() -> Result<bool> {
         eprintln!("bench: {why}");
     }
 
+    let settle = settle::Settle::new(o.settle);
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let mut results = Vec::new();
@@ -303,6 +168,7 @@ fn run() -> Result<bool> {
             backlogs: Vec::new(),
             idle: None,
             baseline_burst: None,
+            burst_at_baseline_size: None,
             baseline_latency: None,
         };
         let mut n = Vec::new();
@@ -315,67 +181,78 @@ fn run() -> Result<bool> {
             } else {
                 String::new()
             };
-            if o.wants("limit") {
+            if o.wants(Scenario::Limit) {
                 limits.push(attempt(
                     &format!("physical limit, {} requests, on {at}{run}", o.burst),
                     &mut errors,
-                    || limit::run(dir, o.burst, false),
+                    || limit::run(dir, o.burst, false, &settle),
                 ));
                 durables.push(attempt(
                     &format!("physical limit with batched syncfs on {at}{run}"),
                     &mut errors,
-                    || limit::run(dir, o.burst, true),
+                    || limit::run(dir, o.burst, true, &settle),
                 ));
             }
-            if o.wants("burst") {
+            if o.wants(Scenario::Burst) {
                 bursts.push(attempt(
                     &format!("burst of {} on {at}{run}", o.burst),
                     &mut errors,
-                    || scenarios::daemon_burst(&gt, dir, o.burst, &mut n),
+                    || scenarios::daemon_burst(&gt, dir, o.burst, &settle, &mut n),
                 ));
             }
         }
         r.limit = best(limits, limit::Limit::rate);
         r.limit_durable = best(durables, limit::Limit::rate);
         r.burst = best(bursts, scenarios::Burst::rate);
-        if o.wants("latency") {
+        if o.wants(Scenario::Latency) {
             r.latency = attempt(
                 &format!("latency, {} samples, on {at}", o.latency),
                 &mut errors,
-                || scenarios::daemon_latency(&gt, dir, o.latency, o.gap, &mut n),
+                || scenarios::daemon_latency(&gt, dir, o.latency, o.gap, &settle, &mut n),
             );
         }
         for &size in &o.backlogs {
-            let b = if o.wants("backlog") {
+            let b = if o.wants(Scenario::Backlog) {
                 attempt(
                     &format!("backlog of {size} at start on {at}"),
                     &mut errors,
-                    || scenarios::daemon_backlog(&gt, dir, size, &mut n),
+                    || scenarios::daemon_backlog(&gt, dir, size, &settle, &mut n),
                 )
             } else {
                 None
             };
             r.backlogs.push((size, b));
         }
-        if k == 0 && o.idle_secs > 0 && o.wants("idle") {
+        if k == 0 && o.idle_secs > 0 && o.wants(Scenario::Idle) {
             r.idle = attempt(
                 &format!("idle for {} s on {at}", o.idle_secs),
                 &mut errors,
-                || scenarios::daemon_idle(&gt, dir, o.idle_secs, &mut n),
+                || scenarios::daemon_idle(&gt, dir, o.idle_secs, &settle, &mut n),
             );
         }
-        if baseline_missing.is_none() && o.wants("baseline") {
+        if baseline_missing.is_none() && o.wants(Scenario::Baseline) {
+            // The baseline is too slow for the big burst; gt runs a burst of
+            // the baseline's size next to it, so their ratio is like for like.
+            r.burst_at_baseline_size = attempt(
+                &format!(
+                    "burst of {} (the baseline's size) on {at}",
+                    o.baseline_burst
+                ),
+                &mut errors,
+                || scenarios::daemon_burst(&gt, dir, o.baseline_burst, &settle, &mut n),
+            );
             r.baseline_burst = attempt(
                 &format!("baseline burst of {} on {at}", o.baseline_burst),
                 &mut errors,
-                || scenarios::baseline_burst(dir, o.baseline_burst, &mut n),
+                || scenarios::baseline_burst(dir, o.baseline_burst, &settle),
             );
             r.baseline_latency = attempt(
                 &format!("baseline latency, {} samples, on {at}", o.baseline_latency),
                 &mut errors,
-                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, &mut n),
+                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, &settle),
             );
         }
+        n.extend(settle.take_notes());
         notes.extend(
             n.into_iter()
                 .map(|w| format!("{} ({fs}): {w}", dir.display())),
@@ -383,8 +260,8 @@ fn run() -> Result<bool> {
         results.push(r);
     }
 
-    let command = std::iter::once("cargo run --release --bin bench --".to_string())
-        .chain(args.iter().cloned())
+    let command = std::iter::once("cargo bench --bench daemon --".to_string())
+        .chain(args.iter().filter(|a| *a != "--bench").cloned())
         .collect::<Vec<_>>()
         .join(" ");
     let command = command.trim_end_matches(" --").to_string();
@@ -400,5 +277,15 @@ fn run() -> Result<bool> {
             &errors
         )
     );
+    // Said again at the end, where it is seen after a long run.
+    if let Some(why) = baseline_missing.filter(|_| !o.skip_baseline) {
+        eprintln!("bench: {why}");
+    }
+    if !errors.is_empty() {
+        eprintln!("bench: {} scenario(s) FAILED:", errors.len());
+        for e in &errors {
+            eprintln!("bench:   {}", e.lines().next().unwrap_or(""));
+        }
+    }
     Ok(errors.is_empty())
 }

@@ -158,22 +158,3 @@ pub fn machine_info(gt: &Path) -> Vec<String> {
         ),
     ]
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_status_fields() {
-        let s = "Name:\tgt\nVmHWM:\t   12345 kB\nVmRSS:\t  100 kB\nThreads:\t3\n";
-        assert_eq!(status_field(s, "VmHWM"), Some(12345));
-        assert_eq!(status_field(s, "VmRSS"), Some(100));
-        assert_eq!(status_field(s, "Threads"), Some(3));
-        assert_eq!(status_field(s, "Vm"), None);
-    }
-
-    #[test]
-    fn reads_own_cpu_times() {
-        assert!(cpu_times(std::process::id() as i32).is_some());
-    }
-}

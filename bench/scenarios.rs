@@ -8,9 +8,11 @@ use color_eyre::eyre::{bail, eyre, Result};
 
 use crate::baseline::Baseline;
 use crate::daemon::Daemon;
+use crate::outcome::{self, Expected};
 use crate::procfs;
-use crate::town::{self, Town};
-use crate::watch::DirWatch;
+use crate::settle::Settle;
+use crate::town::{self, TempTown};
+use crate::watch::{DirWatch, End};
 
 /// How long nothing may progress before a scenario is declared stuck.
 const STALL: Duration = Duration::from_secs(60);
@@ -35,7 +37,9 @@ impl Burst {
 pub struct Latency {
     /// Publishing rename → request file in processed/.
     pub to_file: Vec<Duration>,
-    /// Publishing rename → its sidecar in processed/.
+    /// Publishing rename → its sidecar written (closed) in processed/: the
+    /// end point both gt and the baseline are compared on, because each
+    /// files the two in a different order.
     pub to_sidecar: Vec<Duration>,
     /// The publishing rename itself (the agent's side).
     pub rename: Vec<Duration>,
@@ -62,7 +66,7 @@ pub struct Idle {
 }
 
 /// Starts the daemon on `town` and waits until it says it is running.
-fn start(gt: &Path, town: &Town) -> Result<Daemon> {
+fn start(gt: &Path, town: &TempTown) -> Result<Daemon> {
     let mut d = Daemon::spawn(gt, town)?;
     d.wait_ready(READY)?;
     Ok(d)
@@ -89,7 +93,7 @@ fn check_counters(d: &Daemon, n: usize, notes: &mut Vec<String>) {
     }
 }
 
-fn publish_all(town: &Town, names: &[String]) -> Result<Duration> {
+fn publish_all(town: &TempTown, names: &[String]) -> Result<Duration> {
     let body = town::request_body();
     let t0 = Instant::now();
     for name in names {
@@ -98,19 +102,27 @@ fn publish_all(town: &Town, names: &[String]) -> Result<Duration> {
     Ok(t0.elapsed())
 }
 
-/// Publishes `n` requests as fast as possible and waits until all are filed.
+/// What the daemon `pid` (or, without one, the baseline) must have filed.
+fn expected(pid: Option<i32>) -> Expected<'static> {
+    Expected {
+        from: town::FROM,
+        action: town::ACTION,
+        daemon_pid: pid.map(|p| p as u32),
+    }
+}
+
+/// Publishes `names` as fast as possible and waits until all are filed.
 fn burst_on(
-    town: &Town,
-    n: usize,
+    town: &TempTown,
+    names: &[String],
     poll: Duration,
     alive: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Burst> {
-    let names = town::names("burst", n);
     let t0 = Instant::now();
-    let published = publish_all(town, &names)?;
-    let filed = town.wait_filed(&names, poll, STALL, alive)?;
+    let published = publish_all(town, names)?;
+    let filed = town.wait_filed(names, poll, STALL, alive)?;
     Ok(Burst {
-        n,
+        n: names.len(),
         elapsed: filed.done - t0,
         published,
         uncertainty: filed.uncertainty,
@@ -118,10 +130,11 @@ fn burst_on(
     })
 }
 
-/// Publishes requests one at a time and times each to processed/.
+/// Publishes `names` one at a time and times each to processed/; the first
+/// `warmup` are not counted.
 fn latency_on(
-    town: &Town,
-    n: usize,
+    town: &TempTown,
+    names: &[String],
     warmup: usize,
     gap: Duration,
     timeout: Duration,
@@ -129,20 +142,20 @@ fn latency_on(
 ) -> Result<Latency> {
     let watch = DirWatch::new(&town.processed())?;
     let body = town::request_body();
+    let n = names.len().saturating_sub(warmup);
     let mut result = Latency {
         to_file: Vec::with_capacity(n),
         to_sidecar: Vec::with_capacity(n),
         rename: Vec::with_capacity(n),
     };
-    for i in 0..warmup + n {
-        let name = format!("latency-{i:06}");
-        let (tmp, dest) = town.stage(&name, &body)?;
-        let file = format!("{name}.json");
-        let sidecar = format!("{name}.json.result.json");
+    for (i, name) in names.iter().enumerate() {
+        let (tmp, dest) = town.stage(name, &body)?;
+        let file = town::request_file(name);
+        let sidecar = outcome::sidecar_name(&file);
         let t0 = Instant::now();
         fs::rename(&tmp, &dest)?;
         let renamed = t0.elapsed();
-        let seen = watch.wait_for(&[&file, &sidecar], timeout)?;
+        let seen = watch.wait_for(&[(&file, End::Appeared), (&sidecar, End::Written)], timeout)?;
         if i >= warmup {
             result.to_file.push(seen[0].saturating_duration_since(t0));
             result
@@ -156,17 +169,25 @@ fn latency_on(
     Ok(result)
 }
 
-pub fn daemon_burst(gt: &Path, base: &Path, n: usize, notes: &mut Vec<String>) -> Result<Burst> {
-    let town = Town::new(base)?;
+pub fn daemon_burst(
+    gt: &Path,
+    base: &Path,
+    n: usize,
+    settle: &Settle,
+    notes: &mut Vec<String>,
+) -> Result<Burst> {
+    let town = TempTown::new(base)?;
+    let names = town::names("burst", n);
     let mut d = start(gt, &town)?;
-    let mut burst = burst_on(&town, n, Duration::from_micros(200), &mut || {
+    settle.at(base)?;
+    let mut burst = burst_on(&town, &names, Duration::from_micros(200), &mut || {
         d.check_alive()
     })?;
     burst.hwm_kib = procfs::status_kib(d.pid, "VmHWM");
     check_counters(&d, n, notes);
     let pid = d.pid;
     notes.extend(d.stop()?);
-    notes.extend(town.verify(n, Some(pid)));
+    town.verify(&names, &expected(Some(pid)))?;
     town.remove();
     Ok(burst)
 }
@@ -176,17 +197,25 @@ pub fn daemon_latency(
     base: &Path,
     n: usize,
     gap: Duration,
+    settle: &Settle,
     notes: &mut Vec<String>,
 ) -> Result<Latency> {
-    let town = Town::new(base)?;
-    let mut d = start(gt, &town)?;
+    let town = TempTown::new(base)?;
     let warmup = 20;
-    let lat = latency_on(&town, n, warmup, gap, Duration::from_secs(10), &mut || {
-        d.check_alive()
-    })?;
+    let names = town::names("latency", warmup + n);
+    let mut d = start(gt, &town)?;
+    settle.at(base)?;
+    let lat = latency_on(
+        &town,
+        &names,
+        warmup,
+        gap,
+        Duration::from_secs(10),
+        &mut || d.check_alive(),
+    )?;
     let pid = d.pid;
     notes.extend(d.stop()?);
-    notes.extend(town.verify(n + warmup, Some(pid)));
+    town.verify(&names, &expected(Some(pid)))?;
     town.remove();
     Ok(lat)
 }
@@ -195,9 +224,10 @@ pub fn daemon_backlog(
     gt: &Path,
     base: &Path,
     n: usize,
+    settle: &Settle,
     notes: &mut Vec<String>,
 ) -> Result<Backlog> {
-    let town = Town::new(base)?;
+    let town = TempTown::new(base)?;
     // Wait for them in name order (which is also publishing order), the
     // order the daemon's start-up scan takes them in: the end of the drain
     // is then seen as it happens (the report says when it was not).
@@ -207,6 +237,7 @@ pub fn daemon_backlog(
     if listed != n {
         bail!("published {n} requests but the inbox lists {listed}");
     }
+    settle.at(base)?;
     let mut d = Daemon::spawn(gt, &town)?;
     // Also note when it reports running: before or after the drain?
     let mut ready = None;
@@ -226,7 +257,7 @@ pub fn daemon_backlog(
     check_counters(&d, n, notes);
     let pid = d.pid;
     notes.extend(d.stop()?);
-    notes.extend(town.verify(n, Some(pid)));
+    town.verify(&order, &expected(Some(pid)))?;
     town.remove();
     Ok(Backlog {
         n,
@@ -237,11 +268,18 @@ pub fn daemon_backlog(
     })
 }
 
-pub fn daemon_idle(gt: &Path, base: &Path, secs: u64, notes: &mut Vec<String>) -> Result<Idle> {
-    let town = Town::new(base)?;
+pub fn daemon_idle(
+    gt: &Path,
+    base: &Path,
+    secs: u64,
+    settle: &Settle,
+    notes: &mut Vec<String>,
+) -> Result<Idle> {
+    let town = TempTown::new(base)?;
     let mut d = start(gt, &town)?;
     // Let start-up (first heartbeat, initial scan) finish.
     std::thread::sleep(Duration::from_secs(1));
+    settle.at(base)?;
     d.check_alive()?;
     let tick = procfs::clock_ticks();
     let heartbeats = |d: &Daemon| d.state().and_then(|s| s["heartbeat_count"].as_i64());
@@ -279,38 +317,36 @@ pub fn daemon_idle(gt: &Path, base: &Path, secs: u64, notes: &mut Vec<String>) -
     })
 }
 
-pub fn baseline_burst(base: &Path, n: usize, notes: &mut Vec<String>) -> Result<Burst> {
-    let town = Town::new(base)?;
+pub fn baseline_burst(base: &Path, n: usize, settle: &Settle) -> Result<Burst> {
+    let town = TempTown::new(base)?;
+    let names = town::names("burst", n);
     let mut b = Baseline::spawn(&town)?;
-    let burst = burst_on(&town, n, Duration::from_millis(2), &mut || b.check_alive())?;
+    settle.at(base)?;
+    let burst = burst_on(&town, &names, Duration::from_millis(2), &mut || {
+        b.check_alive()
+    })?;
     b.stop();
-    notes.extend(
-        town.verify(n, None)
-            .into_iter()
-            .map(|w| format!("baseline: {w}")),
-    );
+    town.verify(&names, &expected(None))?;
     town.remove();
     Ok(burst)
 }
 
-pub fn baseline_latency(
-    base: &Path,
-    n: usize,
-    gap: Duration,
-    notes: &mut Vec<String>,
-) -> Result<Latency> {
-    let town = Town::new(base)?;
-    let mut b = Baseline::spawn(&town)?;
+pub fn baseline_latency(base: &Path, n: usize, gap: Duration, settle: &Settle) -> Result<Latency> {
+    let town = TempTown::new(base)?;
     let warmup = 5;
-    let lat = latency_on(&town, n, warmup, gap, Duration::from_secs(30), &mut || {
-        b.check_alive()
-    })?;
+    let names = town::names("latency", warmup + n);
+    let mut b = Baseline::spawn(&town)?;
+    settle.at(base)?;
+    let lat = latency_on(
+        &town,
+        &names,
+        warmup,
+        gap,
+        Duration::from_secs(30),
+        &mut || b.check_alive(),
+    )?;
     b.stop();
-    notes.extend(
-        town.verify(n + warmup, None)
-            .into_iter()
-            .map(|w| format!("baseline: {w}")),
-    );
+    town.verify(&names, &expected(None))?;
     town.remove();
     Ok(lat)
 }

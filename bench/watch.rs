@@ -17,8 +17,19 @@ use rustix::io::Errno;
 const STOP: &str = ".bench-watch-stop";
 
 pub enum Seen {
-    Name(String, Instant),
+    /// A name, when its event was read, and whether the event says the file
+    /// is complete (closed after writing, or renamed into place).
+    Name(String, Instant, bool),
     Overflow,
+}
+
+/// When a watched-for file counts as there.
+#[derive(Clone, Copy)]
+pub enum End {
+    /// Any event for it, once it has content (a request renamed in).
+    Appeared,
+    /// Closed after writing, or renamed into place: a sidecar written.
+    Written,
 }
 
 pub struct DirWatch {
@@ -57,7 +68,13 @@ impl DirWatch {
                             if name == STOP {
                                 return;
                             }
-                            if tx.send(Seen::Name(name.into_owned(), now)).is_err() {
+                            let complete = event
+                                .events()
+                                .intersects(ReadFlags::CLOSE_WRITE | ReadFlags::MOVED_TO);
+                            if tx
+                                .send(Seen::Name(name.into_owned(), now, complete))
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -73,21 +90,27 @@ impl DirWatch {
         })
     }
 
-    /// Waits until every name in `wanted` was seen with content; returns
-    /// when each was.
-    pub fn wait_for(&self, wanted: &[&str], timeout: Duration) -> Result<Vec<Instant>> {
+    /// Waits until every name in `wanted` was seen as its [`End`] asks;
+    /// returns when each was.
+    pub fn wait_for(&self, wanted: &[(&str, End)], timeout: Duration) -> Result<Vec<Instant>> {
         let deadline = Instant::now() + timeout;
         let mut seen: Vec<Option<Instant>> = vec![None; wanted.len()];
         while seen.iter().any(Option::is_none) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(Seen::Name(name, at)) => {
-                    if let Some(i) = wanted.iter().position(|w| *w == name) {
-                        // A file written in place is created empty: it has
-                        // appeared when it has content (or is closed/renamed).
-                        let written = std::fs::symlink_metadata(self.dir.join(&name))
-                            .is_ok_and(|m| m.len() > 0);
-                        if written {
+                Ok(Seen::Name(name, at, complete)) => {
+                    if let Some(i) = wanted.iter().position(|(w, _)| *w == name) {
+                        let there = match wanted[i].1 {
+                            // A file written in place is created empty: it
+                            // has appeared when it has content.
+                            End::Appeared => {
+                                complete
+                                    || std::fs::symlink_metadata(self.dir.join(&name))
+                                        .is_ok_and(|m| m.len() > 0)
+                            }
+                            End::Written => complete,
+                        };
+                        if there {
                             seen[i].get_or_insert(at);
                         }
                     }
@@ -98,7 +121,7 @@ impl DirWatch {
                         .iter()
                         .zip(&seen)
                         .filter(|(_, s)| s.is_none())
-                        .map(|(w, _)| *w)
+                        .map(|((w, _), _)| *w)
                         .collect();
                     bail!("{missing:?} did not appear in processed/ within {timeout:?}");
                 }
