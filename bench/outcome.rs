@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gt::filing::{sidecar_path, Outcome, Sidecar};
+use gt::outcome::{sidecar_path, Outcome, Sidecar};
 
 /// What every request of a scenario must come out as.
 pub struct Expected<'a> {
@@ -26,6 +26,7 @@ pub fn processed_body(from: &str, action: &str, pid: u32) -> Vec<u8> {
         session: Some(format!("gt-{from}")),
         finished_at: chrono::Utc::now(),
         daemon_pid: pid,
+        original_name: None,
     };
     let mut body = serde_json::to_vec(&sidecar).expect("a sidecar serializes");
     body.push(b'\n');

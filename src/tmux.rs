@@ -6,9 +6,11 @@
 //! `gt-mayor-2`.
 
 use std::ffi::OsStr;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -20,8 +22,25 @@ pub(crate) enum TmuxError {
     NoServer(Option<String>),
     #[error("tmux {args} failed: {stderr}")]
     Failed { args: String, stderr: String },
+    #[error(
+        "tmux {args} did not answer within {} (tmux_timeout); the tmux server may be \
+         wedged (stopped, or blocked on a full disk): check it with `tmux{} list-sessions`",
+        crate::duration::human(*.limit), socket_flag(.socket)
+    )]
+    TimedOut {
+        args: String,
+        limit: Duration,
+        socket: Option<String>,
+    },
     #[error("cannot run tmux: {0}")]
     Io(#[from] io::Error),
+}
+
+fn socket_flag(socket: &Option<String>) -> String {
+    socket
+        .as_ref()
+        .map(|s| format!(" -L {s}"))
+        .unwrap_or_default()
 }
 
 fn socket_note(socket: &Option<String>) -> String {
@@ -31,15 +50,17 @@ fn socket_note(socket: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The tmux server the daemon talks to (default, or `-L socket`).
-#[derive(Debug, Clone, Default)]
+/// The tmux server the daemon talks to (default, or `-L socket`); no call
+/// takes longer than `timeout`.
+#[derive(Debug, Clone)]
 pub(crate) struct Tmux {
     socket: Option<String>,
+    timeout: Duration,
 }
 
 impl Tmux {
-    pub(crate) fn new(socket: Option<String>) -> Self {
-        Tmux { socket }
+    pub(crate) fn new(socket: Option<String>, timeout: Duration) -> Self {
+        Tmux { socket, timeout }
     }
 
     fn run<I, S>(&self, args: I) -> Result<Output, TmuxError>
@@ -58,14 +79,18 @@ impl Tmux {
         if let Some(socket) = &self.socket {
             cmd.arg("-L").arg(socket);
         }
-        let output = cmd
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => TmuxError::NotInstalled,
-                _ => TmuxError::Io(e),
-            })?;
+        let output = match run_bounded(cmd.args(&args), self.timeout) {
+            Ok(Some(output)) => output,
+            Ok(None) => {
+                return Err(TmuxError::TimedOut {
+                    args: join(&args),
+                    limit: self.timeout,
+                    socket: self.socket.clone(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TmuxError::NotInstalled),
+            Err(e) => return Err(TmuxError::Io(e)),
+        };
         if output.status.success() {
             return Ok(output);
         }
@@ -82,11 +107,7 @@ impl Tmux {
             return Err(TmuxError::NoServer(self.socket.clone()));
         }
         Err(TmuxError::Failed {
-            args: args
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" "),
+            args: join(&args),
             stderr,
         })
     }
@@ -152,12 +173,84 @@ impl Tmux {
         self.run(args).map(drop)
     }
 
+    /// The exit status of the session's first pane's process once it has
+    /// exited (a pane kept by `remain-on-exit`); `None` while it runs.
+    pub(crate) fn pane_exit(&self, name: &str) -> Result<Option<i32>, TmuxError> {
+        let target = format!("{}:", exact(name));
+        let out = self.run([
+            "display-message",
+            "-p",
+            "-t",
+            &target,
+            "#{pane_dead} #{pane_dead_status}",
+        ])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        Ok(match (words.next(), words.next()) {
+            (Some("1"), status) => Some(status.and_then(|s| s.parse().ok()).unwrap_or(-1)),
+            _ => None,
+        })
+    }
+
     /// Types `text` literally (no key-name lookup), then presses Enter.
     pub(crate) fn send_line(&self, name: &str, text: &str) -> Result<(), TmuxError> {
         let target = format!("{}:", exact(name));
         self.run(["send-keys", "-t", &target, "-l", "--", text])?;
         self.run(["send-keys", "-t", &target, "Enter"]).map(drop)
     }
+}
+
+fn join(args: &[std::ffi::OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` to completion with its output captured, killing it past
+/// `limit`: `Ok(None)` then. Output goes to memory-backed files rather than
+/// pipes, so a command with much to say never blocks on a full pipe while
+/// we wait for it to exit.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<Option<Output>> {
+    let stdout = memfile("tmux-stdout")?;
+    let stderr = memfile("tmux-stderr")?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
+        .spawn()?;
+    let deadline = Instant::now() + limit;
+    // tmux answers in a few milliseconds: poll finely at first.
+    let mut pause = Duration::from_micros(200);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    Ok(Some(Output {
+        status,
+        stdout: read_all(stdout)?,
+        stderr: read_all(stderr)?,
+    }))
+}
+
+fn memfile(name: &str) -> io::Result<File> {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    Ok(File::from(fd))
+}
+
+fn read_all(mut file: File) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// `=name` makes tmux match the session name exactly.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::dispatch::{Dispatcher, Done, Job};
-use super::execute::Executor;
+use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filer};
 use super::ledger::{self, Ledger, Tally};
 use super::stop::StopFlag;
@@ -115,9 +115,10 @@ impl Consumer {
         state: Arc<StateStore>,
         inlet: Inlet,
         stop: Arc<StopFlag>,
+        held: Arc<HeldSessions>,
         hooks: &Hooks,
     ) -> io::Result<Self> {
-        let executor = Arc::new(Executor::new(town, config, stop.clone()));
+        let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
         let dispatcher = Dispatcher::start(config.max_parallel, executor.clone(), inlet.wake)?;
         Ok(Consumer {
             town: town.clone(),

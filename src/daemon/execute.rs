@@ -1,11 +1,18 @@
 //! Carrying out a validated request against tmux.
 //!
+//! Every call to tmux is bounded by `tmux_timeout`, every wait on an agent
+//! by its own limit, and the waits end early on a stop, so one wedged
+//! agent or tmux server costs one request a failure with a reason, never
+//! the daemon its other agents.
+//!
 //! Town-level guards (shutdown.lock, the crash-loop guard) are checked here,
 //! in dry-run too, so a dry run says truthfully what a real run would do.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -18,9 +25,14 @@ use crate::request::{Action, Request};
 use crate::tmux::Tmux;
 use crate::town::Town;
 
+/// How long an agent must survive its start when there is no prime text
+/// to wait for.
+const FIRST_MOMENTS: Duration = Duration::from_millis(500);
+
 pub(crate) struct Executor {
     /// Waits on an agent end early on a stop.
     stop: Arc<StopFlag>,
+    held: Arc<HeldSessions>,
     town: Town,
     tmux: Tmux,
     guard: CrashLoopGuard,
@@ -28,11 +40,17 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    pub(crate) fn new(town: &Town, config: &Config, stop: Arc<StopFlag>) -> Self {
+    pub(crate) fn new(
+        town: &Town,
+        config: &Config,
+        stop: Arc<StopFlag>,
+        held: Arc<HeldSessions>,
+    ) -> Self {
         Executor {
             stop,
+            held,
             town: town.clone(),
-            tmux: Tmux::new(config.tmux_socket.clone()),
+            tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
             guard: CrashLoopGuard::new(town, config.max_restarts, config.restart_window),
             config: config.clone(),
         }
@@ -73,6 +91,9 @@ impl Executor {
             tracing::debug!(session, action = %request.action, "dry run: would {} {session}", request.action);
             return Ok(());
         }
+        // The session is this request's until it is primed: the heartbeat
+        // types nothing into it meanwhile.
+        let _held = self.held.hold(&session);
         match request.action {
             Action::Shutdown => self.end_session(&session),
             Action::Restart => self.start_session(request, false),
@@ -102,11 +123,13 @@ impl Executor {
     }
 
     fn wait_gone(&self, session: &str) -> Result<(), String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let limit = self.config.tmux_timeout;
+        let deadline = Instant::now() + limit;
         while self.tmux.has_session(session).map_err(|e| e.to_string())? {
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err(format!(
-                    "session {session} is still there 10s after kill-session"
+                    "session {session} is still there {} after kill-session (tmux_timeout)",
+                    human(limit)
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -137,19 +160,47 @@ impl Executor {
             .new_session(&session, &dir, &env, argv)
             .map_err(|e| format!("cannot create session {session}: {e}"))?;
         tracing::info!(session, dir = %dir.display(), command = %self.config.agent_command_for(request.agent.role()), "session created");
-        std::thread::sleep(self.config.prime_delay);
-        if !self.config.prime_text.is_empty() {
-            if !self.tmux.has_session(&session).unwrap_or(false) {
-                return Err(format!(
-                    "session {session} ended within prime_delay ({}): the agent command exited; check it runs by hand",
-                    human(self.config.prime_delay)
-                ));
-            }
+        let prime = &self.config.prime_text;
+        // With nothing to type there is nothing to wait for, but an agent
+        // that dies at once is still a failure, not a success.
+        let wait = if prime.is_empty() {
+            FIRST_MOMENTS
+        } else {
+            self.config.prime_delay
+        };
+        if self.stop.wait(wait) {
+            return Err(format!(
+                "the daemon was stopped {} after starting session {session}, before priming it: \
+                 the agent runs but {} was not typed; check it, then retry if needed",
+                if prime.is_empty() { "moments" } else { "within prime_delay" },
+                if prime.is_empty() { "nothing".to_string() } else { format!("{prime:?}") },
+            ));
+        }
+        self.check_alive(&session, wait)?;
+        if !prime.is_empty() {
             self.tmux
-                .send_line(&session, &self.config.prime_text)
+                .send_line(&session, prime)
                 .map_err(|e| format!("session {session} started but priming it failed: {e}"))?;
         }
         Ok(())
+    }
+
+    /// The agent is still running `after` its start: its session exists
+    /// and its pane's process has not exited.
+    fn check_alive(&self, session: &str, after: Duration) -> Result<(), String> {
+        let gone = |how: String| {
+            format!(
+                "session {session}: the agent command {how} within {} of its start; check that it runs by hand",
+                human(after)
+            )
+        };
+        if !self.tmux.has_session(session).map_err(|e| e.to_string())? {
+            return Err(gone("exited (the session ended)".into()));
+        }
+        match self.tmux.pane_exit(session).map_err(|e| e.to_string())? {
+            Some(status) => Err(gone(format!("exited with status {status}"))),
+            None => Ok(()),
+        }
     }
 
     /// The most specific existing directory for the agent, else the town.
@@ -161,5 +212,46 @@ impl Executor {
             .map(|rel| self.town.root().join(rel))
             .find(|dir| dir.is_dir())
             .unwrap_or_else(|| self.town.root().to_path_buf())
+    }
+}
+
+/// Sessions a request is executing against, which the heartbeat must not
+/// type into (a new session is the daemon's until its prime text is in).
+#[derive(Debug, Default)]
+pub(crate) struct HeldSessions(Mutex<HashSet<String>>);
+
+/// Releases its session when dropped.
+pub(crate) struct Hold<'a> {
+    sessions: &'a HeldSessions,
+    session: String,
+}
+
+impl HeldSessions {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn hold(&self, session: &str) -> Hold<'_> {
+        self.lock().insert(session.to_string());
+        Hold {
+            sessions: self,
+            session: session.to_string(),
+        }
+    }
+
+    /// Runs `poke` unless `session` is held, and keeps the session from
+    /// being taken while it runs; `None` when it was held.
+    pub(crate) fn unless_held<T>(&self, session: &str, poke: impl FnOnce() -> T) -> Option<T> {
+        let held = self.lock();
+        if held.contains(session) {
+            return None;
+        }
+        Some(poke())
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.sessions.lock().remove(&self.session);
     }
 }

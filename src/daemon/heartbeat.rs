@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::retention;
+use super::execute::HeldSessions;
 use super::stop::StopFlag;
 use crate::duration::human;
 use crate::inbox;
@@ -30,6 +31,8 @@ pub(crate) struct Heartbeat {
     pub dry_run: bool,
     pub state: Arc<StateStore>,
     pub stop: Arc<StopFlag>,
+    /// Sessions a request is restarting: not to be poked meanwhile.
+    pub held: Arc<HeldSessions>,
 }
 
 impl Heartbeat {
@@ -105,9 +108,13 @@ impl Heartbeat {
             } else {
                 continue;
             };
-            match self.tmux.send_line(&session, text) {
-                Ok(()) => poked += 1,
-                Err(e) => tracing::warn!(session, "heartbeat: cannot poke: {e}"),
+            match self
+                .held
+                .unless_held(&session, || self.tmux.send_line(&session, text))
+            {
+                Some(Ok(())) => poked += 1,
+                Some(Err(e)) => tracing::warn!(session, "heartbeat: cannot poke: {e}"),
+                None => tracing::debug!(session, "heartbeat: not poking a session being restarted"),
             }
         }
         poked

@@ -37,6 +37,7 @@ use crate::testing::Hooks;
 use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
 use consumer::{Consumer, Inlet};
+use execute::HeldSessions;
 use heartbeat::Heartbeat;
 use stop::StopFlag;
 use watch::Message;
@@ -99,7 +100,16 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         overflow,
         rescan_every,
     };
-    let mut consumer = Consumer::new(town, &config, state.clone(), inlet, stop.clone(), hooks)
+    let held = Arc::new(HeldSessions::default());
+    let mut consumer = Consumer::new(
+        town,
+        &config,
+        state.clone(),
+        inlet,
+        stop.clone(),
+        held.clone(),
+        hooks,
+    )
         .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
         .recover()
@@ -124,11 +134,12 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         town: town.clone(),
         keep_processed: config.keep_processed,
         keep_failed: config.keep_failed,
-        tmux: Tmux::new(config.tmux_socket.clone()),
+        tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
         interval: config.heartbeat_interval,
         dry_run: config.dry_run,
         state: state.clone(),
         stop: stop.clone(),
+        held,
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
