@@ -5,21 +5,39 @@
 //! moment its holder dies. So "is a daemon running, and which process is
 //! it?" is answered from the lock (via `/proc/locks`, which names the
 //! holder without disturbing it), and `daemon.pid` is only a fallback.
+//!
+//! The kernel drops the lock only once the holder has fully exited. A
+//! SIGKILLed daemon whose last thread is stuck in an uninterruptible call
+//! (a `syncfs` on a busy disk) keeps it for a while after it is as good as
+//! dead; such a holder is [`Holder::Releasing`], never "the running daemon",
+//! and whoever wants the lock waits for it, bounded.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 use thiserror::Error;
 
+use crate::process;
 use crate::town::Town;
+
+/// How long a daemon waits for a dying predecessor to let go of the lock.
+/// Seconds are what a `syncfs` on a busy disk takes; much more means the
+/// lock is not coming free by itself.
+pub(crate) const RELEASE_PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub(crate) enum InstanceError {
     #[error("a daemon is already running for this town{}", pid_suffix(*pid))]
     AlreadyRunning { pid: Option<u32> },
+    #[error(
+        "daemon.lock is still held for PID {pid}, which has exited or is exiting, after {secs}s; \
+         a process that inherited its descriptor may hold it: find it with `fuser {lock}`"
+    )]
+    NotReleased { pid: u32, secs: u64, lock: String },
     #[error("cannot use lock file {path}: {source}")]
     Lock { path: String, source: io::Error },
 }
@@ -49,10 +67,18 @@ fn open_lock(town: &Town) -> Result<File, InstanceError> {
 }
 
 impl Instance {
-    /// Takes the town's lock or reports who holds it.
+    /// Takes the town's lock or reports who holds it. A predecessor that is
+    /// exiting is waited for, up to [`RELEASE_PATIENCE`].
     pub(crate) fn acquire(town: &Town) -> Result<Instance, InstanceError> {
         let file = open_lock(town)?;
-        for attempt in 0..10 {
+        let lock_error = |source: io::Error| InstanceError::Lock {
+            path: town.lock_file().display().to_string(),
+            source,
+        };
+        let deadline = Instant::now() + RELEASE_PATIENCE;
+        let mut busy = 0;
+        let mut told = false;
+        loop {
             match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
                     let pid = std::process::id();
@@ -64,23 +90,39 @@ impl Instance {
                     })?;
                     return Ok(Instance { _lock: file });
                 }
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    // A probe (status without /proc/locks, a test) may hold
-                    // it for an instant; a daemon holds it for good.
-                    if attempt == 9 {
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                Err(e) => return Err(lock_error(e.into())),
+            }
+            match holder_state(town) {
+                Holder::Releasing(pid) => {
+                    if Instant::now() > deadline {
+                        return Err(InstanceError::NotReleased {
+                            pid,
+                            secs: RELEASE_PATIENCE.as_secs(),
+                            lock: town.lock_file().display().to_string(),
+                        });
+                    }
+                    if !told {
+                        told = true;
+                        tracing::info!(
+                            pid,
+                            "the previous daemon is exiting but still holds daemon.lock: waiting up to {}s",
+                            RELEASE_PATIENCE.as_secs()
+                        );
+                    }
+                }
+                // A probe (status without /proc/locks, `stop` marking the
+                // state, a test) may hold it for an instant; a daemon
+                // holds it for good.
+                Holder::Free | Holder::Running(_) => {
+                    busy += 1;
+                    if busy == 10 {
                         return Err(InstanceError::AlreadyRunning { pid: holder(town) });
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => {
-                    return Err(InstanceError::Lock {
-                        path: town.lock_file().display().to_string(),
-                        source: e.into(),
-                    })
                 }
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        unreachable!("the loop returns on its last attempt")
     }
 }
 
@@ -98,21 +140,51 @@ impl Instance {
     }
 }
 
-/// The running daemon's PID, or `None` when no daemon holds the lock.
-/// `Some(None)`: the lock is held but no PID could be determined.
-pub(crate) fn probe(town: &Town) -> Option<Option<u32>> {
+/// Who holds the town's lock, as far as can be told from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Nobody: a daemon may start.
+    Free,
+    /// A live process holds it: the running daemon (its PID when known).
+    Running(Option<u32>),
+    /// Held for a process that is exiting (a zombie, SIGKILL pending) or
+    /// already gone: no daemon runs, but the lock is not free yet.
+    Releasing(u32),
+}
+
+/// Asks the lock (through `/proc/locks`) who holds it, and whether that
+/// process is alive.
+pub(crate) fn holder_state(town: &Town) -> Holder {
     let path = town.lock_file();
     if !path.exists() {
-        return None;
+        return Holder::Free;
     }
-    if let Some(found) = lock_holder_from_proc(&path) {
-        return found.map(Some);
+    match lock_holder_from_proc(&path) {
+        Some(None) => Holder::Free,
+        Some(Some(pid)) if !process::alive(pid) || process::sigkill_pending(pid) => {
+            Holder::Releasing(pid)
+        }
+        Some(Some(pid)) => Holder::Running(Some(pid)),
+        // No /proc/locks: test the lock by taking it shared for an instant.
+        None => {
+            let Ok(file) = File::open(&path) else {
+                return Holder::Free;
+            };
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
+                Ok(()) => Holder::Free,
+                Err(_) => Holder::Running(read_pid_file(town)),
+            }
+        }
     }
-    // No /proc/locks: test the lock by taking it shared for an instant.
-    let file = File::open(&path).ok()?;
-    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
-        Ok(()) => None,
-        Err(_) => Some(read_pid_file(town)),
+}
+
+/// The running daemon's PID, or `None` when no daemon runs (nobody holds
+/// the lock, or its holder is exiting). `Some(None)`: the lock is held but
+/// no PID could be determined.
+pub(crate) fn probe(town: &Town) -> Option<Option<u32>> {
+    match holder_state(town) {
+        Holder::Running(pid) => Some(pid),
+        Holder::Free | Holder::Releasing(_) => None,
     }
 }
 
