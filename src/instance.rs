@@ -11,6 +11,13 @@
 //! (a `syncfs` on a busy disk) keeps it for a while after it is as good as
 //! dead; such a holder is [`Holder::Releasing`], never "the running daemon",
 //! and whoever wants the lock waits for it, bounded.
+//!
+//! A lock only decides while its file is the one at `daemon/daemon.lock`: a
+//! daemon whose lock file was removed (or whose daemon or town directory
+//! was removed, moved or replaced) would share the town with the next one
+//! started. So the daemon remembers what it locked ([`Ownership`]) and
+//! stops when that changes, and a new daemon waits for a predecessor still
+//! holding a deleted lock file of this town.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -38,8 +45,105 @@ pub(crate) enum InstanceError {
          a process that inherited its descriptor may hold it: find it with `fuser {lock}`"
     )]
     NotReleased { pid: u32, secs: u64, lock: String },
+    #[error(
+        "PID {pid}, a daemon whose lock file of this town was deleted, still runs after {secs}s; \
+         it stops by itself once it notices, unless it hangs: then stop it (kill {pid})"
+    )]
+    DisplacedStillRuns { pid: u32, secs: u64 },
     #[error("cannot use lock file {path}: {source}")]
     Lock { path: String, source: io::Error },
+}
+
+/// What about a daemon's town is no longer what it locked.
+#[derive(Debug, Error)]
+#[error("{what} {path} {how} since this daemon started")]
+pub(crate) struct Displaced {
+    what: &'static str,
+    path: String,
+    how: &'static str,
+}
+
+/// A file by identity rather than by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// What `path` names now; `Ok(None)` when nothing does.
+    fn at(path: &Path) -> io::Result<Option<FileId>> {
+        match std::fs::metadata(path) {
+            Ok(meta) => Ok(Some(FileId::of(&meta))),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// The town root, daemon directory and lock file a daemon locked, to check
+/// later that the paths still name them.
+#[derive(Debug, Clone)]
+pub(crate) struct Ownership {
+    town: Town,
+    root: FileId,
+    daemon_dir: FileId,
+    lock: FileId,
+}
+
+impl Ownership {
+    /// What `town`'s paths name now, `lock` being the open lock file.
+    fn of(town: &Town, lock: &File) -> io::Result<Ownership> {
+        Ok(Ownership {
+            town: town.clone(),
+            root: FileId::of(&std::fs::metadata(town.root())?),
+            daemon_dir: FileId::of(&std::fs::metadata(town.daemon_dir())?),
+            lock: FileId::of(&lock.metadata()?),
+        })
+    }
+
+    /// `Err` when the town root, the daemon directory or the lock file was
+    /// removed or replaced. A path that cannot be checked for another
+    /// reason (an I/O error) is given the benefit of the doubt.
+    pub(crate) fn verify(&self) -> Result<(), Displaced> {
+        let town = &self.town;
+        for (what, path, id) in [
+            ("the town directory", town.root().to_path_buf(), self.root),
+            (
+                "the daemon directory",
+                town.daemon_dir().to_path_buf(),
+                self.daemon_dir,
+            ),
+            ("the lock file", town.lock_file(), self.lock),
+        ] {
+            let how = match FileId::at(&path) {
+                Ok(Some(now)) if now == id => continue,
+                Ok(Some(_)) => "was replaced",
+                Ok(None) => "was removed or moved away",
+                Err(_) => continue,
+            };
+            return Err(Displaced {
+                what,
+                path: path.display().to_string(),
+                how,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {
@@ -50,6 +154,7 @@ fn pid_suffix(pid: Option<u32>) -> String {
 #[derive(Debug)]
 pub(crate) struct Instance {
     _lock: File,
+    ownership: Ownership,
 }
 
 fn open_lock(town: &Town) -> Result<File, InstanceError> {
@@ -68,19 +173,36 @@ fn open_lock(town: &Town) -> Result<File, InstanceError> {
 
 impl Instance {
     /// Takes the town's lock or reports who holds it. A predecessor that is
-    /// exiting is waited for, up to [`RELEASE_PATIENCE`].
+    /// exiting, or that still runs on a deleted lock file of this town, is
+    /// waited for, up to [`RELEASE_PATIENCE`].
     pub(crate) fn acquire(town: &Town) -> Result<Instance, InstanceError> {
-        let file = open_lock(town)?;
         let lock_error = |source: io::Error| InstanceError::Lock {
             path: town.lock_file().display().to_string(),
             source,
         };
+        let mut file = open_lock(town)?;
         let deadline = Instant::now() + RELEASE_PATIENCE;
         let mut busy = 0;
+        let mut replaced = 0;
         let mut told = false;
         loop {
             match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
+                    let ownership = Ownership::of(town, &file).map_err(lock_error)?;
+                    if ownership.verify().is_err() {
+                        // Removed or replaced between our open and our
+                        // flock: the file now at the path is the one that
+                        // decides.
+                        replaced += 1;
+                        if replaced == 100 {
+                            return Err(lock_error(io::Error::other(
+                                "it keeps being removed or replaced",
+                            )));
+                        }
+                        file = open_lock(town)?;
+                        continue;
+                    }
+                    wait_displaced(town, deadline)?;
                     let pid = std::process::id();
                     std::fs::write(town.pid_file(), format!("{pid}\n")).map_err(|source| {
                         InstanceError::Lock {
@@ -88,7 +210,10 @@ impl Instance {
                             source,
                         }
                     })?;
-                    return Ok(Instance { _lock: file });
+                    return Ok(Instance {
+                        _lock: file,
+                        ownership,
+                    });
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {}
                 Err(e) => return Err(lock_error(e.into())),
@@ -124,6 +249,68 @@ impl Instance {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// What this daemon locked, for [`Ownership::verify`].
+    pub(crate) fn ownership(&self) -> Ownership {
+        self.ownership.clone()
+    }
+}
+
+/// Waits while a daemon whose lock file of this town was deleted still
+/// runs: it serves this town's paths until it notices, which it does
+/// within a second or so, after the request in hand.
+fn wait_displaced(town: &Town, deadline: Instant) -> Result<(), InstanceError> {
+    let mut told = false;
+    loop {
+        let Some(&pid) = displaced_holders(town).first() else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            return Err(InstanceError::DisplacedStillRuns {
+                pid,
+                secs: RELEASE_PATIENCE.as_secs(),
+            });
+        }
+        if !told {
+            told = true;
+            tracing::info!(
+                pid,
+                "a daemon whose lock file of this town was deleted still runs: waiting for it to stop"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Live processes other than this one holding an exclusive flock on a
+/// deleted file that was this town's `daemon.lock`: displaced daemons.
+fn displaced_holders(town: &Town) -> Vec<u32> {
+    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    let deleted = format!("{} (deleted)", town.lock_file().display());
+    let me = std::process::id();
+    let mut pids: Vec<u32> = table
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 6 && fields[1] == "FLOCK" && fields[3] == "WRITE")
+                .then(|| fields[4].parse().ok())
+                .flatten()
+        })
+        .filter(|&pid| pid != me)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids.retain(|&pid| {
+        process::alive(pid)
+            && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == deleted.as_str())
+                })
+            })
+    });
+    pids
 }
 
 impl Instance {
@@ -136,7 +323,14 @@ impl Instance {
         let file = open_lock(town)?;
         rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| InstanceError::AlreadyRunning { pid: None })?;
-        Ok(Instance { _lock: file })
+        let ownership = Ownership::of(town, &file).map_err(|source| InstanceError::Lock {
+            path: town.lock_file().display().to_string(),
+            source,
+        })?;
+        Ok(Instance {
+            _lock: file,
+            ownership,
+        })
     }
 }
 

@@ -5,10 +5,16 @@
 mod common;
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use rustix::process::{kill_process, Pid, Signal};
+
 use common::*;
+
+/// The line a daemon that lost its town leaves, in the log and on stderr.
+const DISPLACED: &str = "no longer owns its town";
 
 /// `flock -x daemon.lock cat`: flock(1) takes the lock and runs `cat`, which
 /// inherits the locked descriptor. Once flock(1) is SIGKILLed and reaped,
@@ -76,6 +82,8 @@ impl Drop for DyingHolder {
 struct Background {
     child: Child,
     out: Arc<Mutex<String>>,
+    /// One message per output pipe that reached its end.
+    drained: std::sync::mpsc::Receiver<()>,
 }
 
 impl Background {
@@ -87,12 +95,13 @@ impl Background {
             .spawn()
             .expect("spawn gt");
         let out = Arc::new(Mutex::new(String::new()));
+        let (done, drained) = std::sync::mpsc::channel();
         let pipes: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().unwrap()),
             Box::new(child.stderr.take().unwrap()),
         ];
         for mut pipe in pipes {
-            let out = out.clone();
+            let (out, done) = (out.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n @ 1..) = pipe.read(&mut buf) {
@@ -100,9 +109,14 @@ impl Background {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
+                let _ = done.send(());
             });
         }
-        Background { child, out }
+        Background {
+            child,
+            out,
+            drained,
+        }
     }
 
     /// Everything it printed so far, stdout and stderr interleaved.
@@ -133,8 +147,11 @@ impl Background {
     /// Waits for it to exit; its exit code.
     fn wait(&mut self, what: &str) -> i32 {
         let code = self.wait_for_sign(what, |_| false);
-        // Let the reader threads drain what is left in the pipes.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        for _ in 0..2 {
+            self.drained
+                .recv_timeout(DEADLINE)
+                .expect("its output pipes close once it has exited");
+        }
         code.unwrap()
     }
 }
@@ -250,4 +267,113 @@ fn start_right_after_kill9_of_a_busy_daemon_starts_one() {
     assert_ne!(pid, old);
     assert!(process_alive(pid), "{}", t.snapshot());
     assert_serves(&t);
+}
+
+/// Every `gt ... daemon run` process for this town (found by the town path
+/// on its command line), whether or not it still holds the current lock.
+fn daemons_of(root: &std::path::Path) -> Vec<u32> {
+    let root = root.to_string_lossy();
+    all_pids()
+        .filter(|&pid| process_alive(pid))
+        .filter(|&pid| {
+            let argv = cmdline(pid);
+            argv.iter().any(|a| *a == root) && argv.iter().any(|a| a == "run")
+        })
+        .collect()
+}
+
+/// Kills, when dropped, every daemon of the town: one that lost its lock
+/// file is out of reach of `stop` and of the harness's clean-up.
+struct KillDaemons(PathBuf);
+
+impl Drop for KillDaemons {
+    fn drop(&mut self) {
+        for pid in daemons_of(&self.0) {
+            kill9(pid);
+        }
+    }
+}
+
+fn signal(pid: u32, sig: Signal) {
+    kill_process(Pid::from_raw(pid as i32).unwrap(), sig).expect("signal the daemon");
+}
+
+#[test]
+fn a_daemon_whose_lock_file_is_removed_stops_and_one_daemon_follows() {
+    let t = Town::new();
+    let _kill = KillDaemons(t.root().to_path_buf());
+    let old = t.start_dry();
+
+    std::fs::remove_file(t.lock_path()).unwrap();
+    t.wait_until("the daemon stops by itself", DEADLINE, || {
+        !process_alive(old)
+    });
+    let log = log_text(&t);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(DISPLACED) && l.contains("daemon.lock")),
+        "the log says why the daemon stopped\n{}",
+        t.snapshot()
+    );
+
+    let new = t.start_dry();
+    assert_ne!(new, old);
+    assert_eq!(daemons_of(t.root()), [new], "exactly one daemon");
+    assert_serves(&t);
+    t.stop();
+}
+
+#[test]
+fn start_waits_for_a_daemon_displaced_from_the_town() {
+    let t = Town::new();
+    let _kill = KillDaemons(t.root().to_path_buf());
+    let old = t.start_dry();
+    // Stopped, the old daemon cannot notice yet that its lock file is gone.
+    signal(old, Signal::STOP);
+    std::fs::remove_file(t.lock_path()).unwrap();
+
+    let mut start = Background::spawn(t.command(&["daemon", "start", "--dry-run"]));
+    let early_exit = start.wait_for_sign("the new daemon waits for the displaced one", |_| {
+        log_text(&t).contains("still runs: waiting for it to stop")
+    });
+    let during = daemons_of(t.root());
+    signal(old, Signal::CONT);
+    assert!(
+        early_exit.is_none(),
+        "start finished ({early_exit:?}: {}) while the displaced daemon {old} still ran; \
+         daemons of the town: {during:?}",
+        start.output()
+    );
+
+    let code = start.wait("start finishes once the displaced daemon is gone");
+    let out = start.output();
+    assert_eq!(code, 0, "start: {out}\n{}", t.snapshot());
+    let started = out
+        .lines()
+        .find(|l| l.contains("Daemon started"))
+        .unwrap_or_else(|| panic!("no \"Daemon started\" in: {out}"));
+    let new = parse_pid(started).unwrap();
+    assert!(!process_alive(old), "{}", t.snapshot());
+    assert!(log_text(&t).contains(DISPLACED), "{}", t.snapshot());
+    assert_eq!(daemons_of(t.root()), [new], "exactly one daemon");
+    assert_serves(&t);
+    t.stop();
+}
+
+#[test]
+fn a_daemon_whose_town_is_deleted_stops_and_says_so_on_stderr() {
+    let t = Town::new();
+    let _kill = KillDaemons(t.root().to_path_buf());
+    // In the foreground, so its stderr can be read: the log goes with the town.
+    let mut run = Background::spawn(t.command(&["daemon", "run", "--dry-run"]));
+    let pid = run.child.id();
+    t.wait_until("the daemon is up", DEADLINE, || {
+        t.try_state()
+            .is_some_and(|s| s["running"] == true && s["pid"] == pid)
+    });
+
+    std::fs::remove_dir_all(t.root()).unwrap();
+    let code = run.wait("the daemon of a deleted town exits");
+    assert_ne!(code, 0, "{}", run.output());
+    assert!(run.output().contains(DISPLACED), "stderr: {}", run.output());
 }

@@ -30,7 +30,7 @@ use thiserror::Error;
 
 use crate::config::{Config, WatchMode};
 use crate::duration::human;
-use crate::instance::{Instance, InstanceError};
+use crate::instance::{Displaced, Instance, InstanceError};
 use crate::state::{State, StateStore};
 use crate::testing::Hooks;
 use crate::tmux::Tmux;
@@ -50,6 +50,8 @@ pub(crate) enum DaemonError {
     Town(#[from] TownError),
     #[error(transparent)]
     Instance(#[from] InstanceError),
+    #[error("this daemon no longer owns its town, so it stops: {0}")]
+    Displaced(Displaced),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -64,7 +66,7 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
 /// Runs the daemon until SIGTERM/SIGINT/SIGHUP.
 pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError> {
     town.ensure_dirs()?;
-    let _instance = Instance::acquire(town)?;
+    let instance = Instance::acquire(town)?;
     let pid = std::process::id();
     for hook in hooks.active() {
         tracing::warn!(
@@ -90,6 +92,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         },
     ));
     let overflow = Arc::new(AtomicBool::new(false));
+    let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
     let inlet = Inlet {
         rx,
@@ -126,6 +129,8 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         dry_run: config.dry_run,
         state: state.clone(),
         stop: stop.clone(),
+        ownership: instance.ownership(),
+        wake,
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
@@ -137,7 +142,11 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop.set();
     drop(watch);
-    let _ = beating.join();
+    if let Ok(Some(displaced)) = beating.join() {
+        // state.json and daemon.pid, wherever they are now, may be a
+        // successor's: leave them alone.
+        return Err(DaemonError::Displaced(displaced));
+    }
     state
         .update(|s| s.running = false)
         .map_err(io("cannot write state.json"))?;
