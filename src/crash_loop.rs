@@ -5,6 +5,10 @@
 //! not reset it, and so `gt daemon clear-backoff` (another process) can
 //! reset it. Both sides do read-modify-write under an flock on
 //! `restart_state.lock`, so neither loses the other's update.
+//!
+//! The file is rewritten and fsynced on every cycle/restart, so its size is
+//! paid for on every request: each write drops the sessions whose restarts
+//! have all left the window, and keeps at most [`MAX_SESSIONS`] sessions.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -19,6 +23,11 @@ use serde::{Deserialize, Serialize};
 use crate::fs::write_atomic;
 use crate::town::Town;
 
+/// Sessions remembered at most. Far more than a town has agents; past it
+/// the sessions restarted least recently are forgotten (their guard starts
+/// afresh), because an unbounded file slows every restart down.
+const MAX_SESSIONS: usize = 1000;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Record {
     /// Session name → when its recent restarts were executed.
@@ -26,11 +35,37 @@ struct Record {
     restarts: BTreeMap<String, Vec<DateTime<Utc>>>,
 }
 
+impl Record {
+    /// Forgets restarts outside the window, sessions left with none, and
+    /// beyond `max_sessions` the sessions whose last restart is oldest.
+    fn prune(&mut self, now: DateTime<Utc>, window: chrono::Duration, max_sessions: usize) {
+        self.restarts.retain(|_, times| {
+            times.retain(|t| now.signed_duration_since(*t) < window);
+            !times.is_empty()
+        });
+        if self.restarts.len() > max_sessions {
+            let mut latest: Vec<(DateTime<Utc>, String)> = self
+                .restarts
+                .iter()
+                .map(|(session, times)| {
+                    (times.iter().max().copied().unwrap_or(now), session.clone())
+                })
+                .collect();
+            latest.sort_unstable();
+            let excess = latest.len() - max_sessions;
+            for (_, session) in latest.into_iter().take(excess) {
+                self.restarts.remove(&session);
+            }
+        }
+    }
+}
+
 pub(crate) struct CrashLoopGuard {
     file: PathBuf,
     lock: PathBuf,
     max: u32,
     window: Duration,
+    max_sessions: usize,
 }
 
 /// The guard refused: how many restarts happened in the window.
@@ -46,10 +81,20 @@ impl CrashLoopGuard {
             lock: town.restart_state_lock(),
             max,
             window,
+            max_sessions: MAX_SESSIONS,
         }
     }
 
-    fn with_record<T>(&self, f: impl FnOnce(&mut Record) -> (T, bool)) -> io::Result<T> {
+    fn window(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Read-modify-write under the lock; `now` decides what has expired.
+    fn with_record<T>(
+        &self,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut Record) -> (T, bool),
+    ) -> io::Result<T> {
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -66,6 +111,7 @@ impl CrashLoopGuard {
         };
         let (out, changed) = f(&mut record);
         if changed {
+            record.prune(now, self.window(), self.max_sessions);
             write_atomic(
                 &self.file,
                 &serde_json::to_vec_pretty(&record).map_err(io::Error::other)?,
@@ -81,9 +127,9 @@ impl CrashLoopGuard {
         session: &str,
         now: DateTime<Utc>,
     ) -> io::Result<Result<(), Tripped>> {
-        let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
+        let window = self.window();
         let max = self.max as usize;
-        self.with_record(|record| {
+        self.with_record(now, |record| {
             let times = record.restarts.entry(session.to_string()).or_default();
             times.retain(|t| now.signed_duration_since(*t) < window);
             if times.len() >= max {
@@ -97,7 +143,7 @@ impl CrashLoopGuard {
 
     /// Forgets the restarts of `session`; true when there were any.
     pub(crate) fn clear(&self, session: &str) -> io::Result<bool> {
-        self.with_record(|record| {
+        self.with_record(Utc::now(), |record| {
             let had = record
                 .restarts
                 .remove(session)
@@ -135,5 +181,55 @@ mod tests {
         assert!(again.admit("gt-mayor", later).unwrap().is_err());
         assert!(again.clear("gt-mayor").unwrap());
         assert!(again.admit("gt-mayor", later).unwrap().is_ok());
+    }
+
+    fn sessions_in_file(town: &Town) -> Vec<String> {
+        let record: Record =
+            serde_json::from_slice(&std::fs::read(town.restart_state_file()).unwrap()).unwrap();
+        record.restarts.into_keys().collect()
+    }
+
+    #[test]
+    fn each_write_forgets_expired_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        let guard = CrashLoopGuard::new(&town, 5, Duration::from_secs(60));
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        for i in 0..50 {
+            assert!(guard
+                .admit(&format!("gt-rig{i}-witness"), t0)
+                .unwrap()
+                .is_ok());
+        }
+        assert_eq!(sessions_in_file(&town).len(), 50);
+        let later = t0 + chrono::Duration::seconds(61);
+        assert!(guard.admit("gt-mayor", later).unwrap().is_ok());
+        assert_eq!(
+            sessions_in_file(&town),
+            ["gt-mayor"],
+            "expired sessions stay in the file"
+        );
+    }
+
+    #[test]
+    fn the_file_keeps_at_most_max_sessions_most_recent_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        let mut guard = CrashLoopGuard::new(&town, 5, Duration::from_secs(3600));
+        guard.max_sessions = 3;
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        for i in 0..6 {
+            let at = t0 + chrono::Duration::seconds(i);
+            assert!(guard
+                .admit(&format!("gt-rig{i}-witness"), at)
+                .unwrap()
+                .is_ok());
+        }
+        assert_eq!(
+            sessions_in_file(&town),
+            ["gt-rig3-witness", "gt-rig4-witness", "gt-rig5-witness"]
+        );
     }
 }

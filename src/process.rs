@@ -57,6 +57,24 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// SIGKILL is pending: the process is dying and nothing it does can stop
+/// that, but a thread stuck in an uninterruptible call (a `syncfs` on a
+/// busy disk) keeps its files, and its locks, until the call returns.
+pub fn sigkill_pending(pid: u32) -> bool {
+    // Bit n-1 of the masks stands for signal n; SIGKILL is 9 on Linux.
+    const SIGKILL_BIT: u64 = 1 << 8;
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status.lines().any(|line| {
+        let mask = line
+            .strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"));
+        mask.and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGKILL_BIT != 0)
+    })
+}
+
 pub fn signal(pid: u32, sig: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, sig);

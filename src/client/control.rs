@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use thiserror::Error;
 
-use crate::instance;
+use crate::instance::{self, Holder};
 use crate::process;
 use crate::state::State;
 use crate::town::Town;
@@ -39,6 +39,11 @@ pub(crate) enum ControlError {
     UnknownHolder { lock: String },
     #[error("PID {pid} still holds the lock after SIGKILL")]
     Unkillable { pid: u32 },
+    #[error(
+        "daemon.lock is still held for PID {pid}, which has exited or is exiting, after {secs}s; \
+         a process that inherited its descriptor may hold it: find it with `fuser {lock}`"
+    )]
+    NotReleased { pid: u32, secs: u64, lock: String },
     #[error("cannot update state.json: {0}")]
     State(io::Error),
 }
@@ -52,15 +57,19 @@ pub(crate) enum StartOutcome {
 /// until it is up. `run_args`: the arguments that make this executable run
 /// the daemon of `town` in the foreground (the command line decides their
 /// spelling). Concurrent starts converge on one daemon: a loser's child
-/// exits at the lock and its starter reports the winner.
+/// exits at the lock and its starter reports the winner. A predecessor that
+/// is exiting (killed, but not yet gone) is waited for up to `timeout`;
+/// `on_wait` hears its PID once, when the wait begins.
 pub(crate) fn start(
     town: &Town,
     run_args: &[OsString],
     timeout: Duration,
+    on_wait: impl FnOnce(u32),
 ) -> Result<StartOutcome, ControlError> {
     if let Some(pid) = wait_known_holder(town, timeout) {
         return Ok(StartOutcome::AlreadyRunning(pid));
     }
+    wait_predecessor(town, timeout, on_wait)?;
     town.ensure_dirs()
         .map_err(|e| ControlError::Spawn(io::Error::other(e)))?;
     let log_path = town.log_file();
@@ -113,7 +122,8 @@ fn spawn_run(town: &Town, run_args: &[OsString], log_path: &Path) -> io::Result<
 }
 
 /// The holder's PID, waiting briefly for a daemon that holds the lock but
-/// has not yet written its PID file. `None`: nobody holds the lock.
+/// has not yet written its PID file. `None`: no daemon runs (the lock may
+/// still be held for one that is exiting).
 fn wait_known_holder(town: &Town, patience: Duration) -> Option<u32> {
     let deadline = Instant::now() + patience.min(Duration::from_secs(2));
     loop {
@@ -124,6 +134,32 @@ fn wait_known_holder(town: &Town, patience: Duration) -> Option<u32> {
             Some(None) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+}
+
+/// Waits until the lock is no longer held for an exiting process, so the
+/// daemon we spawn is not turned away by a predecessor that is as good as
+/// dead.
+fn wait_predecessor(
+    town: &Town,
+    patience: Duration,
+    on_wait: impl FnOnce(u32),
+) -> Result<(), ControlError> {
+    let deadline = Instant::now() + patience;
+    let mut on_wait = Some(on_wait);
+    while let Holder::Releasing(pid) = instance::holder_state(town) {
+        if let Some(tell) = on_wait.take() {
+            tell(pid);
+        }
+        if Instant::now() > deadline {
+            return Err(ControlError::NotReleased {
+                pid,
+                secs: patience.as_secs(),
+                lock: town.lock_file().display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// Up: holds the lock and has announced itself in state.json.
@@ -172,17 +208,20 @@ pub(crate) fn stop(town: &Town, timeout: Duration) -> Result<StopOutcome, Contro
         return Ok(StopOutcome::Stopped(pid));
     }
     process::signal(pid, Signal::KILL);
-    if !wait_released(town, pid, Duration::from_secs(5)) {
+    if !wait_released(town, pid, instance::RELEASE_PATIENCE) {
         return Err(ControlError::Unkillable { pid });
     }
     mark_stopped(town)?;
     Ok(StopOutcome::Killed(pid))
 }
 
+/// Until the lock is really free of `pid`: a daemon that is exiting still
+/// holds it, and state.json can only be marked once it is gone.
 fn wait_released(town: &Town, pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if instance::holder(town) != Some(pid) {
+        let holder = instance::holder_state(town);
+        if holder != Holder::Running(Some(pid)) && holder != Holder::Releasing(pid) {
             return true;
         }
         if Instant::now() > deadline {

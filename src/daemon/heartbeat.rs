@@ -1,16 +1,24 @@
 //! The heartbeat: on its own thread so a slow restart in the
 //! consumer never delays a poke, and a hung tmux never delays a request.
+//!
+//! Between beats (and before each) it checks that the daemon still owns
+//! its town: a daemon whose lock file or town directory was removed or
+//! replaced would serve the town beside the next daemon started, so it
+//! stops instead.
 
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use super::retention;
 use super::execute::HeldSessions;
 use super::stop::StopFlag;
+use super::watch::Message;
 use crate::duration::human;
 use crate::inbox;
+use crate::instance::{Displaced, Ownership};
 use crate::state::StateStore;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
@@ -21,6 +29,10 @@ pub(crate) const WITNESS_POKE: &str = "HEARTBEAT: check your workers";
 /// Pruning walks whole directories: often enough to bound them, rarely
 /// enough to cost nothing.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// How often ownership of the town is checked, whatever the interval:
+/// until a displaced daemon notices, a new one may run beside it.
+const OWNERSHIP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Heartbeat {
     pub town: Town,
@@ -33,20 +45,37 @@ pub(crate) struct Heartbeat {
     pub stop: Arc<StopFlag>,
     /// Sessions a request is restarting: not to be poked meanwhile.
     pub held: Arc<HeldSessions>,
+    /// What the daemon locked.
+    pub ownership: Ownership,
+    /// Wakes the consumer when the heartbeat stops the daemon.
+    pub wake: SyncSender<Message>,
 }
 
 impl Heartbeat {
-    /// Beats now, then every interval, until the stop.
-    pub(crate) fn run(self) {
-        let mut last_prune: Option<std::time::Instant> = None;
+    /// Beats now, then every interval, until the stop. Returns why it
+    /// stopped the daemon itself: the town is no longer the one it locked.
+    pub(crate) fn run(self) -> Option<Displaced> {
+        let mut last_prune: Option<Instant> = None;
+        let mut next_beat = Instant::now();
         loop {
-            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-                self.prune();
-                last_prune = Some(std::time::Instant::now());
+            if let Err(displaced) = self.ownership.verify() {
+                self.stop.set();
+                let _ = self.wake.try_send(Message::Stop);
+                return Some(displaced);
             }
-            self.beat();
-            if self.stop.wait(self.interval) {
-                return;
+            if Instant::now() >= next_beat {
+                if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                    self.prune();
+                    last_prune = Some(Instant::now());
+                }
+                self.beat();
+                next_beat = Instant::now() + self.interval;
+            }
+            let nap = next_beat
+                .saturating_duration_since(Instant::now())
+                .min(OWNERSHIP_CHECK_EVERY);
+            if self.stop.wait(nap) {
+                return None;
             }
         }
     }

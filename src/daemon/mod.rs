@@ -31,7 +31,7 @@ use thiserror::Error;
 
 use crate::config::{Config, WatchMode};
 use crate::duration::human;
-use crate::instance::{Instance, InstanceError};
+use crate::instance::{Displaced, Instance, InstanceError};
 use crate::state::{State, StateStore};
 use crate::testing::Hooks;
 use crate::tmux::Tmux;
@@ -52,6 +52,8 @@ pub(crate) enum DaemonError {
     Town(#[from] TownError),
     #[error(transparent)]
     Instance(#[from] InstanceError),
+    #[error("this daemon no longer owns its town, so it stops: {0}")]
+    Displaced(Displaced),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -66,7 +68,7 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
 /// Runs the daemon until SIGTERM/SIGINT/SIGHUP.
 pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError> {
     town.ensure_dirs()?;
-    let _instance = Instance::acquire(town)?;
+    let instance = Instance::acquire(town)?;
     let pid = std::process::id();
     for hook in hooks.active() {
         tracing::warn!(
@@ -96,7 +98,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
     let inlet = Inlet {
         rx,
-        wake,
+        wake: wake.clone(),
         overflow,
         rescan_every,
     };
@@ -140,6 +142,8 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         state: state.clone(),
         stop: stop.clone(),
         held,
+        ownership: instance.ownership(),
+        wake,
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
@@ -151,7 +155,11 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop.set();
     drop(watch);
-    let _ = beating.join();
+    if let Ok(Some(displaced)) = beating.join() {
+        // state.json and daemon.pid, wherever they are now, may be a
+        // successor's: leave them alone.
+        return Err(DaemonError::Displaced(displaced));
+    }
     state
         .update(|s| s.running = false)
         .map_err(io("cannot write state.json"))?;

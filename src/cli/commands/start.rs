@@ -11,6 +11,7 @@ use crate::town::Town;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Already running: says so and exits 0 (no second daemon is ever started).
+A previous daemon that is still exiting (killed, not yet gone) is waited for.
 A failed start exits 1 and prints the log lines that say why.
 
 Examples:
@@ -31,6 +32,12 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
         town,
         &crate::cli::run_args(town, args.dry_run, log),
         args.timeout,
+        |pid| {
+            eprintln!(
+                "Waiting for the previous daemon (PID {pid}), which is exiting, to release {}",
+                town.lock_file().display()
+            )
+        },
     ) {
         Ok(StartOutcome::Started(pid)) => println!("Daemon started (PID {pid})"),
         Ok(StartOutcome::AlreadyRunning(pid)) => println!("Daemon already running (PID {pid})"),

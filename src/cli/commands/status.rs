@@ -104,6 +104,12 @@ pub fn report(town: &Town) -> Report {
             town.shutdown_lock().display()
         ));
     }
+    if let instance::Holder::Releasing(pid) = instance::holder_state(town) {
+        warnings.push(format!(
+            "the previous daemon (PID {pid}) is exiting but still holds {}; `gt daemon start` waits for it",
+            town.lock_file().display()
+        ));
+    }
     if !state.running && pending > 0 {
         warnings.push(format!(
             "{pending} request(s) wait in the inbox but no daemon is running: gt daemon start"
