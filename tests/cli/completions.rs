@@ -1,0 +1,140 @@
+//! `gt completions` and `gt man`.
+
+use std::process::Command;
+
+use crate::support::proc::KillOnDrop;
+use crate::support::{gt_command, run, DEADLINE};
+
+fn has_bash() -> bool {
+    Command::new("bash")
+        .arg("-c")
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn completions(shell: &str) -> String {
+    let mut cmd = gt_command();
+    cmd.args(["completions", shell]);
+    let out = run(cmd);
+    out.assert_ok(&format!("gt completions {shell}"));
+    out.stdout
+}
+
+#[test]
+fn bash_script() {
+    let script = completions("bash");
+    assert!(script.contains("_gt()"), "no completion function");
+    assert!(
+        script.contains("complete -F _gt"),
+        "not registered with complete"
+    );
+    assert!(script.contains("daemon"));
+    for sub in ["start", "stop", "status", "logs", "send", "install"] {
+        assert!(script.contains(sub), "{sub} missing");
+    }
+}
+
+#[test]
+fn bash_script_parses_and_completes() {
+    if !has_bash() {
+        eprintln!("bash not found; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gt.bash");
+    std::fs::write(&file, completions("bash")).unwrap();
+    let mut check = Command::new("bash");
+    check.arg("-n").arg(&file);
+    run(check).assert_ok("bash -n");
+
+    // Ask the function what `gt daemon s<TAB>` completes to.
+    let probe = r#"
+        source "$1"
+        COMP_WORDS=(gt daemon s); COMP_CWORD=2; COMP_LINE="gt daemon s"; COMP_POINT=${#COMP_LINE}
+        _gt gt s daemon
+        printf '%s\n' "${COMPREPLY[@]}"
+    "#;
+    let mut cmd = Command::new("bash");
+    cmd.args(["--norc", "--noprofile", "-c", probe, "probe"])
+        .arg(&file);
+    let out = run(cmd);
+    out.assert_ok("the completion probe");
+    let words: Vec<&str> = out.stdout.lines().collect();
+    for want in ["start", "stop", "status", "send"] {
+        assert!(words.contains(&want), "{want} not offered: {words:?}");
+    }
+    assert!(!words.contains(&"logs"), "logs offered for `s`: {words:?}");
+}
+
+#[test]
+fn zsh_script() {
+    let script = completions("zsh");
+    assert!(
+        script.starts_with("#compdef gt"),
+        "{}",
+        &script[..script.len().min(80)]
+    );
+    assert!(script.contains("daemon"));
+}
+
+#[test]
+fn fish_script() {
+    let script = completions("fish");
+    assert!(script.contains("complete -c gt"));
+    assert!(script.contains("daemon"));
+}
+
+#[test]
+fn unknown_shell_is_a_usage_error() {
+    let mut cmd = gt_command();
+    cmd.args(["completions", "tcsh"]);
+    let out = run(cmd);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+}
+
+#[test]
+fn man_page() {
+    let mut cmd = gt_command();
+    cmd.arg("man");
+    let out = run(cmd);
+    out.assert_ok("gt man");
+    let page = out.stdout;
+    assert!(page.contains(".TH"), "not roff");
+    assert!(page.contains("gt"));
+    assert!(page.contains("daemon"));
+    if !Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gt.1");
+    std::fs::write(&file, &page).unwrap();
+    let mut man = Command::new("man");
+    man.arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat");
+    let shown = run(man);
+    shown.assert_ok("man -l");
+    assert!(shown.stdout.contains("daemon"));
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    // `gt completions bash | head -1`: the reader leaves early.
+    let mut cmd = gt_command();
+    cmd.args(["completions", "bash"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = KillOnDrop::spawn(cmd);
+    drop(child.child().stdout.take());
+    let status = child
+        .wait_exit(DEADLINE)
+        .unwrap_or_else(|| panic!("gt completions bash still running after {DEADLINE:?}"));
+    assert!(status.success(), "{status:?}");
+}
