@@ -14,9 +14,14 @@ pub struct Case {
     pub file: String,
     /// `processed` or `failed`.
     pub outcome: String,
-    /// For failed cases: a substring of the reason.
+    /// For failed cases: the reason, exactly as a person reads it in the
+    /// sidecar.
     #[serde(default)]
-    pub reason_contains: Option<String>,
+    pub reason: Option<String>,
+    /// For failed cases whose reason holds a clock-dependent age instead:
+    /// the pieces around it, in order.
+    #[serde(default)]
+    pub reason_contains: Option<Vec<String>>,
     /// For processed cases: what the request maps to.
     #[serde(default)]
     pub session: Option<String>,
@@ -36,6 +41,32 @@ pub struct Case {
 impl Case {
     pub fn parse_layer_applies(&self) -> bool {
         self.layer.as_deref() != Some("file")
+    }
+
+    /// Whether `actual` is the reason this case expects; `Err` says how not.
+    pub fn check_reason(&self, actual: &str) -> Result<(), String> {
+        match (&self.reason, &self.reason_contains) {
+            (Some(want), None) if actual == want => Ok(()),
+            (Some(want), None) => Err(format!("reason {actual:?}, expected {want:?}")),
+            (None, Some(pieces)) => {
+                let mut rest = actual;
+                for piece in pieces {
+                    match rest.find(piece.as_str()) {
+                        Some(i) => rest = &rest[i + piece.len()..],
+                        None => {
+                            return Err(format!(
+                                "reason {actual:?} does not hold {pieces:?} in order"
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(format!(
+                "{}: a failed case names exactly one of reason, reason_contains",
+                self.file
+            )),
+        }
     }
 
     /// The name the case is dropped into an inbox under (unique across
@@ -62,7 +93,7 @@ pub fn now_text(now: DateTime<Utc>) -> String {
 }
 
 /// Bytes for a case with the placeholders filled in.
-pub fn case_bytes(case: &Case, now: DateTime<Utc>, marker: &Path) -> Vec<u8> {
+pub fn case_bytes(case: &Case, now: DateTime<Utc>) -> Vec<u8> {
     let raw = match &case.generate {
         Some(kind) => generate(kind, now),
         None => fs::read(fixtures_dir().join(&case.file))
@@ -70,8 +101,7 @@ pub fn case_bytes(case: &Case, now: DateTime<Utc>, marker: &Path) -> Vec<u8> {
     };
     let seven_hours_ago = now - chrono::Duration::hours(7) - chrono::Duration::seconds(1);
     let raw = replace(&raw, b"__NOW-7h__", now_text(seven_hours_ago).as_bytes());
-    let raw = replace(&raw, b"__NOW__", now_text(now).as_bytes());
-    replace(&raw, b"__MARKER__", marker.to_str().unwrap().as_bytes())
+    replace(&raw, b"__NOW__", now_text(now).as_bytes())
 }
 
 /// Generated fixtures, too big (or too exact) to commit.
