@@ -3,11 +3,12 @@
 //! request text that never reaches a shell.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{Duration as Age, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use crate::support::catalogue::{case_bytes, cases, Case};
 use crate::support::{request_at, request_json, Out, Town, DEADLINE};
 
 fn ago(age: Age) -> String {
@@ -245,42 +246,89 @@ fn max_request_age_from_config_is_honoured() {
 // ---------------------------------------------------------------------------
 // No shell ever sees request text
 
+/// Every file named `name` anywhere under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_name() == name {
+            found.push(path.clone());
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(files_named(&path, name));
+        }
+    }
+    found
+}
+
 #[test]
 fn shell_metacharacters_never_reach_a_shell_with_real_tmux() {
-    let t = Town::new();
+    let mut t = Town::new();
+    // The agent is a real shell: whatever is typed into its pane runs, in
+    // its work directory (the town: no mayor/ or rig directories exist).
+    // Each shell appends a line to `primed` when it runs the prime text,
+    // which is typed after prime_delay.
+    t.config(json!({"agent_command": ["sh"], "prime_text": "echo primed >> primed"}));
     t.start();
-    let marker = t.root().join("pwned-marker");
-    let m = marker.display().to_string();
-    let hostile = [
-        format!("$(touch {m})/witness"),
-        format!("`touch {m}`/witness"),
-        format!("x;touch {m}/witness"),
-        format!("x$(touch {m})-witness"),
-    ];
-    for (i, from) in hostile.iter().enumerate() {
-        let name = format!("hostile-{i}.json");
-        t.publish(&name, request_json(from, "restart"));
-        t.wait_failed_with(&name, "bad \"from\"");
+    let now = Utc::now();
+
+    // The catalogue's shell-injection identities; each would create
+    // `gt-pwned` in its shell's working directory if it ever ran there.
+    let hostile: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.file.starts_with("invalid/from-shell-"))
+        .collect();
+    assert_eq!(hostile.len(), 4, "the shell cases in fixtures/cases.json");
+    for case in &hostile {
+        t.publish(&case.inbox_name(), case_bytes(case, now));
     }
-    // A valid restart whose other fields hold shell text: it runs for real,
-    // and still nothing runs that text.
+    // A valid restart whose other fields hold the same kind of shell text:
+    // it runs for real, against a shell.
     let name = "valid-with-shell-text.json";
     t.publish(
         name,
         json!({
             "from": "mayor", "action": "restart",
-            "timestamp": Utc::now().to_rfc3339(),
-            "note": format!("$(touch {m})"), "cmd": format!("; touch {m}"),
+            "timestamp": now.to_rfc3339(),
+            "note": "$(id>gt-pwned)", "cmd": ";id>gt-pwned;", "x": "`id>gt-pwned`",
         })
         .to_string(),
     );
-    t.wait_processed(name);
+    let mut names: Vec<String> = hostile.iter().map(Case::inbox_name).collect();
+    names.push(name.to_owned());
+    // Each request processed here is a restart or cycle the daemon primed.
+    let primed_shells = names
+        .iter()
+        .filter(|n| t.wait_filed(n).0 == t.processed())
+        .count();
     assert!(t.tmux.has_session("gt-mayor"), "the restart ran for real");
-
-    assert!(
-        !Path::new(&marker).exists(),
-        "request text reached a shell: {m} exists"
+    // Every shell the daemon primed has run the prime text, so nothing typed
+    // into it before is still waiting to run.
+    let primed = t.root().join("primed");
+    t.wait_until(
+        &format!("{primed_shells} agent shell(s) ran the prime text (a line each in primed)"),
+        DEADLINE,
+        || {
+            fs::read_to_string(&primed)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= primed_shells
+        },
     );
+
+    let pwned = files_named(t.root(), "gt-pwned");
+    assert!(
+        pwned.is_empty(),
+        "request text reached a shell: {pwned:?}\n{}",
+        t.snapshot()
+    );
+    for case in &hostile {
+        let sc = t.wait_failed(&case.inbox_name());
+        if let Err(problem) = case.check_reason(sc["error"].as_str().unwrap_or_default()) {
+            panic!("{}: {problem}", case.file);
+        }
+    }
     assert_eq!(
         t.tmux.sessions(),
         vec!["gt-mayor".to_owned()],
