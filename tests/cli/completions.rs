@@ -1,8 +1,8 @@
 //! `gt completions` and `gt man`.
 
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
 
-use crate::support::proc::KillOnDrop;
+use crate::support::proc::{KillOnDrop, Lines};
 use crate::support::{gt_command, run, DEADLINE};
 
 fn has_bash() -> bool {
@@ -123,18 +123,51 @@ fn man_page() {
     assert!(shown.stdout.contains("daemon"));
 }
 
-#[test]
-fn closed_stdout_is_not_an_error() {
-    // `gt completions bash | head -1`: the reader leaves early.
+/// `gt completions bash` with stdout going to `stdout`, run to its end.
+fn completions_into(stdout: impl Into<Stdio>) -> (ExitStatus, String) {
     let mut cmd = gt_command();
     cmd.args(["completions", "bash"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped());
     let mut child = KillOnDrop::spawn(cmd);
-    drop(child.child().stdout.take());
+    let stderr = Lines::new(child.child().stderr.take().expect("stderr pipe"));
     let status = child
         .wait_exit(DEADLINE)
         .unwrap_or_else(|| panic!("gt completions bash still running after {DEADLINE:?}"));
-    assert!(status.success(), "{status:?}");
+    (status, collect(stderr))
+}
+
+/// Everything a child wrote to a [`Lines`] stream until it closed.
+fn collect(mut lines: Lines) -> String {
+    while lines.next(DEADLINE).is_some() {}
+    lines.seen.join("\n")
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    // `gt completions bash | head -1`: the reader left. Its end of the pipe
+    // is closed before gt even starts, so gt's first write fails with EPIPE
+    // for certain (closing it after the spawn would race with that write,
+    // and a script that fits in the pipe buffer would never see EPIPE).
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let (status, stderr) = completions_into(writer);
+    assert!(
+        status.success(),
+        "a reader that left is not an error: {status:?}, stderr {stderr:?}"
+    );
+    assert_eq!(stderr, "", "nothing to say about a reader that left");
+
+    // The control: a write error that is not a closed pipe is reported, so
+    // the success above is gt recognising EPIPE, not ignoring its writes.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let (status, stderr) = completions_into(full);
+    assert!(
+        !status.success() && stderr.contains("cannot write to stdout"),
+        "writing to a full device must fail and say so: {status:?}, stderr {stderr:?}"
+    );
 }
