@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::command::with_hooks;
 use crate::support::proc::inotify_fds;
 use crate::support::{filed, ls, request_json, request_names, Town, DEADLINE};
 
@@ -119,25 +120,35 @@ fn refused_watch_falls_back_to_polling_and_still_consumes() {
 }
 
 /// When the daemon's own event channel is full, the watcher drops events and
-/// asks for a rescan: nothing waits for the periodic safety net.
+/// asks for a rescan: nothing waits for the periodic safety net. The
+/// daemon's debug log shows that events were dropped and what the rescan
+/// found (`why="event channel full"`): without the tiny channel the same
+/// flood never fills it, and this test fails waiting for that line.
 #[test]
 fn events_dropped_by_a_full_channel_cost_a_rescan_not_a_request() {
     let mut town = Town::new();
     // The periodic rescan would hide a lost event: push it out of reach.
     town.config(json!({"rescan_interval": "1h"}));
-    town.start_hooked(
-        &["--dry-run"],
+    // At debug level the consumer logs why it scanned the inbox.
+    let mut start = town.start_command(&["--log-level", "debug"], &["--dry-run"]);
+    with_hooks(
+        &mut start,
         &[
             (gt::testing::CHANNEL_CAPACITY, "2"),
             (gt::testing::REQUEST_DELAY_MS, "2"),
         ],
     );
+    town.started(start);
+    // The start-up scan is behind us once a first request is handled: from
+    // here only events, or a rescan they asked for, can find a file.
+    town.publish("first.json", request_json("mayor", "shutdown"));
+    town.wait_processed("first.json");
 
     let names: Vec<String> = (0..300).map(|i| format!("r{i:03}.json")).collect();
     for name in &names {
         town.publish(name, request_json("mayor", "shutdown"));
     }
-    town.wait_until("all 300 processed", DEADLINE, || {
+    town.wait_until("all 300 filed", DEADLINE, || {
         names.iter().all(|n| filed(&town, n).is_some())
     });
     for name in &names {
@@ -145,4 +156,8 @@ fn events_dropped_by_a_full_channel_cost_a_rescan_not_a_request() {
     }
     assert!(ls(&town.inbox()).is_empty());
     assert_eq!(ls(&town.failed()), Vec::<String>::new());
+    town.wait_log_line(
+        "the debug line of a rescan that the full channel asked for",
+        |l| l.contains("inbox scan found requests") && l.contains(r#"why="event channel full""#),
+    );
 }
