@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io::Write;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -15,19 +14,36 @@ use crate::support::command::with_hooks;
 use crate::support::proc::inotify_fds;
 use crate::support::{filed, ls, request_json, request_names, Town, DEADLINE};
 
-/// Writes a request by creating it in place (no rename): first half, flush,
-/// a pause while the file is still open and incomplete, second half, close.
-fn publish_in_place_slowly(t: &Town, name: &str, body: &str) {
-    let (head, tail) = body.split_at(body.len() / 2);
-    let mut file = fs::File::create(t.inbox().join(name)).expect("create request in place");
+/// Writes a request by creating it in place (no rename), as a writer that
+/// is slow to finish would: the first part (up to the first comma, where
+/// JSON allows blanks), then a blank at every poll, keeping the file open,
+/// incomplete and freshly modified, until the daemon has taken it out of
+/// the inbox; only then the rest. Returns every byte written.
+fn publish_in_place_slowly(t: &Town, name: &str, body: &str) -> Vec<u8> {
+    let cut = body.find(',').expect("a comma in the request") + 1;
+    let (head, tail) = body.split_at(cut);
+    let path = t.inbox().join(name);
+    let mut file = fs::File::create(&path).expect("create request in place");
+    let mut written = head.as_bytes().to_vec();
     file.write_all(head.as_bytes()).unwrap();
-    file.flush().unwrap();
-    // Not an assertion: the window in which a careless daemon would take
-    // the half-written file for invalid JSON.
-    std::thread::sleep(Duration::from_millis(400));
+    t.wait_until(
+        &format!("the daemon to take the half-written {name} out of the inbox"),
+        DEADLINE,
+        || {
+            if !path.exists() {
+                return true;
+            }
+            file.write_all(b" ").unwrap();
+            written.push(b' ');
+            false
+        },
+    );
+    // Seen, claimed and (if the daemon is right) set aside as still being
+    // written: the rest arrives through the same open file.
     file.write_all(tail.as_bytes()).unwrap();
-    file.flush().unwrap();
+    written.extend_from_slice(tail.as_bytes());
     drop(file);
+    written
 }
 
 fn both_publishing_styles_are_consumed(t: &Town) {
@@ -40,9 +56,13 @@ fn both_publishing_styles_are_consumed(t: &Town) {
         renamed.as_bytes()
     );
 
-    // Style 2: created in place, written in two parts with a pause.
-    let direct = request_json("deacon", "shutdown");
-    publish_in_place_slowly(t, "created-in-place.json", &direct);
+    // Style 2: created in place, still being written when the daemon
+    // first looks at it.
+    let direct = publish_in_place_slowly(
+        t,
+        "created-in-place.json",
+        &request_json("deacon", "shutdown"),
+    );
     let (dir, sidecar) = t.wait_filed("created-in-place.json");
     assert_eq!(
         dir,
@@ -52,7 +72,7 @@ fn both_publishing_styles_are_consumed(t: &Town) {
     );
     assert_eq!(
         fs::read(t.processed().join("created-in-place.json")).unwrap(),
-        direct.as_bytes(),
+        direct,
         "filed with all its bytes"
     );
     assert_eq!(sidecar["from"], "deacon");
