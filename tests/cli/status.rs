@@ -29,33 +29,60 @@ fn status_text_shows_state_pid_town_heartbeat_and_counters() {
     let town = Town::new();
     let pid = town.start_dry();
     town.wait_first_heartbeat();
+    // Distinct counts (3 pending, 2 processed, 1 failed), so a count shown
+    // in the wrong place cannot pass for the right one.
+    town.publish("ok-1.json", request_json("mayor", "shutdown"));
+    town.publish("ok-2.json", request_json("deacon", "shutdown"));
+    town.publish("bad.json", "{");
+    town.wait_counters(2, 1);
+    // Frozen, the daemon leaves what arrives now in the inbox: pending.
+    let _resume = Resume(pid);
+    signal(pid, Signal::STOP);
+    for i in 0..3 {
+        town.publish(&format!("wait-{i}.json"), request_json("mayor", "shutdown"));
+    }
+    let heartbeats = town.state_u64("heartbeat_count");
+    assert!(heartbeats >= 1, "{}", town.snapshot());
 
     let out = status_text(&town, &[("NO_COLOR", "1")]);
     let text = &out.stdout;
-    for needle in [
-        "running".to_owned(),
-        format!("PID {pid}"),
-        town.root().display().to_string(),
-        "heartbeat".to_owned(),
-        "pending".to_owned(),
-        "processed".to_owned(),
-        "failed".to_owned(),
-    ] {
-        assert!(
-            text.contains(&needle),
-            "status should mention {needle:?}:\n{text}"
-        );
-    }
+    let line = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in status:\n{text}"))
+            .trim()
+            .to_owned()
+    };
     assert!(
-        !text.contains("not running"),
-        "a running daemon is not \"not running\":\n{text}"
+        text.lines()
+            .next()
+            .is_some_and(|l| l.ends_with(&format!("gt daemon: running (PID {pid}) [dry run]"))),
+        "the state line:\n{text}"
+    );
+    assert_eq!(
+        line("town"),
+        format!("town       {}", town.root().display()),
+        "{text}"
+    );
+    assert!(
+        line("heartbeat").ends_with(&format!(", {heartbeats} so far")),
+        "heartbeat count {heartbeats}:\n{text}"
+    );
+    assert!(
+        line("inbox").starts_with("inbox      3 pending, oldest "),
+        "3 requests wait:\n{text}"
+    );
+    assert_eq!(
+        line("requests"),
+        "requests   2 processed, 1 failed",
+        "{text}"
     );
     assert_eq!(
         town.recorded_pid(),
         Some(pid),
         "daemon.pid holds start's PID"
     );
-    // Nothing to warn about on a healthy daemon.
+    // Nothing to warn about: pending requests of a running daemon are not.
     assert!(
         !out.stderr.contains("warning"),
         "unexpected warning: {out:#?}"
