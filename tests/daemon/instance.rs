@@ -10,7 +10,7 @@ use std::sync::Barrier;
 use serde_json::json;
 
 use crate::support::proc::{alive, dead_pid, KillOnDrop};
-use crate::support::{parse_pid, run, Out, Town, DEADLINE};
+use crate::support::{parse_pid, run, Out, Town};
 
 const STARTERS: usize = 8;
 
@@ -71,8 +71,7 @@ fn parallel_starts_converge_on_one_daemon() {
 
         let out = t.stop();
         assert!(out.stdout.contains(&format!("(PID {pid})")), "{out:#?}");
-        assert!(!alive(pid));
-        assert_eq!(t.daemon_processes(), Vec::<u32>::new());
+        t.wait_daemon_gone(pid);
     }
 }
 
@@ -155,7 +154,7 @@ fn pid_file_naming_an_unrelated_live_process_is_never_signalled() {
     // And stopping the real daemon stops that one, not the bystander.
     let out = t.stop();
     assert!(out.stdout.contains(&format!("(PID {pid})")), "{out:#?}");
-    assert!(!alive(pid));
+    t.wait_daemon_gone(pid);
     assert!(bystander.alive(), "the bystander {other} was signalled");
 }
 
@@ -170,7 +169,7 @@ fn stop_kills_a_daemon_that_ignores_sigterm_and_says_so() {
         out.stdout.contains("SIGKILL") && out.stdout.contains(&pid.to_string()),
         "stop must say it had to kill PID {pid} with SIGKILL: {out:#?}"
     );
-    t.wait_until("the daemon is gone", DEADLINE, || !alive(pid));
+    t.wait_daemon_gone(pid);
     assert!(!t.lock_held(), "lock released\n{}", t.snapshot());
     assert_eq!(t.state()["running"], false, "{}", t.snapshot());
     let status = t.status_json();
@@ -205,7 +204,7 @@ fn status_and_stop_find_the_holder(t: &Town, pid: u32, what: &str) {
         out.stdout.contains(&format!("Daemon stopped (PID {pid})")),
         "{what}: {out:#?}"
     );
-    assert!(!alive(pid), "{what}: daemon still alive");
+    t.wait_daemon_gone(pid);
     assert!(!t.lock_held(), "{what}: lock still held");
     assert_eq!(t.state()["running"], false, "{what}");
 }

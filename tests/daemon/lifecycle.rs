@@ -76,7 +76,7 @@ fn start_status_stop_status() {
         "lock still held after stop\n{}",
         t.snapshot()
     );
-    t.wait_until("daemon process gone after stop", DEADLINE, || !alive(pid));
+    t.wait_daemon_gone(pid);
 
     let out = t.gt(&["daemon", "status"]);
     assert!(

@@ -282,6 +282,15 @@ impl Town {
         daemon_processes(self.root())
     }
 
+    /// Waits until the daemon `pid` has exited and no `gt daemon run` of
+    /// this town is left. `stop` returns once the lock is free, and the
+    /// daemon releases it just before its process exits.
+    pub fn wait_daemon_gone(&self, pid: u32) {
+        self.wait_until(&format!("the daemon (PID {pid}) to exit"), DEADLINE, || {
+            !super::proc::alive(pid) && self.daemon_processes().is_empty()
+        });
+    }
+
     /// Every process that is, or is about to be, this town's daemon.
     fn daemons(&self) -> Vec<u32> {
         let mut pids = self.lock_holders();
