@@ -3,15 +3,7 @@
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::support::proc::{KillOnDrop, Lines};
-use crate::support::{gt_command, run, DEADLINE};
-
-fn has_bash() -> bool {
-    Command::new("bash")
-        .arg("-c")
-        .arg("true")
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use crate::support::{gt_command, require_tool, run, DEADLINE};
 
 fn completions(shell: &str) -> String {
     let mut cmd = gt_command();
@@ -37,8 +29,7 @@ fn bash_script() {
 
 #[test]
 fn bash_script_parses_and_completes() {
-    if !has_bash() {
-        eprintln!("bash not found; skipping");
+    if !require_tool("bash") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -103,11 +94,7 @@ fn man_page() {
     assert!(page.contains(".TH"), "not roff");
     assert!(page.contains("gt"));
     assert!(page.contains("daemon"));
-    if !Command::new("man")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if !require_tool("man") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

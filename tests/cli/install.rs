@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::command::{copy_gt, program_command, run_fresh_copy, RunError, GT};
-use crate::support::{gt_command, run, try_run, Out};
+use crate::support::command::{copy_gt, program_command, run_fresh_copy, GT};
+use crate::support::{gt_command, on_path, require, require_tool, run, Out};
 
 /// Section → key → values (keys may repeat, e.g. Environment=).
 type Unit = BTreeMap<String, BTreeMap<String, Vec<String>>>;
@@ -137,20 +137,17 @@ fn name_of(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// `systemd-analyze verify` on the unit, when the tool is installed: it must
-/// accept the file and say nothing about it (unknown keys, bad quoting and
-/// a missing ExecStart binary are all reported against the file's name).
+/// `systemd-analyze verify` on the unit (when the tool is installed; a skip
+/// says so): it must accept the file and say nothing about it (unknown
+/// keys, bad quoting and a missing ExecStart binary are all reported
+/// against the file's name).
 fn verify_with_systemd(unit: &Path) {
+    if !require_tool("systemd-analyze") {
+        return;
+    }
     let mut cmd = Command::new("systemd-analyze");
     cmd.arg("verify").arg(unit).env("SYSTEMD_LOG_COLOR", "0");
-    let out = match try_run(cmd, crate::support::command::COMMAND_DEADLINE) {
-        Ok(out) => out,
-        Err(RunError::Spawn(..)) => {
-            eprintln!("systemd-analyze not found; the unit was only checked by parsing");
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let out = run(cmd);
     let err = &out.stderr;
     let name = name_of(unit);
     let about_ours: Vec<&str> = err.lines().filter(|l| l.contains(&name)).collect();
@@ -377,6 +374,16 @@ fn default_user_location_follows_xdg_and_home() {
     );
 }
 
+/// Can python3 run and import plistlib?
+fn python3_has_plistlib() -> bool {
+    if !on_path("python3") {
+        return false;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", "import plistlib"]);
+    run(cmd).success()
+}
+
 /// Values of the `<string>` elements inside the array after `<key>KEY</key>`,
 /// XML entities decoded.
 fn plist_array(text: &str, key: &str) -> Vec<String> {
@@ -428,30 +435,29 @@ fn launchd_plist() {
     assert!(said.contains("launchctl bootstrap gui/"), "{said}");
     assert!(said.contains(&path.display().to_string()), "{said}");
 
-    // A real plist parser, when there is one.
-    let mut py = Command::new("python3");
-    py.args([
-        "-c",
-        "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))",
-    ])
-    .arg(&path);
-    match try_run(py, crate::support::command::COMMAND_DEADLINE) {
-        Ok(o) if o.success() => {
-            let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-            assert_eq!(v["Label"], label.as_str());
-            assert_eq!(
-                v["ProgramArguments"],
-                serde_json::json!([gt_exe().as_str(), "--town", town_s, "daemon", "run"])
-            );
-            assert_eq!(v["RunAtLoad"], true);
-            assert_eq!(v["KeepAlive"]["SuccessfulExit"], false);
-            assert_eq!(v["WorkingDirectory"], town_s);
-            assert_eq!(v["EnvironmentVariables"]["GT_TOWN_ROOT"], town_s);
-            let log = gt::town::Town::at(&town).unwrap().log_file();
-            assert_eq!(v["StandardOutPath"], log.to_str().unwrap());
-            assert_eq!(v["StandardErrorPath"], log.to_str().unwrap());
-        }
-        _ => eprintln!("python3 plistlib not available; checked the plist by hand only"),
+    // A real plist parser, when there is one (a skip says so).
+    if require("python3 with plistlib", python3_has_plistlib()) {
+        let mut py = Command::new("python3");
+        py.args([
+            "-c",
+            "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))",
+        ])
+        .arg(&path);
+        let out = run(py);
+        out.assert_ok("python3 plistlib.load");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["Label"], label.as_str());
+        assert_eq!(
+            v["ProgramArguments"],
+            serde_json::json!([gt_exe().as_str(), "--town", town_s, "daemon", "run"])
+        );
+        assert_eq!(v["RunAtLoad"], true);
+        assert_eq!(v["KeepAlive"]["SuccessfulExit"], false);
+        assert_eq!(v["WorkingDirectory"], town_s);
+        assert_eq!(v["EnvironmentVariables"]["GT_TOWN_ROOT"], town_s);
+        let log = gt::town::Town::at(&town).unwrap().log_file();
+        assert_eq!(v["StandardOutPath"], log.to_str().unwrap());
+        assert_eq!(v["StandardErrorPath"], log.to_str().unwrap());
     }
 
     let out = uninstall(&dir, &town, &["--launchd", "--user"]);

@@ -21,6 +21,7 @@ pub mod town;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -113,14 +114,12 @@ pub fn require(what: &str, available: bool) -> bool {
     false
 }
 
-fn on_path(tool: &str) -> bool {
+/// Is `tool` an executable file in a directory of PATH?
+pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
-            let candidate = dir.join(tool);
-            fs::metadata(&candidate).is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
+            fs::metadata(dir.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
 }
