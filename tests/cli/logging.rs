@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{file_name, printed_path, read_lines, Town};
+use crate::support::{file_name, read_lines, Town};
 
 /// `gt [GLOBAL...] daemon start --dry-run` with extra environment.
 fn start_dry_env(town: &Town, global: &[&str], env: &[(&str, &str)]) -> u32 {
@@ -16,7 +16,7 @@ fn start_dry_env(town: &Town, global: &[&str], env: &[(&str, &str)]) -> u32 {
 fn one_processed(town: &Town) -> String {
     let out = town.send_wait("shutdown", "mayor", &["--timeout", "20s"]);
     assert_eq!(out.code, Some(0), "{out:#?}");
-    file_name(&printed_path(&out.stdout).expect("send printed its path"))
+    file_name(&out.sent_path())
 }
 
 #[test]

@@ -2,20 +2,14 @@
 //! the `requests` table and its `--json`, and retention of old outcomes.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
 use crate::support::{
-    file_name, filed, has_ansi, ls, one_json, printed_path, read_lines, request_json, Out, Town,
-    DEADLINE,
+    file_name, filed, has_ansi, ls, one_json, read_lines, request_json, Out, Town, DEADLINE,
 };
-
-/// The request path `send` printed.
-fn sent_path(out: &Out) -> PathBuf {
-    printed_path(&out.stdout).unwrap_or_else(|| panic!("send printed no .json path: {out:#?}"))
-}
 
 /// Sets a file's modification time.
 fn set_mtime(path: &Path, when: SystemTime) {
@@ -60,7 +54,7 @@ fn send_wait_processed_exits_0_and_says_processed() {
     town.start_dry();
     let out = town.send_wait("shutdown", "mayor", &["--timeout", "20s"]);
     assert_eq!(out.code, Some(0), "{out:#?}");
-    let name = file_name(&sent_path(&out));
+    let name = file_name(&out.sent_path());
     assert!(
         out.stdout.lines().any(|l| l.trim() == "processed"),
         "stdout should say processed: {out:#?}"
@@ -88,7 +82,7 @@ fn send_wait_failed_exits_1_and_prints_the_reason() {
         .find(|l| l.starts_with("failed:"))
         .unwrap_or_else(|| panic!("no \"failed:\" line: {out:#?}"));
     assert!(line.contains("town is shutting down"), "{out:#?}");
-    let name = file_name(&sent_path(&out));
+    let name = file_name(&out.sent_path());
     assert_eq!(
         filed(&town, &name).map(|(dir, _)| dir),
         Some(town.failed()),
@@ -106,7 +100,7 @@ fn send_wait_times_out_with_124_and_the_request_stays_queued() {
         out.stderr.contains("timed out"),
         "stderr should say it timed out: {out:#?}"
     );
-    let path = sent_path(&out);
+    let path = out.sent_path();
     let name = file_name(&path);
     assert!(
         town.inbox().join(&name).exists(),

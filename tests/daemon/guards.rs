@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::support::catalogue::{case_bytes, cases, Case};
 use crate::support::{request_at, request_json, Out, Town, DEADLINE};
 
-fn ago(age: Age) -> String {
+fn timestamp_ago(age: Age) -> String {
     (Utc::now() - age).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -220,7 +220,7 @@ fn requests_older_than_the_default_max_age_fail_as_stale() {
     // Two hours old is within the default 6 h.
     t.publish(
         "recent.json",
-        request_at("mayor", "shutdown", &ago(Age::hours(2))),
+        request_at("mayor", "shutdown", &timestamp_ago(Age::hours(2))),
     );
     t.wait_processed("recent.json");
 }
@@ -232,13 +232,13 @@ fn max_request_age_from_config_is_honoured() {
     t.start_dry();
     t.publish(
         "two-hours.json",
-        request_at("mayor", "shutdown", &ago(Age::hours(2))),
+        request_at("mayor", "shutdown", &timestamp_ago(Age::hours(2))),
     );
     let sc = t.wait_failed_with("two-hours.json", "request is stale");
     assert!(reason(&sc).contains("limit 1h"), "{sc:#}");
     t.publish(
         "half-hour.json",
-        request_at("mayor", "shutdown", &ago(Age::minutes(30))),
+        request_at("mayor", "shutdown", &timestamp_ago(Age::minutes(30))),
     );
     t.wait_processed("half-hour.json");
 }

@@ -76,6 +76,12 @@ impl Out {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 
+    /// The request path `gt daemon send` printed; panics without one.
+    pub fn sent_path(&self) -> PathBuf {
+        printed_path(&self.stdout)
+            .unwrap_or_else(|| panic!("send printed no .json path: {self:#?}"))
+    }
+
     /// Panics with the whole output unless the command exited 0.
     pub fn assert_ok(&self, what: &str) -> &Self {
         assert!(self.success(), "{what}: expected exit 0, got {self:#?}");

@@ -144,9 +144,9 @@ impl Lines {
 
 /// The PID of a process that has exited (and been reaped): nobody.
 pub fn dead_pid() -> u32 {
-    let mut child = Command::new("true").spawn().expect("spawn true");
-    let pid = child.id();
-    child.wait().expect("wait for true");
+    let mut child = KillOnDrop::quiet("true", &[]);
+    let pid = child.pid();
+    child.wait_exit(DEADLINE).expect("`true` exits at once");
     pid
 }
 

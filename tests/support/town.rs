@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::command::{gt_command, parse_pid, printed_path, run, with_hooks, Out};
+use super::command::{gt_command, parse_pid, run, with_hooks, Out};
 use super::proc::{daemon_processes, lock_held, lock_holders};
 use super::tmux::Tmux;
 use super::{file_name, filed, ls, read_lines, wait_for, DEADLINE};
@@ -209,8 +209,7 @@ impl Town {
             out.success(),
             "gt daemon send {action} --from {from} failed: {out:#?}"
         );
-        let path = printed_path(&out.stdout)
-            .unwrap_or_else(|| panic!("send printed no .json path: {out:#?}"));
+        let path = out.sent_path();
         assert_eq!(
             path.parent()
                 .map(|p| fs::canonicalize(p).unwrap_or(p.to_path_buf())),
@@ -232,12 +231,7 @@ impl Town {
     /// from `mayor` refused because `shutdown.lock` exists (failed, newer).
     /// Returns their file names (processed, failed). The lock stays.
     pub fn one_processed_one_failed(&self) -> (String, String) {
-        let sent = |out: &Out| {
-            file_name(
-                &printed_path(&out.stdout)
-                    .unwrap_or_else(|| panic!("send printed no .json path: {out:#?}")),
-            )
-        };
+        let sent = |out: &Out| file_name(&out.sent_path());
         let ok = self.send_wait("shutdown", "gastown/witness", &["--timeout", "20s"]);
         assert_eq!(ok.code, Some(0), "send shutdown --wait: {ok:#?}");
         let processed = sent(&ok);
