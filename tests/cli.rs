@@ -1,0 +1,15 @@
+//! The command line as people and scripts use it: help, completions and the
+//! man page, install, logs, and the output of the commands that need no
+//! daemon or a dry-run one (status, requests, send --wait, log formats).
+
+mod support;
+
+mod cli {
+    mod completions;
+    mod help;
+    mod install;
+    mod logging;
+    mod logs;
+    mod requests;
+    mod status;
+}

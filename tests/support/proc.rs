@@ -1,0 +1,261 @@
+//! Processes: children killed on drop, signals, and what the tests read
+//! from `/proc` beyond `gt::process::{tree, alive}`.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+pub use gt::process::{alive, signal, tree};
+pub use rustix::process::Signal;
+
+use super::DEADLINE;
+
+pub fn kill9(pid: u32) {
+    signal(pid, Signal::KILL);
+}
+
+/// Waits up to `limit` for every PID in `pids` to be gone; true if they are.
+pub fn wait_gone(pids: &[u32], limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if pids.iter().all(|&p| !alive(p)) {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends SIGCONT when dropped, so a test that froze a process with SIGSTOP
+/// never leaves it frozen, even when it panics.
+pub struct Resume(pub u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, Signal::CONT);
+    }
+}
+
+/// A child process, killed and reaped when dropped however the test ends.
+pub struct KillOnDrop(Child);
+
+impl KillOnDrop {
+    /// Spawns `cmd` as it is configured (stdin closed unless set).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        KillOnDrop(child)
+    }
+
+    /// Spawns `program args` with all stdio closed.
+    pub fn quiet(program: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self::spawn(cmd)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.0
+    }
+
+    /// Still running (not exited, not a zombie we have yet to reap)?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None)) && alive(self.0.id())
+    }
+
+    /// Waits for the child to exit on its own, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines a child writes, read on a thread so the test can wait for
+/// them with a deadline.
+pub struct Lines {
+    rx: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(from: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line, or None when `limit` passes or the stream ends.
+    pub fn next(&mut self, limit: Duration) -> Option<String> {
+        let line = self.rx.recv_timeout(limit).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// Asserts that the next lines are exactly `want`, in order.
+    pub fn expect(&mut self, want: &[&str]) {
+        for w in want {
+            match self.next(DEADLINE) {
+                Some(line) => assert_eq!(&line, w, "lines so far: {:?}", self.seen),
+                None => panic!(
+                    "expected {w:?} within {DEADLINE:?}; lines so far: {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+}
+
+/// The PID of a process that has exited (and been reaped): nobody.
+pub fn dead_pid() -> u32 {
+    let mut child = KillOnDrop::quiet("true", &[]);
+    let pid = child.pid();
+    child.wait_exit(DEADLINE).expect("`true` exits at once");
+    pid
+}
+
+/// Every PID in /proc right now.
+pub fn all_pids() -> impl Iterator<Item = u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
+/// The argv of a process, from /proc/PID/cmdline.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Does the process's environment hold a variable starting with `prefix`?
+pub fn environ_has(pid: u32, prefix: &str) -> bool {
+    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+        env.split(|&b| b == 0)
+            .any(|var| var.starts_with(prefix.as_bytes()))
+    })
+}
+
+/// The signals a process ignores (bit n-1 set = signal n ignored).
+pub fn ignored_signals(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// How many inotify instances a process holds open.
+pub fn inotify_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    fs::read_link(e.path())
+                        .map(|l| l.to_string_lossy().contains("inotify"))
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Live `gt ... --town ROOT ... daemon run` processes, by their argv.
+pub fn daemon_processes(root: &Path) -> Vec<u32> {
+    let root = root.to_string_lossy();
+    let mut found: Vec<u32> = all_pids()
+        .filter(|&pid| {
+            let argv = cmdline(pid);
+            let is_run = argv.windows(2).any(|w| w[0] == "daemon" && w[1] == "run");
+            let is_town = argv.windows(2).any(|w| w[0] == "--town" && w[1] == root);
+            is_run && is_town && alive(pid)
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// The PIDs holding or waiting for a flock on `path`, read from
+/// /proc/locks independently of the daemon's own lookup (waiters, marked
+/// by "->", included).
+pub fn lock_holders(path: &Path) -> Vec<u32> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Vec::new();
+    };
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(meta.dev()),
+        rustix::fs::minor(meta.dev()),
+        meta.ino()
+    );
+    let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks
+        .lines()
+        .filter(|l| l.contains("FLOCK"))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().filter(|f| *f != "->").collect();
+            // "N:" FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
+            (fields.get(5) == Some(&want.as_str()))
+                .then(|| fields.get(4)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Is a flock on `path` held by someone (we try to take it ourselves)?
+pub fn lock_held(path: &Path) -> bool {
+    let Ok(file) = fs::OpenOptions::new().read(true).open(path) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
