@@ -5,10 +5,13 @@
 mod support;
 
 mod daemon {
+    mod faults;
     mod guards;
     mod instance;
     mod lifecycle;
+    mod lock_faults;
     mod log_rotation;
+    mod parallel;
     mod requests;
     mod state;
     mod tmux;

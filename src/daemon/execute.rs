@@ -8,9 +8,9 @@
 //! Town-level guards (shutdown.lock, the crash-loop guard) are checked here,
 //! in dry-run too, so a dry run says truthfully what a real run would do.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -172,8 +172,16 @@ impl Executor {
             return Err(format!(
                 "the daemon was stopped {} after starting session {session}, before priming it: \
                  the agent runs but {} was not typed; check it, then retry if needed",
-                if prime.is_empty() { "moments" } else { "within prime_delay" },
-                if prime.is_empty() { "nothing".to_string() } else { format!("{prime:?}") },
+                if prime.is_empty() {
+                    "moments"
+                } else {
+                    "within prime_delay"
+                },
+                if prime.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    format!("{prime:?}")
+                },
             ));
         }
         self.check_alive(&session, wait)?;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::retention;
 use super::execute::HeldSessions;
+use super::retention;
 use super::stop::StopFlag;
 use super::watch::Message;
 use crate::duration::human;

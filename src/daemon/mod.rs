@@ -112,7 +112,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         held.clone(),
         hooks,
     )
-        .map_err(io("cannot open the daemon directories"))?;
+    .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
         .recover()
         .map_err(io("cannot recover processing/"))?;

@@ -69,19 +69,13 @@ pub fn wait_every(
     }
 }
 
-/// Is request `name` filed? Filed means the request (whatever its file
-/// type: a symlink or FIFO is filed as it is) and a complete sidecar are
-/// both in `processed/` or `failed/`. Returns that directory and the
-/// sidecar. The only place the tests decide this.
+/// Is request `name` filed? The library's own answer (the request, of
+/// whatever file type, beside a complete sidecar in `processed/` or
+/// `failed/`); returns that directory and the sidecar as JSON.
 pub fn filed(town: &gt::town::Town, name: &str) -> Option<(PathBuf, Value)> {
-    [town.processed(), town.failed()]
-        .into_iter()
-        .find_map(|dir| {
-            fs::symlink_metadata(dir.join(name)).ok()?;
-            let bytes = fs::read(dir.join(format!("{name}.result.json"))).ok()?;
-            let sidecar = serde_json::from_slice(&bytes).ok()?;
-            Some((dir, sidecar))
-        })
+    let filed = gt::outcome::filed(town, name.as_ref())?;
+    let dir = filed.path.parent()?.to_path_buf();
+    Some((dir, serde_json::to_value(filed.sidecar).ok()?))
 }
 
 /// Set to `1` (CI does) to make a missing tool fail the tests that need it

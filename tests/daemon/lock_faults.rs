@@ -2,16 +2,13 @@
 //! holds `daemon.lock`, and a daemon whose lock file or town was taken away
 //! from under it.
 
-mod common;
-
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use rustix::process::{kill_process, Pid, Signal};
-
-use common::*;
+use crate::support::proc::{alive, cmdline, daemon_processes, kill9, signal, tree, Signal};
+use crate::support::{ls, parse_pid, request_json, wait_for, Town, DEADLINE};
 
 /// The line a daemon that lost its town leaves, in the log and on stderr.
 const DISPLACED: &str = "no longer owns its town";
@@ -30,10 +27,10 @@ struct DyingHolder {
 
 impl DyingHolder {
     fn take(t: &Town) -> DyingHolder {
-        std::fs::write(t.lock_path(), b"").expect("create daemon.lock");
+        std::fs::write(t.lock_file(), b"").expect("create daemon.lock");
         let mut flock = Command::new("flock")
             .arg("-x")
-            .arg(t.lock_path())
+            .arg(t.lock_file())
             .arg("cat")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -43,13 +40,13 @@ impl DyingHolder {
         let dead = flock.id();
         let mut cat_pid = None;
         t.wait_until("flock(1) holds daemon.lock and runs cat", DEADLINE, || {
-            cat_pid = descendants(dead).into_iter().next();
+            cat_pid = tree(&[dead]).into_iter().find(|&p| p != dead);
             cat_pid.is_some() && t.lock_holders().contains(&dead)
         });
         let cat = flock.stdin.take();
         kill9(dead);
         flock.wait().expect("reap flock(1)");
-        assert!(!process_alive(dead));
+        assert!(!alive(dead));
         DyingHolder {
             cat,
             cat_pid: cat_pid.unwrap(),
@@ -65,14 +62,13 @@ impl DyingHolder {
 impl Drop for DyingHolder {
     fn drop(&mut self) {
         self.release();
-        if process_alive(self.cat_pid) && ppid(self.cat_pid) != Some(self.dead) {
-            // cat, orphaned: make sure it goes even if EOF did not reach it.
-            if cmdline(self.cat_pid)
+        // cat, orphaned: make sure it goes even if EOF did not reach it.
+        if alive(self.cat_pid)
+            && cmdline(self.cat_pid)
                 .first()
                 .is_some_and(|c| c.ends_with("cat"))
-            {
-                kill9(self.cat_pid);
-            }
+        {
+            kill9(self.cat_pid);
         }
     }
 }
@@ -164,7 +160,7 @@ impl Drop for Background {
 }
 
 fn log_text(t: &Town) -> String {
-    std::fs::read_to_string(t.log_path()).unwrap_or_default()
+    std::fs::read_to_string(t.log_file()).unwrap_or_default()
 }
 
 /// The daemon we end up with works: a request sent now is processed.
@@ -265,21 +261,14 @@ fn start_right_after_kill9_of_a_busy_daemon_starts_one() {
         .unwrap_or_else(|| panic!("start reported no new daemon: {out:#?}\n{}", t.snapshot()));
     let pid = parse_pid(started).unwrap();
     assert_ne!(pid, old);
-    assert!(process_alive(pid), "{}", t.snapshot());
+    assert!(alive(pid), "{}", t.snapshot());
     assert_serves(&t);
 }
 
-/// Every `gt ... daemon run` process for this town (found by the town path
-/// on its command line), whether or not it still holds the current lock.
+/// Every `gt ... daemon run` process for this town, whether or not it
+/// still holds the current lock.
 fn daemons_of(root: &std::path::Path) -> Vec<u32> {
-    let root = root.to_string_lossy();
-    all_pids()
-        .filter(|&pid| process_alive(pid))
-        .filter(|&pid| {
-            let argv = cmdline(pid);
-            argv.iter().any(|a| *a == root) && argv.iter().any(|a| a == "run")
-        })
-        .collect()
+    daemon_processes(root)
 }
 
 /// Kills, when dropped, every daemon of the town: one that lost its lock
@@ -294,20 +283,14 @@ impl Drop for KillDaemons {
     }
 }
 
-fn signal(pid: u32, sig: Signal) {
-    kill_process(Pid::from_raw(pid as i32).unwrap(), sig).expect("signal the daemon");
-}
-
 #[test]
 fn a_daemon_whose_lock_file_is_removed_stops_and_one_daemon_follows() {
     let t = Town::new();
     let _kill = KillDaemons(t.root().to_path_buf());
     let old = t.start_dry();
 
-    std::fs::remove_file(t.lock_path()).unwrap();
-    t.wait_until("the daemon stops by itself", DEADLINE, || {
-        !process_alive(old)
-    });
+    std::fs::remove_file(t.lock_file()).unwrap();
+    t.wait_until("the daemon stops by itself", DEADLINE, || !alive(old));
     let log = log_text(&t);
     assert!(
         log.lines()
@@ -330,7 +313,7 @@ fn start_waits_for_a_daemon_displaced_from_the_town() {
     let old = t.start_dry();
     // Stopped, the old daemon cannot notice yet that its lock file is gone.
     signal(old, Signal::STOP);
-    std::fs::remove_file(t.lock_path()).unwrap();
+    std::fs::remove_file(t.lock_file()).unwrap();
 
     let mut start = Background::spawn(t.command(&["daemon", "start", "--dry-run"]));
     let early_exit = start.wait_for_sign("the new daemon waits for the displaced one", |_| {
@@ -353,7 +336,7 @@ fn start_waits_for_a_daemon_displaced_from_the_town() {
         .find(|l| l.contains("Daemon started"))
         .unwrap_or_else(|| panic!("no \"Daemon started\" in: {out}"));
     let new = parse_pid(started).unwrap();
-    assert!(!process_alive(old), "{}", t.snapshot());
+    assert!(!alive(old), "{}", t.snapshot());
     assert!(log_text(&t).contains(DISPLACED), "{}", t.snapshot());
     assert_eq!(daemons_of(t.root()), [new], "exactly one daemon");
     assert_serves(&t);

@@ -1,0 +1,159 @@
+//! No agent waits for another: different agents' requests run at the same
+//! time, one agent's in order; every tmux call has a deadline; a stop is
+//! prompt; a new session is the daemon's until primed. Real tmux on a
+//! private socket; the assertions are about order, never about speed.
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::support::proc::{Resume, Signal};
+use crate::support::{file_name, read_lines, request_json, Town, DEADLINE};
+
+/// Index of the first log line containing every needle.
+fn log_index(t: &Town, needles: &[&str]) -> Option<usize> {
+    read_lines(&t.log_file())
+        .iter()
+        .position(|l| needles.iter().all(|n| l.contains(n)))
+}
+
+#[test]
+fn two_agents_restart_at_once_while_one_agents_requests_keep_their_order() {
+    let mut t = Town::new();
+    // Long enough that two restarts run one after the other could never
+    // both have created their sessions before the first was filed.
+    t.config(json!({"prime_delay": "2s"}));
+    t.start();
+    let mayor = file_name(&t.send("restart", "mayor"));
+    let deacon = file_name(&t.send("restart", "deacon"));
+    t.wait_processed(&mayor);
+    t.wait_processed(&deacon);
+    // Both sessions were created before either request was filed.
+    let created_mayor = log_index(&t, &["session created", "gt-mayor"]).expect("mayor created");
+    let created_deacon = log_index(&t, &["session created", "gt-deacon"]).expect("deacon created");
+    let first_filed = log_index(&t, &["request processed"]).expect("a request processed");
+    assert!(
+        created_mayor < first_filed && created_deacon < first_filed,
+        "the two restarts did not overlap\n{}",
+        t.all_logs()
+    );
+
+    // One agent: a cycle then a shutdown run in that order, never together.
+    let cycle = file_name(&t.send("cycle", "mayor"));
+    let shutdown = file_name(&t.send("shutdown", "mayor"));
+    let c = t.wait_processed(&cycle);
+    let s = t.wait_processed(&shutdown);
+    let at = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v["finished_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(&c) <= at(&s), "cycle {c:#} then shutdown {s:#}");
+    assert!(
+        !t.tmux.has_session("gt-mayor"),
+        "the shutdown ran last, so no mayor session is left\n{}",
+        t.snapshot()
+    );
+    assert!(t.tmux.has_session("gt-deacon"));
+}
+
+#[test]
+fn a_bad_request_is_filed_while_a_restart_is_still_running() {
+    let mut t = Town::new();
+    t.config(json!({"prime_delay": "30s"}));
+    t.start();
+    let restart = file_name(&t.send("restart", "mayor"));
+    t.wait_until("the restart has started its session", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    t.publish("bad.json", request_json("no such/agent/x", "cycle"));
+    t.wait_failed("bad.json");
+    assert!(
+        t.processing().join(&restart).exists(),
+        "the restart is still in hand while the bad request was filed\n{}",
+        t.snapshot()
+    );
+}
+
+#[test]
+fn a_wedged_tmux_server_fails_the_request_within_the_deadline_and_others_go_on() {
+    let mut t = Town::new();
+    t.config(json!({"tmux_timeout": "1s"}));
+    t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart starts the private tmux server");
+    let server: u32 = t
+        .tmux
+        .run(&["display-message", "-p", "#{pid}"])
+        .stdout
+        .trim()
+        .parse()
+        .expect("tmux server pid");
+    let resume = Resume(server);
+    gt::process::signal(server, Signal::STOP);
+    let wedged = t.send_wait("shutdown", "mayor", &["--timeout", "20s"]);
+    assert_eq!(wedged.code, Some(1), "failed, not timed out: {wedged:#?}");
+    assert!(
+        wedged.stdout.contains("tmux") && wedged.stdout.contains("1s"),
+        "the reason names tmux and the limit: {wedged:#?}"
+    );
+    drop(resume); // SIGCONT
+    t.send_wait("shutdown", "mayor", &["--timeout", "20s"])
+        .assert_ok("requests succeed again once tmux answers");
+    assert!(!t.tmux.has_session("gt-mayor"));
+}
+
+#[test]
+fn stop_during_a_long_prime_delay_is_prompt_and_files_the_truth() {
+    let mut t = Town::new();
+    t.config(json!({"prime_delay": "10m"}));
+    t.start();
+    let name = file_name(&t.send("restart", "mayor"));
+    t.wait_until("the restart has started its session", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    let out = t.gt(&["daemon", "stop", "--timeout", "10s"]);
+    out.assert_ok("stop");
+    assert!(
+        out.stdout.contains("Daemon stopped") && !out.stdout.contains("SIGKILL"),
+        "stopped on SIGTERM, within its timeout: {out:#?}"
+    );
+    let sc = t.wait_failed(&name);
+    let why = sc["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("stopped") && why.contains("before priming"),
+        "filed as what happened, not as interrupted: {why:?}"
+    );
+}
+
+#[test]
+fn an_agent_that_exits_at_once_fails_the_request_even_without_prime_text() {
+    let mut t = Town::new();
+    t.config(json!({"agent_command": "true", "prime_text": ""}));
+    t.start();
+    let out = t.send_wait("restart", "mayor", &["--timeout", "20s"]);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert!(out.stdout.contains("exited"), "reason: {out:#?}");
+}
+
+#[test]
+fn the_heartbeat_never_types_into_a_pane_before_its_prime_text() {
+    let mut t = Town::new();
+    let typed = t.root().join("typed.txt");
+    t.config(json!({
+        "agent_command": ["sh", "-c", format!("exec cat > {}", typed.display())],
+        "prime_text": "PRIME-7Q",
+        "prime_delay": "2s",
+        "heartbeat_interval": "100ms",
+    }));
+    t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "30s"])
+        .assert_ok("restart");
+    t.wait_until("a heartbeat typed after the prime text", DEADLINE, || {
+        fs::read_to_string(&typed).is_ok_and(|s| s.contains("HEARTBEAT"))
+    });
+    let text = fs::read_to_string(&typed).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("PRIME-7Q"),
+        "the prime text comes first: {text:?}"
+    );
+}
