@@ -14,6 +14,7 @@ mod daemon {
     mod parallel;
     mod requests;
     mod state;
+    mod supervision;
     mod tmux;
     mod watch;
 }
