@@ -26,7 +26,7 @@ use chrono::Utc;
 
 use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
-use super::filing::{self, Filer};
+use super::filing::{self, Filed, Filer};
 use super::ledger::{self, Ledger, Tally};
 use super::stop::StopFlag;
 use super::supervisor::Restart;
@@ -794,15 +794,7 @@ impl Consumer {
             result = self.filer.file(&name, &sidecar);
         }
         match result {
-            Ok(filed) => {
-                log_outcome(&filed.path, &sidecar);
-                self.filer.forget_journal(&name);
-                match sidecar.outcome {
-                    Outcome::Processed => tally.processed += 1,
-                    Outcome::Failed => tally.failed += 1,
-                }
-                tally.sidecars.push(filed.sidecar);
-            }
+            Ok(filed) => self.filed(&name, filed, &sidecar, tally),
             Err(e) => {
                 let error = e.to_string();
                 tracing::error!(file = ?name, outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
@@ -819,6 +811,18 @@ impl Consumer {
                 self.publish_unfiled();
             }
         }
+    }
+
+    /// A request is filed: logged, its journal entry gone, counted once
+    /// the ledger has made it durable.
+    fn filed(&self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
+        log_outcome(&filed.path, sidecar);
+        self.filer.forget_journal(name);
+        match sidecar.outcome {
+            Outcome::Processed => tally.processed += 1,
+            Outcome::Failed => tally.failed += 1,
+        }
+        tally.sidecars.push(filed.sidecar);
     }
 
     /// Tries again the outcomes whose time has come (all of them when
@@ -839,13 +843,7 @@ impl Consumer {
             match self.filer.file(&u.name, &u.sidecar) {
                 Ok(filed) => {
                     tracing::info!(file = %filed.path.display(), attempts = u.attempts + 1, "filed an outcome that had to wait");
-                    log_outcome(&filed.path, &u.sidecar);
-                    self.filer.forget_journal(&u.name);
-                    match u.sidecar.outcome {
-                        Outcome::Processed => tally.processed += 1,
-                        Outcome::Failed => tally.failed += 1,
-                    }
-                    tally.sidecars.push(filed.sidecar);
+                    self.filed(&u.name, filed, &u.sidecar, tally);
                 }
                 Err(e) => {
                     u.attempts += 1;
