@@ -183,7 +183,7 @@ impl Default for Config {
             log_keep: 5,
             keep_processed: Duration::from_secs(7 * 24 * 3600),
             keep_failed: Duration::from_secs(30 * 24 * 3600),
-            max_parallel: 8,
+            max_parallel: 32,
             tmux_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
             supervise: Vec::new(),

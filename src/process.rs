@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn lock_lines_parse() {
         let held = parse_lock_line("1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF").unwrap();
-        assert_eq!((held.pid, held.exclusive, held.waiting), (4242, true, false));
+        assert_eq!(
+            (held.pid, held.exclusive, held.waiting),
+            (4242, true, false)
+        );
         assert_eq!((held.device, held.inode), ((0xfd, 1), 1234));
         let waiter = parse_lock_line("1: -> FLOCK  ADVISORY  WRITE 77 fd:01:1234 0 EOF").unwrap();
         assert!(waiter.waiting);

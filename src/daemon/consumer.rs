@@ -102,6 +102,8 @@ pub(crate) struct Consumer {
     /// in the order they were seen, and all their names.
     deferred: HashMap<String, VecDeque<OsString>>,
     deferred_names: HashSet<OsString>,
+    /// Requests left in the inbox until a worker is free.
+    pool_waiting: VecDeque<OsString>,
     /// Sessions of the jobs claimed in the batch being handled.
     batch_sessions: HashSet<String>,
     /// Restarts supervision asked for, to dispatch.
@@ -141,6 +143,7 @@ impl Consumer {
             unfiled: Vec::new(),
             deferred: HashMap::new(),
             deferred_names: HashSet::new(),
+            pool_waiting: VecDeque::new(),
             batch_sessions: HashSet::new(),
             supervised: Vec::new(),
             rescan_due: Some("start-up"),
@@ -390,7 +393,19 @@ impl Consumer {
     /// Queues again the first request left waiting for each agent that is
     /// free now.
     fn release_deferred(&mut self) {
-        if self.deferred.is_empty() {
+        // Workers free: requests that waited for one, in the order seen.
+        let slots = self
+            .config
+            .max_parallel
+            .saturating_sub(self.dispatcher.running_count());
+        for _ in 0..slots {
+            let Some(name) = self.pool_waiting.pop_front() else {
+                break;
+            };
+            self.deferred_names.remove(&name);
+            self.queue.push_back((name, Hint::Ready));
+        }
+        if self.deferred.is_empty() || self.pool_full() {
             return;
         }
         let free: Vec<String> = self
@@ -418,10 +433,27 @@ impl Consumer {
         self.dispatcher.is_busy(session) || self.batch_sessions.contains(session)
     }
 
+    /// Are all `max_parallel` workers taken? Then a valid request is not
+    /// claimed either: nothing claimed ever waits for a worker.
+    fn pool_full(&self) -> bool {
+        self.dispatcher.running_count() + self.batch_sessions.len() >= self.config.max_parallel
+    }
+
+    fn must_wait(&self, session: &str) -> bool {
+        self.session_taken(session) || self.pool_full()
+    }
+
+    /// Leaves a valid request unclaimed in the inbox until its agent, or
+    /// else a worker, is free.
     fn defer(&mut self, name: OsString, session: String) {
-        tracing::debug!(file = ?name, session, "left in the inbox until the agent's earlier request is done");
         self.deferred_names.insert(name.clone());
-        self.deferred.entry(session).or_default().push_back(name);
+        if self.session_taken(&session) {
+            tracing::debug!(file = ?name, session, "left in the inbox until the agent's earlier request is done");
+            self.deferred.entry(session).or_default().push_back(name);
+        } else {
+            tracing::debug!(file = ?name, session, "left in the inbox until a worker is free (max_parallel)");
+            self.pool_waiting.push_back(name);
+        }
     }
 
     fn process_batch(&mut self, tally: &mut Tally) {
@@ -493,7 +525,7 @@ impl Consumer {
                 validate::validate(peek, Utc::now(), self.config.max_request_age)
             {
                 let session = request.session();
-                if self.session_taken(&session) {
+                if self.must_wait(&session) {
                     self.defer(name.to_os_string(), session);
                     return Ok(None);
                 }
@@ -553,7 +585,7 @@ impl Consumer {
             }
             Ok(request) => {
                 let session = request.session();
-                if self.session_taken(&session) {
+                if self.must_wait(&session) {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
@@ -678,7 +710,10 @@ impl Consumer {
                 continue;
             };
             let session = agent.session();
-            if self.dispatcher.is_busy(&session) || self.deferred.contains_key(&session) {
+            if self.dispatcher.is_busy(&session)
+                || self.deferred.contains_key(&session)
+                || self.pool_full()
+            {
                 tracing::debug!(
                     session,
                     "a request is handling this agent; supervision waits"
