@@ -26,6 +26,9 @@ use crate::supervise::{self, AgentState, Paused};
 use crate::tmux::Tmux;
 use crate::town::Town;
 
+/// The pause before a second look at the agents when one is found dead.
+const CONFIRM: Duration = Duration::from_millis(300);
+
 /// Lines of a dead pane kept beside the record of its restart.
 const CAPTURE_LINES: u32 = 200;
 
@@ -128,6 +131,21 @@ impl Supervisor {
             return;
         }
         tracing::debug!(agents = agents.len(), "supervision check");
+        let mut dead = self.observe(agents, now);
+        if !dead.is_empty() && !round.first {
+            // A second look, a moment later, before deciding: a tmux server
+            // going down takes its sessions one by one, and a mass death
+            // seen half-way would restart the first agents it took.
+            if self.stop.wait(CONFIRM) {
+                return;
+            }
+            dead = self.observe(agents, Utc::now());
+        }
+        self.decide(dead, now, round);
+    }
+
+    /// Looks at every agent: marks the living as running, returns the dead.
+    fn observe(&self, agents: &[(String, Agent)], now: DateTime<Utc>) -> Vec<Death> {
         let mut dead = Vec::new();
         for (name, agent) in agents {
             let session = agent.session();
@@ -141,8 +159,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let alive = pane.as_ref().is_some_and(|p| p.exit.is_none());
-            if alive {
+            if pane.as_ref().is_some_and(|p| p.exit.is_none()) {
                 self.mark_running(&session, now);
                 continue;
             }
@@ -161,7 +178,7 @@ impl Supervisor {
                 capture,
             });
         }
-        self.decide(dead, now, round);
+        dead
     }
 
     /// False while supervision is paused; ends a pause whose time is up.
