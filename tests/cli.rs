@@ -5,6 +5,7 @@
 mod support;
 
 mod cli {
+    mod check;
     mod completions;
     mod help;
     mod install;

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{canonical, plain, scope_mark, Scope, ServiceError};
+use crate::config::EXIT_CONFIG;
 use crate::town::{Town, TOWN_ENV};
 
 pub(crate) fn wanted_by(scope: Scope) -> &'static str {
@@ -130,6 +131,14 @@ pub(crate) fn unit(town: &Town, exe: &Path, scope: Scope) -> Result<String, Serv
     }
     u.push_str("Restart=on-failure\n");
     u.push_str("RestartSec=5s\n");
+    let _ = writeln!(
+        u,
+        "# Exit status {EXIT_CONFIG} (EX_CONFIG): the daemon refuses its configuration.\n\
+         # Restarting cannot fix that: fix config.json (gt daemon check), then\n\
+         # systemctl{scope_flag} restart {}.",
+        super::unit_name(town)
+    );
+    let _ = writeln!(u, "RestartPreventExitStatus={EXIT_CONFIG}");
     u.push_str(
         "# The agents live in tmux sessions, not in the daemon. If the daemon\n\
          # happened to start the tmux server, that server (and every agent in it)\n\

@@ -182,6 +182,8 @@ fn systemd_user_unit() {
     assert_eq!(one(&unit, "Service", "Restart"), "on-failure");
     assert_eq!(one(&unit, "Service", "RestartSec"), "5s");
     assert_eq!(one(&unit, "Service", "TimeoutStopSec"), "30");
+    // A refused configuration (exit 78) is not retried forever.
+    assert_eq!(one(&unit, "Service", "RestartPreventExitStatus"), "78");
     assert!(["process", "mixed"].contains(&one(&unit, "Service", "KillMode")));
     assert_eq!(one(&unit, "Install", "WantedBy"), "default.target");
     assert_eq!(

@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments, help text and behaviour.
 
+pub mod check;
 pub mod clear_backoff;
 pub mod completions;
 pub mod install;

@@ -3,7 +3,7 @@ use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
-use crate::config::Config;
+use crate::config::{Config, EXIT_CONFIG};
 use crate::daemon::logging::LogOptions;
 use crate::town::Town;
 
@@ -12,6 +12,8 @@ use crate::town::Town;
 #[command(after_help = "\
 SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop it cleanly. `gt daemon start` runs
 this detached; service managers run it directly (see `gt daemon install`).
+A configuration the daemon refuses (config.json, the log filter) exits
+with status 78.
 
 Examples:
   gt daemon run
@@ -30,15 +32,22 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
     // defaults and in JSON when JSON was asked for.
     let logging_config = config.as_ref().cloned().unwrap_or_default();
     if let Err(e) = crate::daemon::logging::init(town, &logging_config, log) {
-        color_eyre::eyre::bail!(e);
+        eprintln!("error: the daemon refuses to start: {e}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    let result = match config {
+    let (result, code) = match config {
         Ok(mut config) => {
             config.dry_run |= args.dry_run;
-            crate::daemon::run(town, config, &crate::testing::Hooks::from_env())
-                .map_err(|e| e.to_string())
+            (
+                crate::daemon::run(town, config, &crate::testing::Hooks::from_env())
+                    .map_err(|e| e.to_string()),
+                ExitCode::FAILURE,
+            )
         }
-        Err(e) => Err(format!("the daemon refuses to start: {e}")),
+        Err(e) => (
+            Err(format!("the daemon refuses to start: {e}")),
+            ExitCode::from(EXIT_CONFIG),
+        ),
     };
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -49,7 +58,7 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
             if !std::io::stderr().is_terminal() && !stderr_is(&town.log_file()) {
                 eprintln!("error: {message}");
             }
-            Ok(ExitCode::FAILURE)
+            Ok(code)
         }
     }
 }

@@ -28,6 +28,17 @@ pub struct Args {
 
 pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<ExitCode> {
     crate::cli::commands::warn_if_service_managed(town, "start");
+    // The checks of `gt daemon check` (a running daemon is left to say
+    // "already running").
+    let fatal = if crate::instance::holder(town).is_none() {
+        crate::cli::commands::check::preflight(town, args.dry_run, log)
+    } else {
+        Vec::new()
+    };
+    if !fatal.is_empty() {
+        crate::cli::commands::check::print_refusal(&fatal, "not starting");
+        return Ok(ExitCode::FAILURE);
+    }
     match control::start(
         town,
         &crate::cli::run_args(town, args.dry_run, log),
