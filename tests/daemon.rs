@@ -10,6 +10,7 @@ mod daemon {
     mod instance;
     mod lifecycle;
     mod lock_faults;
+    mod log_output;
     mod log_rotation;
     mod parallel;
     mod requests;

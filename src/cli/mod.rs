@@ -131,6 +131,7 @@ fn cli_log_options(cli: &Cli) -> LogOptions {
     LogOptions {
         level: cli.log_level.clone(),
         format: cli.log_format,
+        stderr: false,
     }
 }
 
@@ -161,6 +162,7 @@ mod tests {
             let log = LogOptions {
                 level: level.clone(),
                 format,
+                stderr: false,
             };
             let mut argv = vec![OsString::from("gt")];
             argv.extend(run_args(&town, dry_run, &log));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::execute::HeldSessions;
+use super::logging::Repeats;
 use super::retention;
 use super::stop::StopFlag;
 use super::watch::Message;
@@ -49,6 +50,8 @@ pub(crate) struct Heartbeat {
     pub ownership: Ownership,
     /// Wakes the consumer when the heartbeat stops the daemon.
     pub wake: SyncSender<Message>,
+    /// Why nobody is poked, logged when it begins and ends, not per beat.
+    pub quiet: Repeats,
 }
 
 impl Heartbeat {
@@ -95,7 +98,11 @@ impl Heartbeat {
 
     fn beat(&self) {
         let poked = if self.town.shutdown_lock().exists() {
-            tracing::info!("town is shutting down (shutdown.lock): no pokes");
+            if self.quiet.began("shutdown.lock exists") {
+                tracing::info!(
+                    "town is shutting down (shutdown.lock): no pokes until it is removed"
+                );
+            }
             0
         } else if self.dry_run {
             tracing::debug!("dry run: no pokes");
@@ -117,14 +124,30 @@ impl Heartbeat {
 
     /// Pokes the Mayor and every Witness; returns how many were poked.
     fn poke(&self) -> usize {
+        // Each condition is logged when it begins and when it ends: a town
+        // without agents would otherwise log the same line every beat.
         let sessions = match self.tmux.list_sessions() {
-            Ok(s) => s,
+            Ok(s) => {
+                if let Some(was) = self.quiet.ended() {
+                    tracing::info!("heartbeat: pokes resume (until now: {was})");
+                }
+                s
+            }
             Err(TmuxError::NoServer(_)) => {
-                tracing::info!("heartbeat: no tmux server is running, nobody to poke");
+                if self.quiet.began("no tmux server") {
+                    tracing::info!("heartbeat: no tmux server is running, nobody to poke (said once, until that changes)");
+                } else {
+                    tracing::debug!("heartbeat: still no tmux server");
+                }
                 return 0;
             }
             Err(e) => {
-                tracing::warn!("heartbeat: cannot list tmux sessions: {e}");
+                let why = format!("cannot list tmux sessions: {e}");
+                if self.quiet.began(&why) {
+                    tracing::warn!("heartbeat: {why} (said once, until that changes)");
+                } else {
+                    tracing::debug!("heartbeat: {why}");
+                }
                 return 0;
             }
         };

@@ -144,6 +144,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         held,
         ownership: instance.ownership(),
         wake,
+        quiet: Default::default(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
