@@ -1,4 +1,5 @@
-//! `daemon/config.json`: operator overrides, validated strictly at start-up.
+//! `daemon/config.json`: operator overrides, validated strictly at start-up
+//! and again on every reload (SIGHUP).
 //!
 //! A typo in a key or a value must stop the daemon before it touches any
 //! agent, with a message naming the key, so unknown keys are refused, and
@@ -7,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -224,6 +226,62 @@ pub const EXIT_CONFIG: u8 = 78;
 
 /// Roles that may carry their own agent command.
 pub const ROLES: [&str; 4] = ["mayor", "deacon", "witness", "refinery"];
+
+/// Keys a running daemon reads only when it starts (the watcher, the pool,
+/// the tmux server, the log file, whether anything is executed at all); a
+/// reload that changes them says they take effect at the next start. Kept
+/// by [`Config::keep_restart_only`].
+pub const RESTART_ONLY: [&str; 9] = [
+    "watch_mode",
+    "poll_interval",
+    "rescan_interval",
+    "max_parallel",
+    "tmux_socket",
+    "tmux_timeout",
+    "dry_run",
+    "log_max_bytes",
+    "log_keep",
+];
+
+/// The configuration of a running daemon, replaced whole when it reloads
+/// `config.json`. Readers take [`SharedConfig::get`] at the start of an
+/// operation and use that one snapshot throughout it.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedConfig(Arc<RwLock<Arc<Config>>>);
+
+impl SharedConfig {
+    pub(crate) fn new(config: Config) -> Self {
+        SharedConfig(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The configuration in force now.
+    pub(crate) fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn replace(&self, config: Config) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+}
+
+/// The keys whose values differ between two config texts (absent and
+/// present count as different), in name order.
+pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (old, new) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
 
 impl Config {
     /// Reads `path`; a missing file means all defaults.
@@ -457,6 +515,20 @@ impl Config {
         Ok(())
     }
 
+    /// Keeps the running daemon's values of the keys in [`RESTART_ONLY`]:
+    /// a reloaded config changes only what a running daemon can change.
+    pub(crate) fn keep_restart_only(&mut self, running: &Config) {
+        self.watch_mode = running.watch_mode;
+        self.poll_interval = running.poll_interval;
+        self.rescan_interval = running.rescan_interval;
+        self.max_parallel = running.max_parallel;
+        self.tmux_socket.clone_from(&running.tmux_socket);
+        self.tmux_timeout = running.tmux_timeout;
+        self.dry_run = running.dry_run;
+        self.log_max_bytes = running.log_max_bytes;
+        self.log_keep = running.log_keep;
+    }
+
     /// The agent command for a role, falling back to `agent_command`.
     pub fn agent_command_for(&self, role: &str) -> &CommandLine {
         self.agent_commands.get(role).unwrap_or(&self.agent_command)
@@ -605,5 +677,27 @@ mod tests {
             assert!(p.message.contains(words), "{text}: {p:?}");
         }
         Config::parse_text(br#"{"heartbeat_interval": "1s", "prime_delay": "10m"}"#).unwrap();
+    }
+
+    #[test]
+    fn changed_keys_compare_what_was_written() {
+        let old = serde_json::json!({"prime_delay": "2s", "tmux_socket": "a"});
+        let new = serde_json::json!({"prime_delay": "3s", "tmux_socket": "a", "dry_run": true});
+        assert_eq!(changed_keys(&old, &new), ["dry_run", "prime_delay"]);
+        assert!(changed_keys(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn a_reload_keeps_what_only_a_start_can_change() {
+        let running = Config::default();
+        let mut new = Config::parse_text(
+            br#"{"watch_mode": "poll", "max_parallel": 2, "dry_run": true, "prime_delay": "5s"}"#,
+        )
+        .unwrap();
+        new.keep_restart_only(&running);
+        assert_eq!(new.watch_mode, running.watch_mode);
+        assert_eq!(new.max_parallel, running.max_parallel);
+        assert!(!new.dry_run);
+        assert_eq!(new.prime_delay, Duration::from_secs(5));
     }
 }

@@ -15,6 +15,7 @@ mod daemon {
     mod parallel;
     mod requests;
     mod state;
+    mod systemd;
     mod tmux;
     mod watch;
 }

@@ -31,7 +31,7 @@ use super::ledger::{self, Ledger, Tally};
 use super::stop::StopFlag;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
-use crate::config::Config;
+use crate::config::SharedConfig;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
@@ -79,7 +79,8 @@ struct Unfiled {
 
 pub(crate) struct Consumer {
     town: Town,
-    config: Config,
+    /// Read where used: a reload (SIGHUP) applies to the next request.
+    config: SharedConfig,
     filer: Filer,
     ledger: Ledger,
     dispatcher: Dispatcher,
@@ -111,7 +112,7 @@ pub(crate) struct Consumer {
 impl Consumer {
     pub(crate) fn new(
         town: &Town,
-        config: &Config,
+        config: &SharedConfig,
         state: Arc<StateStore>,
         inlet: Inlet,
         stop: Arc<StopFlag>,
@@ -119,7 +120,8 @@ impl Consumer {
         hooks: &Hooks,
     ) -> io::Result<Self> {
         let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
-        let dispatcher = Dispatcher::start(config.max_parallel, executor.clone(), inlet.wake)?;
+        let dispatcher =
+            Dispatcher::start(config.get().max_parallel, executor.clone(), inlet.wake)?;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
@@ -483,7 +485,7 @@ impl Consumer {
             // the inbox, unclaimed, until that agent is free.
             let peek = validate::read_request(&self.town.inbox().join(name));
             if let (Ok(request), _) =
-                validate::validate(peek, Utc::now(), self.config.max_request_age)
+                validate::validate(peek, Utc::now(), self.config.get().max_request_age)
             {
                 let session = request.session();
                 if self.session_taken(&session) {
@@ -512,7 +514,8 @@ impl Consumer {
             let still_writing = match (hint, announced) {
                 (Hint::Ready, _) => false,
                 (_, Some(at)) => {
-                    !validate::is_complete_json(bytes) && at.elapsed() < self.config.write_timeout
+                    !validate::is_complete_json(bytes)
+                        && at.elapsed() < self.config.get().write_timeout
                 }
                 (_, None) => validate::may_still_be_written(&claimed, bytes),
             };
@@ -534,7 +537,7 @@ impl Consumer {
             );
             (Err(reason), Partial::default())
         } else {
-            validate::validate(read, Utc::now(), self.config.max_request_age)
+            validate::validate(read, Utc::now(), self.config.get().max_request_age)
         };
         match request {
             Ok(request) if !self.executor.has_effects() => {

@@ -270,7 +270,7 @@ fn an_installed_unit_is_checked_and_none_is_only_a_note() {
     let text = std::fs::read_to_string(&unit).unwrap();
     let old: String = text
         .lines()
-        .filter(|l| !l.starts_with("RestartPreventExitStatus="))
+        .filter(|l| !l.starts_with("WatchdogSec=") && !l.starts_with("ExecReload="))
         .map(|l| match l.strip_prefix("ExecStart=") {
             Some(rest) => format!(
                 "ExecStart=/nonexistent/gt {}\n",
@@ -288,7 +288,7 @@ fn an_installed_unit_is_checked_and_none_is_only_a_note() {
     );
     assert!(
         out.stdout
-            .contains("written by an older gt: it lacks RestartPreventExitStatus"),
+            .contains("written by an older gt: it lacks ExecReload, WatchdogSec"),
         "{out:#?}"
     );
 }

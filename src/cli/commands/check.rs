@@ -388,7 +388,7 @@ fn check_unit(town: &Town, found: &mut Vec<Finding>) {
             );
         }
     }
-    let missing: Vec<&str> = ["RestartPreventExitStatus="]
+    let missing: Vec<&str> = ["ExecReload=", "WatchdogSec=", "RestartPreventExitStatus="]
         .into_iter()
         .filter(|key| !text.lines().any(|l| l.trim_start().starts_with(key)))
         .collect();

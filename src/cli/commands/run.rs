@@ -8,7 +8,8 @@ use crate::town::Town;
 /// Run the daemon in the foreground (for systemd, launchd and debugging).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop it cleanly.
+SIGTERM or SIGINT (Ctrl-C) stop it cleanly; SIGHUP reloads config.json (an
+invalid one is refused and the running config stays; see the log).
 `gt daemon start` runs this detached; service managers run it directly
 (see `gt daemon install`).
 
@@ -36,11 +37,11 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
         stderr: log.stderr || args.log_stderr,
         ..log.clone()
     };
-    let config = Config::load(&town.config_file());
+    let config = Config::load_with_source(&town.config_file());
     // Fatal errors go where the daemon's lines go (daemon.log, in the
     // chosen format), so even a bad config is logged with the rotation
     // defaults and in JSON when JSON was asked for.
-    let logging_config = config.as_ref().cloned().unwrap_or_default();
+    let logging_config = config.as_ref().map(|(c, _)| c.clone()).unwrap_or_default();
     let stderr = match crate::daemon::logging::init(town, &logging_config, &log) {
         Ok(stderr) => stderr,
         Err(e) => {
@@ -49,10 +50,10 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
         }
     };
     let (result, code) = match config {
-        Ok(mut config) => {
+        Ok((mut config, source)) => {
             config.dry_run |= args.dry_run;
             (
-                crate::daemon::run(town, config, &crate::testing::Hooks::from_env())
+                crate::daemon::run(town, config, source, &crate::testing::Hooks::from_env())
                     .map_err(|e| e.to_string()),
                 ExitCode::FAILURE,
             )
