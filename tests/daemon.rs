@@ -1,6 +1,7 @@
 //! The daemon end to end: lifecycle and one instance per town, consuming
 //! requests, state.json, execution against a private tmux server, the
-//! town-level guards, watching the inbox, and log rotation.
+//! town-level guards, watching the inbox, log rotation, and what an
+//! operator and a service manager see (restart, reload, journald, sd_notify).
 
 mod support;
 
@@ -14,6 +15,7 @@ mod daemon {
     mod log_rotation;
     mod parallel;
     mod requests;
+    mod restart;
     mod state;
     mod systemd;
     mod tmux;

@@ -27,6 +27,7 @@ Examples:
   gt daemon requests --failed           why did requests fail?
   gt daemon logs -f                     follow the log
   gt daemon check                       would it run as configured?
+  gt daemon restart                     stop, then start (keeps --dry-run)
   gt daemon stop";
 
 /// Gas Town: the town daemon and its tools.
@@ -72,6 +73,7 @@ pub enum DaemonCommand {
     Start(commands::start::Args),
     Run(commands::run::Args),
     Stop(commands::stop::Args),
+    Restart(commands::restart::Args),
     Check(commands::check::Args),
     Status(commands::status::Args),
     Logs(commands::logs::Args),
@@ -96,6 +98,7 @@ pub fn dispatch(cli: Cli) -> color_eyre::Result<ExitCode> {
             DaemonCommand::Start(args) => commands::start::run(&town()?, args, &log),
             DaemonCommand::Run(args) => commands::run::run(&town()?, args, &log),
             DaemonCommand::Stop(args) => commands::stop::run(&town()?, args),
+            DaemonCommand::Restart(args) => commands::restart::run(&town()?, args, &log),
             DaemonCommand::Check(args) => commands::check::run(&town()?, args, &log),
             DaemonCommand::Status(args) => commands::status::run(&town()?, args),
             DaemonCommand::Logs(args) => commands::logs::run(&town()?, args),

@@ -5,10 +5,11 @@ use serde_json::json;
 
 use crate::support::{gt_command, run, Out, Town};
 
-const DAEMON_COMMANDS: [&str; 12] = [
+const DAEMON_COMMANDS: [&str; 13] = [
     "start",
     "run",
     "stop",
+    "restart",
     "check",
     "status",
     "logs",

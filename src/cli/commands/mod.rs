@@ -6,6 +6,7 @@ pub mod completions;
 pub mod install;
 pub mod logs;
 pub mod requests;
+pub mod restart;
 pub mod retry;
 pub mod run;
 pub mod send;
