@@ -9,6 +9,7 @@ mod cli {
     mod completions;
     mod help;
     mod install;
+    mod live;
     mod logging;
     mod logs;
     mod requests;
