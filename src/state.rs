@@ -67,6 +67,11 @@ impl StateStore {
         }
     }
 
+    /// Reads the live state without writing it.
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Applies `change` and writes the result.
     pub fn update(&self, change: impl FnOnce(&mut State)) -> io::Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,9 +5,11 @@
 mod support;
 
 mod cli {
+    mod check;
     mod completions;
     mod help;
     mod install;
+    mod live;
     mod logging;
     mod logs;
     mod requests;

@@ -26,6 +26,8 @@ Examples:
   gt daemon send restart --from mayor --wait
   gt daemon requests --failed           why did requests fail?
   gt daemon logs -f                     follow the log
+  gt daemon check                       would it run as configured?
+  gt daemon restart                     stop, then start (keeps --dry-run)
   gt daemon stop";
 
 /// Gas Town: the town daemon and its tools.
@@ -37,9 +39,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub town: Option<PathBuf>,
 
-    /// Log filter for the daemon (error, warn, info, debug, trace, or a
-    /// tracing directive); RUST_LOG is used when this is not given.
-    #[arg(long, global = true, value_name = "LEVEL")]
+    /// Log filter for the daemon (error, warn, info, debug, trace, or
+    /// TARGET=LEVEL directives such as warn,gt::daemon::heartbeat=debug);
+    /// RUST_LOG is used when this is not given.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
 
     /// Format of the daemon's log lines.
@@ -70,6 +73,8 @@ pub enum DaemonCommand {
     Start(commands::start::Args),
     Run(commands::run::Args),
     Stop(commands::stop::Args),
+    Restart(commands::restart::Args),
+    Check(commands::check::Args),
     Status(commands::status::Args),
     Logs(commands::logs::Args),
     Send(commands::send::Args),
@@ -100,6 +105,8 @@ pub fn dispatch(cli: Cli) -> color_eyre::Result<ExitCode> {
             DaemonCommand::Start(args) => commands::start::run(&town()?, args, &log),
             DaemonCommand::Run(args) => commands::run::run(&town()?, args, &log),
             DaemonCommand::Stop(args) => commands::stop::run(&town()?, args),
+            DaemonCommand::Restart(args) => commands::restart::run(&town()?, args, &log),
+            DaemonCommand::Check(args) => commands::check::run(&town()?, args, &log),
             DaemonCommand::Status(args) => commands::status::run(&town()?, args),
             DaemonCommand::Logs(args) => commands::logs::run(&town()?, args),
             DaemonCommand::Send(args) => commands::send::run(&town()?, args),
@@ -136,7 +143,14 @@ fn cli_log_options(cli: &Cli) -> LogOptions {
     LogOptions {
         level: cli.log_level.clone(),
         format: cli.log_format,
+        stderr: false,
     }
+}
+
+/// `--log-level`: refused at once (a usage error) when it is not a filter
+/// the daemon would log with.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    crate::daemon::logging::check_filter(text).map(|()| text.to_string())
 }
 
 #[cfg(test)]
@@ -160,6 +174,7 @@ mod tests {
             let log = LogOptions {
                 level: level.clone(),
                 format,
+                stderr: false,
             };
             let mut argv = vec![OsString::from("gt")];
             argv.extend(run_args(&town, dry_run, &log));

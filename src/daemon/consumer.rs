@@ -32,7 +32,7 @@ use super::stop::StopFlag;
 use super::supervisor::Restart;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
-use crate::config::Config;
+use crate::config::SharedConfig;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
@@ -81,7 +81,8 @@ struct Unfiled {
 
 pub(crate) struct Consumer {
     town: Town,
-    config: Config,
+    /// Read where used: a reload (SIGHUP) applies to the next request.
+    config: SharedConfig,
     filer: Filer,
     ledger: Ledger,
     dispatcher: Dispatcher,
@@ -117,7 +118,7 @@ pub(crate) struct Consumer {
 impl Consumer {
     pub(crate) fn new(
         town: &Town,
-        config: &Config,
+        config: &SharedConfig,
         state: Arc<StateStore>,
         inlet: Inlet,
         stop: Arc<StopFlag>,
@@ -125,7 +126,8 @@ impl Consumer {
         hooks: &Hooks,
     ) -> io::Result<Self> {
         let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
-        let dispatcher = Dispatcher::start(config.max_parallel, executor.clone(), inlet.wake)?;
+        let dispatcher =
+            Dispatcher::start(config.get().max_parallel, executor.clone(), inlet.wake)?;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
@@ -395,8 +397,8 @@ impl Consumer {
     fn release_deferred(&mut self) {
         // Workers free: requests that waited for one, in the order seen.
         let slots = self
-            .config
-            .max_parallel
+            .dispatcher
+            .size()
             .saturating_sub(self.dispatcher.running_count());
         for _ in 0..slots {
             let Some(name) = self.pool_waiting.pop_front() else {
@@ -436,7 +438,7 @@ impl Consumer {
     /// Are all `max_parallel` workers taken? Then a valid request is not
     /// claimed either: nothing claimed ever waits for a worker.
     fn pool_full(&self) -> bool {
-        self.dispatcher.running_count() + self.batch_sessions.len() >= self.config.max_parallel
+        self.dispatcher.running_count() + self.batch_sessions.len() >= self.dispatcher.size()
     }
 
     fn must_wait(&self, session: &str) -> bool {
@@ -522,7 +524,7 @@ impl Consumer {
             // the inbox, unclaimed, until that agent is free.
             let peek = validate::read_request(&self.town.inbox().join(name));
             if let (Ok(request), _) =
-                validate::validate(peek, Utc::now(), self.config.max_request_age)
+                validate::validate(peek, Utc::now(), self.config.get().max_request_age)
             {
                 let session = request.session();
                 if self.must_wait(&session) {
@@ -551,7 +553,8 @@ impl Consumer {
             let still_writing = match (hint, announced) {
                 (Hint::Ready, _) => false,
                 (_, Some(at)) => {
-                    !validate::is_complete_json(bytes) && at.elapsed() < self.config.write_timeout
+                    !validate::is_complete_json(bytes)
+                        && at.elapsed() < self.config.get().write_timeout
                 }
                 (_, None) => validate::may_still_be_written(&claimed, bytes),
             };
@@ -573,7 +576,7 @@ impl Consumer {
             );
             (Err(reason), Partial::default())
         } else {
-            validate::validate(read, Utc::now(), self.config.max_request_age)
+            validate::validate(read, Utc::now(), self.config.get().max_request_age)
         };
         match request {
             Ok(request) if !self.executor.has_effects() => {
@@ -787,7 +790,7 @@ impl Consumer {
     /// A `shutdown` request stops supervision of its agent until a
     /// `restart` or `cycle` request for it.
     fn note_for_supervision(&self, request: &Request, sidecar: &Sidecar) {
-        if self.config.supervise.is_empty() || sidecar.outcome != Outcome::Processed {
+        if self.config.get().supervise.is_empty() || sidecar.outcome != Outcome::Processed {
             return;
         }
         let session = request.session();

@@ -139,6 +139,11 @@ impl Dispatcher {
         finished
     }
 
+    /// How many requests may execute at once (`max_parallel`).
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
     pub(crate) fn is_busy(&self, session: &str) -> bool {
         self.busy.contains(session)
     }

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::execute::HeldSessions;
+use super::logging::Repeats;
 use super::retention;
+use super::sdnotify::{self, Manager};
 use super::stop::StopFlag;
 use super::watch::Message;
+use crate::config::SharedConfig;
 use crate::duration::human;
 use crate::inbox;
 use crate::instance::{Displaced, Ownership};
@@ -36,10 +39,10 @@ const OWNERSHIP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Heartbeat {
     pub town: Town,
-    pub keep_processed: Duration,
-    pub keep_failed: Duration,
+    /// Read at every beat: a reload (SIGHUP) changes the interval and the
+    /// retention from the next one.
+    pub config: SharedConfig,
     pub tmux: Tmux,
-    pub interval: Duration,
     pub dry_run: bool,
     pub state: Arc<StateStore>,
     pub stop: Arc<StopFlag>,
@@ -49,6 +52,10 @@ pub(crate) struct Heartbeat {
     pub ownership: Ownership,
     /// Wakes the consumer when the heartbeat stops the daemon.
     pub wake: SyncSender<Message>,
+    /// Fed from here: the watchdog and the status line.
+    pub service: Arc<Manager>,
+    /// Why nobody is poked, logged when it begins and ends, not per beat.
+    pub quiet: Repeats,
 }
 
 impl Heartbeat {
@@ -56,23 +63,28 @@ impl Heartbeat {
     /// stopped the daemon itself: the town is no longer the one it locked.
     pub(crate) fn run(self) -> Option<Displaced> {
         let mut last_prune: Option<Instant> = None;
-        let mut next_beat = Instant::now();
+        let mut last_beat: Option<Instant> = None;
         loop {
             if let Err(displaced) = self.ownership.verify() {
                 self.stop.set();
                 let _ = self.wake.try_send(Message::Stop);
                 return Some(displaced);
             }
-            if Instant::now() >= next_beat {
+            let interval = self.config.get().heartbeat_interval;
+            if last_beat.is_none_or(|t| t.elapsed() >= interval) {
                 if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     self.prune();
                     last_prune = Some(Instant::now());
                 }
                 self.beat();
-                next_beat = Instant::now() + self.interval;
+                last_beat = Some(Instant::now());
             }
-            let nap = next_beat
-                .saturating_duration_since(Instant::now())
+            self.service.alive();
+            let pending = self.state.read(|s| s.inbox_pending);
+            self.service
+                .status(&sdnotify::status_text(pending, self.dry_run));
+            let nap = last_beat
+                .map_or(Duration::ZERO, |t| interval.saturating_sub(t.elapsed()))
                 .min(OWNERSHIP_CHECK_EVERY);
             if self.stop.wait(nap) {
                 return None;
@@ -82,9 +94,14 @@ impl Heartbeat {
 
     fn prune(&self) {
         let now = std::time::SystemTime::now();
+        let config = self.config.get();
         for (dir, keep, key) in [
-            (self.town.processed(), self.keep_processed, "keep_processed"),
-            (self.town.failed(), self.keep_failed, "keep_failed"),
+            (
+                self.town.processed(),
+                config.keep_processed,
+                "keep_processed",
+            ),
+            (self.town.failed(), config.keep_failed, "keep_failed"),
         ] {
             let removed = retention::prune(&dir, keep, now);
             if removed > 0 {
@@ -95,7 +112,11 @@ impl Heartbeat {
 
     fn beat(&self) {
         let poked = if self.town.shutdown_lock().exists() {
-            tracing::info!("town is shutting down (shutdown.lock): no pokes");
+            if self.quiet.began("shutdown.lock exists") {
+                tracing::info!(
+                    "town is shutting down (shutdown.lock): no pokes until it is removed"
+                );
+            }
             0
         } else if self.dry_run {
             tracing::debug!("dry run: no pokes");
@@ -117,14 +138,30 @@ impl Heartbeat {
 
     /// Pokes the Mayor and every Witness; returns how many were poked.
     fn poke(&self) -> usize {
+        // Each condition is logged when it begins and when it ends: a town
+        // without agents would otherwise log the same line every beat.
         let sessions = match self.tmux.list_sessions() {
-            Ok(s) => s,
+            Ok(s) => {
+                if let Some(was) = self.quiet.ended() {
+                    tracing::info!("heartbeat: pokes resume (until now: {was})");
+                }
+                s
+            }
             Err(TmuxError::NoServer(_)) => {
-                tracing::info!("heartbeat: no tmux server is running, nobody to poke");
+                if self.quiet.began("no tmux server") {
+                    tracing::info!("heartbeat: no tmux server is running, nobody to poke (said once, until that changes)");
+                } else {
+                    tracing::debug!("heartbeat: still no tmux server");
+                }
                 return 0;
             }
             Err(e) => {
-                tracing::warn!("heartbeat: cannot list tmux sessions: {e}");
+                let why = format!("cannot list tmux sessions: {e}");
+                if self.quiet.began(&why) {
+                    tracing::warn!("heartbeat: {why} (said once, until that changes)");
+                } else {
+                    tracing::debug!("heartbeat: {why}");
+                }
                 return 0;
             }
         };
@@ -137,6 +174,7 @@ impl Heartbeat {
             } else {
                 continue;
             };
+            self.service.alive();
             match self
                 .held
                 .unless_held(&session, || self.tmux.send_line(&session, text))

@@ -141,8 +141,9 @@ fn the_heartbeat_never_types_into_a_pane_before_its_prime_text() {
     t.config(json!({
         "agent_command": ["sh", "-c", format!("exec cat > {}", typed.display())],
         "prime_text": "PRIME-7Q",
-        "prime_delay": "2s",
-        "heartbeat_interval": "100ms",
+        // Beats fall inside the prime delay (the shortest interval is 1s).
+        "prime_delay": "3s",
+        "heartbeat_interval": "1s",
     }));
     t.start();
     t.send_wait("restart", "mayor", &["--timeout", "30s"])

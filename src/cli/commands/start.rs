@@ -24,10 +24,26 @@ pub struct Args {
     /// How long to wait for the daemon to come up.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = crate::cli::commands::parse_duration_arg)]
     pub timeout: Duration,
+    /// Set by `restart`, which warned and ran the checks before stopping.
+    #[arg(skip)]
+    pub checked: bool,
 }
 
 pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<ExitCode> {
-    crate::cli::commands::warn_if_service_managed(town, "start");
+    if !args.checked {
+        crate::cli::commands::warn_if_service_managed(town, "start");
+        // The checks of `gt daemon check` (a running daemon is left to say
+        // "already running").
+        let fatal = if crate::instance::holder(town).is_none() {
+            crate::cli::commands::check::preflight(town, args.dry_run, log)
+        } else {
+            Vec::new()
+        };
+        if !fatal.is_empty() {
+            crate::cli::commands::check::print_refusal(&fatal, "not starting");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     match control::start(
         town,
         &crate::cli::run_args(town, args.dry_run, log),
