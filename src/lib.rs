@@ -12,7 +12,8 @@
 //!   [`request`] (request and agent identity), [`inbox`] and [`outcome`]
 //!   (what is pending, what was filed), [`instance`] (the lock), [`state`],
 //!   [`crash_loop`], [`tmux`], [`process`], [`fs`] (atomic writes and
-//!   renames), and [`testing`] (the test hooks).
+//!   renames), [`text`] (untrusted text made safe to show, and times),
+//!   and [`testing`] (the test hooks).
 #![warn(unreachable_pub)]
 // Dev-dependencies are only used by the integration tests.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
@@ -32,5 +33,6 @@ pub mod request;
 pub(crate) mod service;
 pub mod state;
 pub mod testing;
+pub mod text;
 pub(crate) mod tmux;
 pub mod town;
