@@ -23,9 +23,6 @@ use crate::state::StateStore;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
 
-pub(crate) const MAYOR_POKE: &str = "HEARTBEAT: check your rigs";
-pub(crate) const WITNESS_POKE: &str = "HEARTBEAT: check your workers";
-
 /// Pruning walks whole directories: often enough to bound them, rarely
 /// enough to cost nothing.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -40,6 +37,10 @@ pub(crate) struct Heartbeat {
     pub keep_failed: Duration,
     pub tmux: Tmux,
     pub interval: Duration,
+    /// What the Mayor and the Witnesses are sent (config
+    /// `mayor_poke_text`, `witness_poke_text`; empty: not poked).
+    pub mayor_text: String,
+    pub witness_text: String,
     pub dry_run: bool,
     pub state: Arc<StateStore>,
     pub stop: Arc<StopFlag>,
@@ -131,12 +132,15 @@ impl Heartbeat {
         let mut poked = 0;
         for session in sessions {
             let text = if session == "gt-mayor" {
-                MAYOR_POKE
+                &self.mayor_text
             } else if session.starts_with("gt-") && session.ends_with("-witness") {
-                WITNESS_POKE
+                &self.witness_text
             } else {
                 continue;
             };
+            if text.is_empty() {
+                continue;
+            }
             match self
                 .held
                 .unless_held(&session, || self.tmux.send_line(&session, text))

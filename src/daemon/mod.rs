@@ -138,6 +138,8 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         keep_failed: config.keep_failed,
         tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
         interval: config.heartbeat_interval,
+        mayor_text: config.mayor_poke_text.clone(),
+        witness_text: config.witness_poke_text.clone(),
         dry_run: config.dry_run,
         state: state.clone(),
         stop: stop.clone(),

@@ -4,6 +4,7 @@ pub mod clear_backoff;
 pub mod completions;
 pub mod install;
 pub mod logs;
+pub mod man;
 pub mod requests;
 pub mod retry;
 pub mod run;

@@ -20,6 +20,8 @@ pub struct Args {
     /// Validate and file requests but do not call tmux (config `dry_run`).
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub log: crate::cli::LogArgs,
 }
 
 pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<ExitCode> {

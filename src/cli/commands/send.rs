@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(value_parser = ["cycle", "restart", "shutdown"])]
     pub action: String,
     /// The requesting agent: mayor, deacon, <rig>/witness, <rig>-witness or <rig>/refinery.
-    #[arg(long, value_name = "AGENT")]
+    #[arg(long, value_name = "AGENT", value_parser = crate::cli::commands::completions::AgentName, hide_possible_values = true)]
     pub from: String,
     /// Block until the request is filed, print its outcome and reason.
     #[arg(long)]

@@ -24,6 +24,8 @@ pub struct Args {
     /// How long to wait for the daemon to come up.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = crate::cli::commands::parse_duration_arg)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub log: crate::cli::LogArgs,
 }
 
 pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<ExitCode> {
