@@ -52,7 +52,13 @@ pub(crate) fn init(town: &Town, config: &Config, options: &LogOptions) -> Result
     );
     let writer = std::sync::Mutex::new(rotating);
     let file_layer = match options.format {
-        LogFormat::Text => fmt::layer().with_ansi(false).with_writer(writer).boxed(),
+        // Text lines carry the time as `status` and `requests` show it;
+        // JSON keeps RFC 3339 for the machines that read it.
+        LogFormat::Text => fmt::layer()
+            .with_ansi(false)
+            .with_timer(crate::text::LogClock)
+            .with_writer(writer)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(false)
@@ -60,9 +66,11 @@ pub(crate) fn init(town: &Town, config: &Config, options: &LogOptions) -> Result
             .boxed(),
     };
     // In a terminal (`gt daemon run` by hand) the lines show there too.
-    let terminal = std::io::stderr()
-        .is_terminal()
-        .then(|| fmt::layer().with_writer(std::io::stderr));
+    let terminal = std::io::stderr().is_terminal().then(|| {
+        fmt::layer()
+            .with_timer(crate::text::LogClock)
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(file_layer)

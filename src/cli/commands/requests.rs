@@ -6,6 +6,7 @@ use anstyle::{AnsiColor, Style};
 
 use crate::client::history::{self, Which};
 use crate::outcome::Outcome;
+use crate::text::{clip, escape, pad, Zone};
 use crate::town::Town;
 
 /// List recent request outcomes, newest first.
@@ -26,7 +27,13 @@ pub struct Args {
     /// Print a JSON array on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Show times in local time ($TZ) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
 }
+
+/// The widest an agent or action cell gets; the full value is in `--json`.
+const CELL_MAX: usize = 48;
 
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let which = match (args.failed, args.processed) {
@@ -36,50 +43,78 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     };
     let entries = history::recent(town, which, args.limit);
     if args.json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &entries)?;
-        writeln!(out)?;
+        crate::text::write_json(&mut std::io::stdout().lock(), &entries)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = anstream::stdout().lock();
     if entries.is_empty() {
-        writeln!(
-            out,
-            "No requests filed yet in {}",
-            town.daemon_dir().display()
-        )?;
+        if args.limit > 0 {
+            let what = match which {
+                Which::All => "No requests filed yet",
+                Which::Failed => "No failed requests",
+                Which::Processed => "No processed requests",
+            };
+            writeln!(
+                out,
+                "{what} in {}",
+                crate::text::escape_os(town.daemon_dir().as_os_str())
+            )?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let (green, red) = (
         Style::new().fg_color(Some(AnsiColor::Green.into())),
         Style::new().fg_color(Some(AnsiColor::Red.into())),
     );
-    let file_width = entries
+    // Every cell an agent wrote is escaped; the columns are as wide as
+    // their longest cell (agent and action cut at CELL_MAX, the file name
+    // never: it is what `retry` takes).
+    let zone = Zone::local_if(args.local);
+    let rows: Vec<[String; 6]> = entries
         .iter()
-        .map(|e| e.file.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<19}  {:<20}  {:<8}  {:<9}  {:<file_width$}  REASON",
-        "TIME (UTC)", "AGENT", "ACTION", "OUTCOME", "FILE"
-    )?;
-    for e in entries {
-        let s = &e.sidecar;
-        let (style, outcome) = match s.outcome {
-            Outcome::Processed => (green, "processed"),
-            Outcome::Failed => (red, "failed"),
+        .map(|e| {
+            let s = &e.sidecar;
+            [
+                crate::text::time(s.finished_at, zone),
+                clip(&escape(s.from.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+                clip(&escape(s.action.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+                match s.outcome {
+                    Outcome::Processed => "processed".into(),
+                    Outcome::Failed => "failed".into(),
+                },
+                escape(&e.file).into_owned(),
+                escape(s.error.as_deref().unwrap_or("")).into_owned(),
+            ]
+        })
+        .collect();
+    const HEADER: [&str; 6] = ["TIME", "AGENT", "ACTION", "OUTCOME", "FILE", "REASON"];
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = HEADER[..5]
+        .iter()
+        .zip(widths)
+        .map(|(h, w)| pad(h, w))
+        .collect();
+    writeln!(out, "{}  REASON", header.join("  "))?;
+    for (row, entry) in rows.iter().zip(&entries) {
+        let style = match entry.sidecar.outcome {
+            Outcome::Processed => green,
+            Outcome::Failed => red,
         };
-        let row = format!(
-            "{:<19}  {:<20}  {:<8}  {style}{outcome:<9}{style:#}  {:<file_width$}  {}",
-            s.finished_at.format("%Y-%m-%d %H:%M:%S"),
-            s.from.as_deref().unwrap_or("-"),
-            s.action.as_deref().unwrap_or("-"),
-            e.file,
-            s.error.as_deref().unwrap_or("")
+        let line = format!(
+            "{}  {}  {}  {style}{}{style:#}  {}  {}",
+            pad(&row[0], widths[0]),
+            pad(&row[1], widths[1]),
+            pad(&row[2], widths[2]),
+            pad(&row[3], widths[3]),
+            pad(&row[4], widths[4]),
+            row[5]
         );
-        writeln!(out, "{}", row.trim_end())?;
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }
