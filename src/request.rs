@@ -149,6 +149,47 @@ impl Agent {
         }
     }
 
+    /// The agent whose tmux session is `session` (`gt-mayor` → the Mayor),
+    /// if it is an agent's session at all.
+    ///
+    /// ```
+    /// use gt::request::Agent;
+    /// assert_eq!(Agent::from_session("gt-gastown-witness").unwrap().name(), "gastown/witness");
+    /// assert!(Agent::from_session("gt-mayor:0").is_none());
+    /// ```
+    pub fn from_session(session: &str) -> Option<Agent> {
+        let rest = session.strip_prefix("gt-")?;
+        let rig_ok = |rig: &str| {
+            !rig.is_empty()
+                && rig
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        match rest {
+            "mayor" => Some(Agent::Mayor),
+            "deacon" => Some(Agent::Deacon),
+            _ => {
+                if let Some(rig) = rest.strip_suffix("-witness").filter(|r| rig_ok(r)) {
+                    Some(Agent::Witness { rig: rig.into() })
+                } else {
+                    let rig = rest.strip_suffix("-refinery").filter(|r| rig_ok(r))?;
+                    Some(Agent::Refinery { rig: rig.into() })
+                }
+            }
+        }
+    }
+
+    /// The agent's name as a request's `from` spells it: `mayor`,
+    /// `deacon`, `<rig>/witness`, `<rig>/refinery`.
+    pub fn name(&self) -> String {
+        match self {
+            Agent::Mayor => "mayor".into(),
+            Agent::Deacon => "deacon".into(),
+            Agent::Witness { rig } => format!("{rig}/witness"),
+            Agent::Refinery { rig } => format!("{rig}/refinery"),
+        }
+    }
+
     /// The role name used for per-role configuration.
     pub fn role(&self) -> &'static str {
         match self {

@@ -92,6 +92,9 @@ pub(crate) struct Consumer {
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
     pid: u32,
+    /// Outcomes filed since the start, in filing order: each sidecar
+    /// carries its number (`seq`), and the ledger counts them in this order.
+    filed: u64,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
@@ -133,6 +136,7 @@ impl Consumer {
             overflow: inlet.overflow,
             stop,
             pid: std::process::id(),
+            filed: 0,
             queue: VecDeque::new(),
             settling: Vec::new(),
             unfiled: Vec::new(),
@@ -197,12 +201,12 @@ impl Consumer {
     fn recover_one(&mut self, name: &OsStr, tally: &mut Tally) -> io::Result<bool> {
         let source = self.town.processing().join(name);
         if let Some(dir) = filing::half_filed(&self.town, name) {
-            tracing::info!(file = %escape_os(&name), "finishing the filing of a request that completed before the stop");
+            tracing::info!(file = %escape_os(name), "finishing the filing of a request that completed before the stop");
             rename_unique(&source, &dir, name)?;
             return Ok(false);
         }
         if let Some(sidecar) = self.filer.journaled(name) {
-            tracing::info!(file = %escape_os(&name), outcome = ?sidecar.outcome,
+            tracing::info!(file = %escape_os(name), outcome = ?sidecar.outcome,
                 "filing a request that ran before the stop with its real outcome");
             self.file(name.to_os_string(), sidecar, tally);
             return Ok(false);
@@ -304,7 +308,7 @@ impl Consumer {
     fn unclaim(&self, name: &OsStr, why: &str) {
         let source = self.town.processing().join(name);
         if let Err(e) = rename_unique(&source, &self.town.inbox(), name) {
-            tracing::error!(file = %escape_os(&name), "cannot return a request ({why}) to the inbox: {e}");
+            tracing::error!(file = %escape_os(name), "cannot return a request ({why}) to the inbox: {e}");
         }
     }
 
@@ -618,7 +622,7 @@ impl Consumer {
         name: &OsStr,
         e: io::Error,
     ) -> io::Result<Option<(OsString, Option<String>)>> {
-        tracing::error!(file = %escape_os(&name), "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
+        tracing::error!(file = %escape_os(name), "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
         self.settling.push(Settling {
             name: name.to_os_string(),
             hint: Hint::Scan,
@@ -662,13 +666,15 @@ impl Consumer {
 
     /// Files `processing/NAME` with its outcome, or keeps the outcome to
     /// file later: an executed request's outcome is never dropped.
-    fn file(&mut self, name: OsString, sidecar: Sidecar, tally: &mut Tally) {
+    fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
+        sidecar.seq = Some(self.filed + 1);
         let mut result = self.filer.file(&name, &sidecar);
         if result.is_err() && self.heal_dirs() {
             result = self.filer.file(&name, &sidecar);
         }
         match result {
             Ok(filed) => {
+                self.filed += 1;
                 log_outcome(&filed.path, &sidecar);
                 self.filer.forget_journal(&name);
                 match sidecar.outcome {
@@ -710,8 +716,10 @@ impl Consumer {
                 continue;
             }
             self.heal_dirs();
+            u.sidecar.seq = Some(self.filed + 1);
             match self.filer.file(&u.name, &u.sidecar) {
                 Ok(filed) => {
+                    self.filed += 1;
                     tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
                     log_outcome(&filed.path, &u.sidecar);
                     self.filer.forget_journal(&u.name);
@@ -778,6 +786,7 @@ impl Consumer {
             finished_at: Utc::now(),
             daemon_pid: self.pid,
             original_name,
+            seq: None,
         }
     }
 }

@@ -51,7 +51,11 @@ impl Executor {
             held,
             town: town.clone(),
             tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
-            guard: CrashLoopGuard::new(town, config.max_restarts, config.restart_window),
+            guard: if config.dry_run {
+                CrashLoopGuard::dry_run(town, config.max_restarts, config.restart_window)
+            } else {
+                CrashLoopGuard::new(town, config.max_restarts, config.restart_window)
+            },
             config: config.clone(),
         }
     }

@@ -169,6 +169,7 @@ mod tests {
             finished_at: Utc::now(),
             daemon_pid: 1,
             original_name: None,
+            seq: None,
         }
     }
 

@@ -95,20 +95,28 @@ impl Heartbeat {
     }
 
     fn beat(&self) {
-        let poked = if self.town.shutdown_lock().exists() {
+        let pokes = if self.town.shutdown_lock().exists() {
             tracing::info!("town is shutting down (shutdown.lock): no pokes");
-            0
+            Pokes::default()
         } else if self.dry_run {
             tracing::debug!("dry run: no pokes");
-            0
+            Pokes::default()
         } else {
             self.poke()
         };
+        let poked = pokes.poked.len();
         let pending = inbox::pending_count(&self.town.inbox());
+        let now = Utc::now();
         let result = self.state.update(|s| {
-            s.last_heartbeat = Some(Utc::now());
+            s.last_heartbeat = Some(now);
             s.heartbeat_count += 1;
             s.inbox_pending = pending;
+            if let Some(sessions) = &pokes.sessions {
+                s.last_pokes.retain(|session, _| sessions.contains(session));
+            }
+            for session in pokes.poked {
+                s.last_pokes.insert(session, now);
+            }
         });
         match result {
             Ok(()) => tracing::debug!(poked, pending, "heartbeat"),
@@ -116,21 +124,25 @@ impl Heartbeat {
         }
     }
 
-    /// Pokes the Mayor and every Witness; returns how many were poked.
-    fn poke(&self) -> usize {
+    /// Pokes the Mayor and every Witness.
+    fn poke(&self) -> Pokes {
         let sessions = match self.tmux.list_sessions() {
             Ok(s) => s,
             Err(TmuxError::NoServer(_)) => {
                 tracing::info!("heartbeat: no tmux server is running, nobody to poke");
-                return 0;
+                return Pokes {
+                    sessions: Some(Vec::new()),
+                    ..Pokes::default()
+                };
             }
             Err(e) => {
                 tracing::warn!("heartbeat: cannot list tmux sessions: {e}");
-                return 0;
+                return Pokes::default();
             }
         };
-        let mut poked = 0;
-        for session in sessions {
+        let mut poked = Vec::new();
+        for session in &sessions {
+            let session = session.clone();
             let text = if session == "gt-mayor" {
                 &self.mayor_text
             } else if session.starts_with("gt-") && session.ends_with("-witness") {
@@ -145,11 +157,22 @@ impl Heartbeat {
                 .held
                 .unless_held(&session, || self.tmux.send_line(&session, text))
             {
-                Some(Ok(())) => poked += 1,
+                Some(Ok(())) => poked.push(session),
                 Some(Err(e)) => tracing::warn!(session, "heartbeat: cannot poke: {e}"),
                 None => tracing::debug!(session, "heartbeat: not poking a session being restarted"),
             }
         }
-        poked
+        Pokes {
+            poked,
+            sessions: Some(sessions),
+        }
     }
+}
+
+/// What one beat's pokes did: the sessions poked, and the sessions that
+/// exist (`None` when tmux could not say).
+#[derive(Debug, Default)]
+struct Pokes {
+    poked: Vec<String>,
+    sessions: Option<Vec<String>>,
 }

@@ -81,6 +81,9 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let (tx, rx) = sync_channel(hooks.channel_capacity.unwrap_or(CHANNEL_CAPACITY));
     spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm)
         .map_err(io("cannot install signal handlers"))?;
+    if let Some(delay) = hooks.start_delay {
+        stop.wait(delay);
+    }
 
     let state = Arc::new(StateStore::new(
         town.state_file(),
@@ -90,6 +93,8 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
             town_root: town.root().to_path_buf(),
             version: env!("CARGO_PKG_VERSION").into(),
             dry_run: config.dry_run,
+            heartbeat_interval_secs: Some(config.heartbeat_interval.as_secs()),
+            tmux_socket: config.tmux_socket.clone(),
             ..State::default()
         },
     ));
@@ -127,6 +132,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         .update(|s| {
             s.running = true;
             s.started_at = Some(Utc::now());
+            s.watch_mode = Some(if watch.is_some() { "notify" } else { "poll" }.into());
         })
         .map_err(io("cannot write state.json"))?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -6,6 +6,7 @@ use color_eyre::eyre::{bail, WrapErr};
 
 use crate::outcome::{self, Outcome, Sidecar};
 use crate::request::{Action, Agent};
+use crate::state::State;
 use crate::town::Town;
 
 /// Publish a lifecycle request into the inbox (atomically).
@@ -56,6 +57,17 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let deadline = Instant::now() + args.timeout;
     loop {
         if let Some(filed) = outcome::filed(town, &name) {
+            // Filed is not yet counted: the daemon counts an outcome once
+            // it is durable. Wait for that too (within the same timeout),
+            // so a `status` right after this shows it.
+            while Instant::now() < deadline
+                && State::load(&town.state_file())
+                    .ok()
+                    .and_then(|s| s.counts(&filed.sidecar))
+                    == Some(false)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return Ok(report(&filed.sidecar));
         }
         if Instant::now() >= deadline {
