@@ -7,9 +7,11 @@ mod support;
 mod cli {
     mod completions;
     mod help;
+    mod hostile;
     mod install;
     mod logging;
     mod logs;
+    mod messages;
     mod requests;
     mod status;
 }

@@ -13,8 +13,7 @@ use crate::request::Agent;
 use crate::text::{escape, pad, time, Zone};
 use crate::town::Town;
 
-/// Reset the crash-loop guard so the agent may be restarted again, or list
-/// who it holds.
+/// Reset the crash-loop guard of an agent (--list: who it holds).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Effective for every request filed after this command returns, also while the

@@ -59,9 +59,27 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     // Read before moving: a running daemon may take it the moment it lands.
     let stale = stale_age(&source, town);
     std::fs::create_dir_all(town.inbox())?;
-    let target =
-        rename_unique(&source, &town.inbox(), &name).wrap_err("cannot move the request back")?;
-    let _ = std::fs::remove_file(outcome::sidecar_path(&source));
+    // The old sidecar goes first (aside, under a name nothing reads): a
+    // daemon that takes the request at once files it under its own name,
+    // which the old sidecar would still hold.
+    let sidecar = outcome::sidecar_path(&source);
+    let mut aside_name = std::ffi::OsString::from(".");
+    aside_name.push(sidecar.file_name().unwrap_or_default());
+    aside_name.push(".retrying");
+    let aside = sidecar.with_file_name(aside_name);
+    let set_aside = std::fs::rename(&sidecar, &aside).is_ok();
+    let target = match rename_unique(&source, &town.inbox(), &name) {
+        Ok(target) => target,
+        Err(e) => {
+            if set_aside {
+                let _ = std::fs::rename(&aside, &sidecar);
+            }
+            return Err(e).wrap_err("cannot move the request back");
+        }
+    };
+    if set_aside {
+        let _ = std::fs::remove_file(&aside);
+    }
     writeln!(
         std::io::stdout().lock(),
         "{}",

@@ -471,7 +471,7 @@ fn print_text(town: &Town, r: &Report, zone: Zone) -> std::io::Result<()> {
                 .unwrap_or_default();
             writeln!(
                 out,
-                "{red}✗{red:#} gt daemon: {red}crashed{red:#} (PID {} died without stopping{when})",
+                "{red}✗{red:#} gt daemon: {red}crashed{red:#}, not running (PID {} died without stopping{when})",
                 r.last_pid.unwrap_or(0)
             )?
         }
