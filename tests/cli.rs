@@ -6,6 +6,8 @@ mod support;
 
 mod cli {
     mod completions;
+    mod discovery;
+    mod docs;
     mod help;
     mod hostile;
     mod install;

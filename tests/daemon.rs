@@ -14,6 +14,7 @@ mod daemon {
     mod parallel;
     mod requests;
     mod state;
+    mod status;
     mod tmux;
     mod watch;
 }
