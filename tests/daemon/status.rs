@@ -263,3 +263,32 @@ fn a_dry_runs_restarts_do_not_hold_a_real_daemon_back() {
     );
     assert!(t.tmux.has_session("gt-mayor"));
 }
+
+#[test]
+fn an_installed_unit_is_named() {
+    let t = Town::new();
+    let dir = tempfile::tempdir().unwrap();
+    let install = |args: &[&str]| {
+        let mut cmd = t.command(&["daemon"]);
+        cmd.args(args).env("GT_INSTALL_DIR", dir.path());
+        crate::support::run(cmd)
+    };
+    install(&["install", "--systemd", "--user"]).assert_ok("install");
+    let unit = crate::support::ls(dir.path())
+        .into_iter()
+        .find(|n| n.ends_with(".service"))
+        .expect("a unit written");
+    let mut cmd = t.command(&["daemon", "status", "--json"]);
+    cmd.env("GT_INSTALL_DIR", dir.path());
+    let v = one_json(&crate::support::run(cmd), "status --json");
+    assert_eq!(v["unit"]["name"], unit.as_str(), "{v:#}");
+    assert_eq!(v["unit"]["manager"], "systemd", "{v:#}");
+    let mut cmd = t.command(&["daemon", "status"]);
+    cmd.env("GT_INSTALL_DIR", dir.path());
+    let text = crate::support::run(cmd);
+    assert!(
+        text.stdout
+            .contains(&format!("unit       {unit} (systemd, ")),
+        "{text:#?}"
+    );
+}
