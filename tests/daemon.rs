@@ -15,6 +15,7 @@ mod daemon {
     mod requests;
     mod state;
     mod status;
+    mod supervision;
     mod tmux;
     mod watch;
 }

@@ -24,19 +24,21 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::dispatch::{Dispatcher, Done, Job};
+use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
-use super::filing::{self, Filer};
+use super::filing::{self, Filed, Filer};
 use super::ledger::{self, Ledger, Tally};
 use super::stop::StopFlag;
+use super::supervisor::Restart;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
 use crate::config::Config;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
-use crate::request::Partial;
+use crate::request::{Action, Agent, Partial, Request};
 use crate::state::StateStore;
+use crate::supervise::AgentState;
 use crate::testing::Hooks;
 use crate::text::{escape, escape_os};
 use crate::town::Town;
@@ -94,7 +96,7 @@ pub(crate) struct Consumer {
     pid: u32,
     /// Outcomes filed since the start, in filing order: each sidecar
     /// carries its number (`seq`), and the ledger counts them in this order.
-    filed: u64,
+    filed_count: u64,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
@@ -104,8 +106,12 @@ pub(crate) struct Consumer {
     /// in the order they were seen, and all their names.
     deferred: HashMap<String, VecDeque<OsString>>,
     deferred_names: HashSet<OsString>,
+    /// Requests left in the inbox until a worker is free.
+    pool_waiting: VecDeque<OsString>,
     /// Sessions of the jobs claimed in the batch being handled.
     batch_sessions: HashSet<String>,
+    /// Restarts supervision asked for, to dispatch.
+    supervised: Vec<Restart>,
     rescan_due: Option<&'static str>,
     rescan_every: Duration,
     next_rescan: Instant,
@@ -136,13 +142,15 @@ impl Consumer {
             overflow: inlet.overflow,
             stop,
             pid: std::process::id(),
-            filed: 0,
+            filed_count: 0,
             queue: VecDeque::new(),
             settling: Vec::new(),
             unfiled: Vec::new(),
             deferred: HashMap::new(),
             deferred_names: HashSet::new(),
+            pool_waiting: VecDeque::new(),
             batch_sessions: HashSet::new(),
+            supervised: Vec::new(),
             rescan_due: Some("start-up"),
             rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
@@ -258,6 +266,7 @@ impl Consumer {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.release_deferred();
+            self.dispatch_supervised();
             self.process_batch(&mut tally);
             self.refile_due(&mut tally, false);
             self.record(tally);
@@ -381,6 +390,7 @@ impl Consumer {
                 tracing::debug!(why, "rescan requested");
                 self.rescan_due = Some(why);
             }
+            Message::Supervised(restart) => self.supervised.push(*restart),
             Message::Done | Message::Stop => {}
         }
         !self.stop.is_set()
@@ -389,7 +399,19 @@ impl Consumer {
     /// Queues again the first request left waiting for each agent that is
     /// free now.
     fn release_deferred(&mut self) {
-        if self.deferred.is_empty() {
+        // Workers free: requests that waited for one, in the order seen.
+        let slots = self
+            .config
+            .max_parallel
+            .saturating_sub(self.dispatcher.running_count());
+        for _ in 0..slots {
+            let Some(name) = self.pool_waiting.pop_front() else {
+                break;
+            };
+            self.deferred_names.remove(&name);
+            self.queue.push_back((name, Hint::Ready));
+        }
+        if self.deferred.is_empty() || self.pool_full() {
             return;
         }
         let free: Vec<String> = self
@@ -417,10 +439,27 @@ impl Consumer {
         self.dispatcher.is_busy(session) || self.batch_sessions.contains(session)
     }
 
+    /// Are all `max_parallel` workers taken? Then a valid request is not
+    /// claimed either: nothing claimed ever waits for a worker.
+    fn pool_full(&self) -> bool {
+        self.dispatcher.running_count() + self.batch_sessions.len() >= self.config.max_parallel
+    }
+
+    fn must_wait(&self, session: &str) -> bool {
+        self.session_taken(session) || self.pool_full()
+    }
+
+    /// Leaves a valid request unclaimed in the inbox until its agent, or
+    /// else a worker, is free.
     fn defer(&mut self, name: OsString, session: String) {
-        tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
         self.deferred_names.insert(name.clone());
-        self.deferred.entry(session).or_default().push_back(name);
+        if self.session_taken(&session) {
+            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
+            self.deferred.entry(session).or_default().push_back(name);
+        } else {
+            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until a worker is free (max_parallel)");
+            self.pool_waiting.push_back(name);
+        }
     }
 
     fn process_batch(&mut self, tally: &mut Tally) {
@@ -494,7 +533,7 @@ impl Consumer {
                 validate::validate(peek, Utc::now(), self.config.max_request_age)
             {
                 let session = request.session();
-                if self.session_taken(&session) {
+                if self.must_wait(&session) {
                     self.defer(name.to_os_string(), session);
                     return Ok(None);
                 }
@@ -554,7 +593,7 @@ impl Consumer {
             }
             Ok(request) => {
                 let session = request.session();
-                if self.session_taken(&session) {
+                if self.must_wait(&session) {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
@@ -568,6 +607,7 @@ impl Consumer {
                     request,
                     partial,
                     original_name,
+                    supervised: None,
                 }))
             }
             Err(reason) => {
@@ -660,29 +700,145 @@ impl Consumer {
     fn collect_done(&mut self, tally: &mut Tally) {
         for Done { job, result } in self.dispatcher.take_done() {
             let sidecar = self.sidecar(result, &job.partial, job.original_name);
-            self.file(job.name, sidecar, tally);
+            match job.supervised {
+                None => {
+                    self.note_for_supervision(&job.request, &sidecar);
+                    self.file(job.name, sidecar, tally);
+                }
+                Some(record) => self.file_supervised(job.name, record, sidecar, tally),
+            }
+        }
+    }
+
+    /// Hands supervision's restarts to the executor, unless a request is
+    /// working on that agent (supervision looks again at its next check).
+    fn dispatch_supervised(&mut self) {
+        for restart in std::mem::take(&mut self.supervised) {
+            let Ok(agent) = Agent::parse(&restart.agent) else {
+                continue;
+            };
+            let session = agent.session();
+            if self.dispatcher.is_busy(&session)
+                || self.deferred.contains_key(&session)
+                || self.pool_full()
+            {
+                tracing::debug!(
+                    session,
+                    "a request is handling this agent; supervision waits"
+                );
+                continue;
+            }
+            let now = Utc::now();
+            let body = serde_json::json!({
+                "from": "daemon",
+                "agent": restart.agent,
+                "action": "restart",
+                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "reason": restart.reason,
+            });
+            let name = OsString::from(format!(
+                "{}-daemon-{session}.json",
+                now.format("%Y%m%dT%H%M%S%.6fZ")
+            ));
+            let job = Job {
+                name,
+                request: Request {
+                    from: restart.agent.clone(),
+                    agent,
+                    action: Action::Restart,
+                    timestamp: now,
+                },
+                partial: Partial {
+                    from: Some("daemon".into()),
+                    action: Some("restart".into()),
+                    session: Some(session),
+                },
+                original_name: None,
+                supervised: Some(SupervisedRecord {
+                    body: serde_json::to_vec(&body).unwrap_or_default(),
+                    capture: restart.capture,
+                }),
+            };
+            self.dispatcher.submit(job);
+        }
+    }
+
+    /// Files a supervision restart like a request: its record (written now,
+    /// there being no request file) beside its sidecar, and the dead pane's
+    /// last lines beside both.
+    fn file_supervised(
+        &mut self,
+        name: OsString,
+        record: SupervisedRecord,
+        sidecar: Sidecar,
+        tally: &mut Tally,
+    ) {
+        let path = self.town.processing().join(&name);
+        if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
+            tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
+            return;
+        }
+        self.file(name.clone(), sidecar, tally);
+        let Some(capture) = record.capture else {
+            return;
+        };
+        let Some(filed) = crate::outcome::filed(&self.town, &name) else {
+            return; // not filed yet: the capture stays in supervise.json
+        };
+        let mut pane = filed.path.into_os_string();
+        pane.push(crate::outcome::CAPTURE_SUFFIX);
+        if let Err(e) = crate::fs::write_atomic(Path::new(&pane), capture.as_bytes(), None) {
+            tracing::warn!("cannot save a dead pane's last lines: {e}");
+        }
+    }
+
+    /// A `shutdown` request stops supervision of its agent until a
+    /// `restart` or `cycle` request for it.
+    fn note_for_supervision(&self, request: &Request, sidecar: &Sidecar) {
+        if self.config.supervise.is_empty() || sidecar.outcome != Outcome::Processed {
+            return;
+        }
+        let session = request.session();
+        let now = Utc::now();
+        let result = crate::supervise::update(&self.town, |s| {
+            let agent = s.agents.entry(session.clone()).or_default();
+            match request.action {
+                Action::Shutdown => {
+                    agent.state = AgentState::StoppedOnRequest { since: now };
+                    agent.decide(
+                        now,
+                        "stopped",
+                        format!("a shutdown request from {}", request.from),
+                        None,
+                    );
+                }
+                Action::Restart | Action::Cycle => {
+                    agent.state = AgentState::Running { since: now };
+                    agent.decide(
+                        now,
+                        "started",
+                        format!("a {} request from {}", request.action, request.from),
+                        None,
+                    );
+                }
+            }
+            ((), true)
+        });
+        if let Err(e) = result {
+            tracing::error!("cannot write supervise.json: {e}");
         }
     }
 
     /// Files `processing/NAME` with its outcome, or keeps the outcome to
     /// file later: an executed request's outcome is never dropped.
     fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
-        sidecar.seq = Some(self.filed + 1);
+        sidecar.seq = Some(self.filed_count + 1);
         let mut result = self.filer.file(&name, &sidecar);
         if result.is_err() && self.heal_dirs() {
             result = self.filer.file(&name, &sidecar);
         }
         match result {
-            Ok(filed) => {
-                self.filed += 1;
-                log_outcome(&filed.path, &sidecar);
-                self.filer.forget_journal(&name);
-                match sidecar.outcome {
-                    Outcome::Processed => tally.processed += 1,
-                    Outcome::Failed => tally.failed += 1,
-                }
-                tally.sidecars.push(filed.sidecar);
-            }
+            Ok(filed) => self.filed(&name, filed, &sidecar, tally),
             Err(e) => {
                 let error = e.to_string();
                 tracing::error!(file = %escape_os(&name), outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
@@ -701,6 +857,19 @@ impl Consumer {
         }
     }
 
+    /// A request is filed: logged, its journal entry gone, counted once
+    /// the ledger has made it durable.
+    fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
+        self.filed_count += 1;
+        log_outcome(&filed.path, sidecar);
+        self.filer.forget_journal(name);
+        match sidecar.outcome {
+            Outcome::Processed => tally.processed += 1,
+            Outcome::Failed => tally.failed += 1,
+        }
+        tally.sidecars.push(filed.sidecar);
+    }
+
     /// Tries again the outcomes whose time has come (all of them when
     /// `all`).
     fn refile_due(&mut self, tally: &mut Tally, all: bool) {
@@ -716,18 +885,11 @@ impl Consumer {
                 continue;
             }
             self.heal_dirs();
-            u.sidecar.seq = Some(self.filed + 1);
+            u.sidecar.seq = Some(self.filed_count + 1);
             match self.filer.file(&u.name, &u.sidecar) {
                 Ok(filed) => {
-                    self.filed += 1;
                     tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
-                    log_outcome(&filed.path, &u.sidecar);
-                    self.filer.forget_journal(&u.name);
-                    match u.sidecar.outcome {
-                        Outcome::Processed => tally.processed += 1,
-                        Outcome::Failed => tally.failed += 1,
-                    }
-                    tally.sidecars.push(filed.sidecar);
+                    self.filed(&u.name, filed, &u.sidecar, tally);
                 }
                 Err(e) => {
                     u.attempts += 1;

@@ -18,6 +18,7 @@ pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod retention;
 pub(crate) mod stop;
+pub(crate) mod supervisor;
 pub(crate) mod validate;
 pub(crate) mod watch;
 
@@ -149,20 +150,24 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         dry_run: config.dry_run,
         state: state.clone(),
         stop: stop.clone(),
-        held,
+        held: held.clone(),
         ownership: instance.ownership(),
-        wake,
+        wake: wake.clone(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || heartbeat.run())
         .map_err(io("cannot start the heartbeat thread"))?;
+    let supervising = start_supervision(town, &config, &stop, held, wake)?;
 
     consumer.run();
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop.set();
     drop(watch);
+    if let Some(supervising) = supervising {
+        let _ = supervising.join();
+    }
     if let Ok(Some(displaced)) = beating.join() {
         // state.json and daemon.pid, wherever they are now, may be a
         // successor's: leave them alone.
@@ -174,6 +179,38 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let _ = std::fs::remove_file(town.pid_file());
     tracing::info!(pid, "daemon stopped");
     Ok(())
+}
+
+/// Supervision runs only when `supervise` names agents, and never in a dry
+/// run (which starts nothing): without it the daemon restarts nothing that
+/// was not requested.
+fn start_supervision(
+    town: &Town,
+    config: &Config,
+    stop: &Arc<StopFlag>,
+    held: Arc<HeldSessions>,
+    tx: SyncSender<Message>,
+) -> Result<Option<std::thread::JoinHandle<()>>, DaemonError> {
+    if config.supervise.is_empty() {
+        return Ok(None);
+    }
+    if config.dry_run {
+        tracing::info!("supervision is off in a dry run: nothing is started");
+        return Ok(None);
+    }
+    let supervisor = supervisor::Supervisor {
+        town: town.clone(),
+        config: config.clone(),
+        tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
+        stop: stop.clone(),
+        held,
+        tx,
+    };
+    std::thread::Builder::new()
+        .name("supervisor".into())
+        .spawn(move || supervisor.run())
+        .map(Some)
+        .map_err(io("cannot start the supervision thread"))
 }
 
 /// notify when it works; polling (a rescan every `poll_interval`) when asked

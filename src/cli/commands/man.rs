@@ -281,7 +281,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "max_parallel",
-        default: "8",
+        default: "32",
         bounds: Some("1 to 256"),
         meaning: "requests for different agents executed at once; one agent's requests always run one at a time, in order",
     },
@@ -296,6 +296,66 @@ pub const KEYS: &[Key] = &[
         default: r#""60s""#,
         bounds: Some("at least 100ms"),
         meaning: "how long a file created directly in the inbox may take to be written",
+    },
+    Key {
+        name: "supervise",
+        default: "[]",
+        bounds: Some("agent names as in a request's from, or \"auto\""),
+        meaning: "agents to keep alive (\"auto\": every agent whose work directory exists); empty: nothing is restarted unless requested",
+    },
+    Key {
+        name: "supervise_interval",
+        default: r#""10s""#,
+        bounds: Some("at least 100ms"),
+        meaning: "how often supervised agents are looked at",
+    },
+    Key {
+        name: "supervise_backoff",
+        default: r#""30s""#,
+        bounds: None,
+        meaning: "the wait before restarting an agent that died again, doubling with each death",
+    },
+    Key {
+        name: "supervise_backoff_max",
+        default: r#""10m""#,
+        bounds: None,
+        meaning: "the longest that wait grows",
+    },
+    Key {
+        name: "quarantine",
+        default: r#""1h""#,
+        bounds: None,
+        meaning: "how long an agent that died max_restarts times within restart_window is left alone",
+    },
+    Key {
+        name: "stable_after",
+        default: r#""10m""#,
+        bounds: None,
+        meaning: "a run this long counts as stable: its death starts the count afresh",
+    },
+    Key {
+        name: "not_a_crash",
+        default: r#"["usage limit"]"#,
+        bounds: None,
+        meaning: "text in a dead pane that marks an exit as not a crash: it does not count toward quarantine",
+    },
+    Key {
+        name: "mass_death",
+        default: "3",
+        bounds: Some("at least 2"),
+        meaning: "this many supervised agents dying within mass_death_window pause supervision",
+    },
+    Key {
+        name: "mass_death_window",
+        default: r#""30s""#,
+        bounds: None,
+        meaning: "the window of mass_death",
+    },
+    Key {
+        name: "mass_death_pause",
+        default: r#""10m""#,
+        bounds: None,
+        meaning: "how long such a pause lasts, unless gt daemon supervise resume",
     },
 ];
 
@@ -338,6 +398,7 @@ fn files(roff: &mut Roff) {
         ("<town>/daemon/daemon.log, daemon.log.1 ...", "the log, rotated by size"),
         ("<town>/daemon/config.json", "settings (CONFIGURATION)"),
         ("<town>/daemon/restart_state.json", "the crash-loop guard's memory (restart_state.dry-run.json for a dry run)"),
+        ("<town>/daemon/supervise.json", "supervision's memory: each agent's state and recent decisions (gt daemon explain)"),
         ("<town>/daemon/shutdown.lock", "written by gt down: no pokes, cycle and restart refused"),
     ] {
         entry(roff, path, what);

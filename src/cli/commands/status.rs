@@ -382,7 +382,7 @@ fn in_progress(town: &Town) -> Vec<InProgress> {
 /// Every agent session known to tmux, to the crash-loop guard or to the
 /// heartbeat, by session name. `panes`: `None` when tmux could not say.
 fn agents(
-    panes: Option<&[crate::tmux::Pane]>,
+    panes: Option<&[crate::tmux::ListedPane]>,
     guard: &[Remembered],
     pokes: &BTreeMap<String, DateTime<Utc>>,
 ) -> Vec<AgentStatus> {
