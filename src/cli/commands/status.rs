@@ -195,7 +195,10 @@ pub fn report(town: &Town) -> Report {
     state.running = holder.is_some();
     state.pid = holder.flatten().unwrap_or(0);
     let releasing = matches!(instance::holder_state(town), instance::Holder::Releasing(_));
-    let crashed = said_running && !state.running && !releasing;
+    // A daemon that stops cleanly says so in state.json before it lets go
+    // of the lock; one still "running" there without holding it (or only
+    // as a dying process, killed) never got to.
+    let crashed = said_running && !state.running;
     if state.town_root.as_os_str().is_empty() {
         state.town_root = town.root().to_path_buf();
     }
