@@ -89,7 +89,10 @@ fn report(sidecar: &Sidecar) -> ExitCode {
             ExitCode::SUCCESS
         }
         (Outcome::Failed, reason) => {
-            println!("failed: {}", reason.as_deref().unwrap_or("no reason given"));
+            println!(
+                "failed: {}",
+                crate::text::escape(reason.as_deref().unwrap_or("no reason given"))
+            );
             ExitCode::FAILURE
         }
     }
