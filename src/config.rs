@@ -24,7 +24,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error(
-        "bad config {path}: key `{key}`: {message}\nhint: see the configuration keys in README.md"
+        "bad config {path}: key `{key}`: {message}\nhint: every key, its default and bounds: `gt man` (CONFIGURATION)"
     )]
     Invalid {
         path: PathBuf,
@@ -150,6 +150,11 @@ fn negative(found: &str) -> String {
 pub struct Config {
     #[serde(deserialize_with = "duration")]
     pub heartbeat_interval: Duration,
+    /// Typed into `gt-mayor` at each heartbeat (empty: not poked).
+    pub mayor_poke_text: String,
+    /// Typed into every `gt-<rig>-witness` at each heartbeat (empty: not
+    /// poked).
+    pub witness_poke_text: String,
     #[serde(deserialize_with = "duration")]
     pub max_request_age: Duration,
     #[serde(deserialize_with = "duration")]
@@ -221,6 +226,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             heartbeat_interval: Duration::from_secs(60),
+            mayor_poke_text: "HEARTBEAT: check your rigs".into(),
+            witness_poke_text: "HEARTBEAT: check your workers".into(),
             max_request_age: Duration::from_secs(6 * 3600),
             rescan_interval: Duration::from_secs(30),
             prime_delay: Duration::from_secs(2),

@@ -17,6 +17,7 @@ mod daemon {
     mod requests;
     mod restart;
     mod state;
+    mod status;
     mod supervision;
     mod systemd;
     mod tmux;

@@ -40,6 +40,7 @@ use crate::request::{Action, Agent, Partial, Request};
 use crate::state::StateStore;
 use crate::supervise::AgentState;
 use crate::testing::Hooks;
+use crate::text::{escape, escape_os};
 use crate::town::Town;
 
 const INTERRUPTED: &str =
@@ -94,6 +95,9 @@ pub(crate) struct Consumer {
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
     pid: u32,
+    /// Outcomes filed since the start, in filing order: each sidecar
+    /// carries its number (`seq`), and the ledger counts them in this order.
+    filed_count: u64,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
@@ -140,6 +144,7 @@ impl Consumer {
             overflow: inlet.overflow,
             stop,
             pid: std::process::id(),
+            filed_count: 0,
             queue: VecDeque::new(),
             settling: Vec::new(),
             unfiled: Vec::new(),
@@ -175,9 +180,9 @@ impl Consumer {
                 Ok(true) => interrupted += 1,
                 Ok(false) => {}
                 Err(e) => tracing::error!(
-                    file = ?name,
+                    file = %escape_os(&name),
                     "cannot recover processing/{}: {e}; left in place",
-                    name.to_string_lossy()
+                    escape_os(&name)
                 ),
             }
         }
@@ -206,12 +211,12 @@ impl Consumer {
     fn recover_one(&mut self, name: &OsStr, tally: &mut Tally) -> io::Result<bool> {
         let source = self.town.processing().join(name);
         if let Some(dir) = filing::half_filed(&self.town, name) {
-            tracing::info!(file = ?name, "finishing the filing of a request that completed before the stop");
+            tracing::info!(file = %escape_os(name), "finishing the filing of a request that completed before the stop");
             rename_unique(&source, &dir, name)?;
             return Ok(false);
         }
         if let Some(sidecar) = self.filer.journaled(name) {
-            tracing::info!(file = ?name, outcome = ?sidecar.outcome,
+            tracing::info!(file = %escape_os(name), outcome = ?sidecar.outcome,
                 "filing a request that ran before the stop with its real outcome");
             self.file(name.to_os_string(), sidecar, tally);
             return Ok(false);
@@ -231,8 +236,9 @@ impl Consumer {
                 (Err(reason), partial) => (reason, partial, false),
             };
         let sidecar = self.sidecar(Err(reason), &partial, original_name);
-        tracing::warn!(file = ?name, from = ?partial.from, action = ?partial.action,
-            reason = sidecar.error.as_deref().unwrap_or_default(), "request left in processing/ by a stopped daemon");
+        tracing::warn!(file = %escape_os(&name), from = %escape(partial.from.as_deref().unwrap_or("-")),
+            action = %escape(partial.action.as_deref().unwrap_or("-")),
+            reason = %escape(sidecar.error.as_deref().unwrap_or_default()), "request left in processing/ by a stopped daemon");
         self.file(name, sidecar, tally);
         Ok(was_valid)
     }
@@ -302,7 +308,7 @@ impl Consumer {
         self.refile_due(&mut tally, true);
         self.record(tally);
         for left in &self.unfiled {
-            tracing::error!(file = ?left.name, error = %left.error,
+            tracing::error!(file = %escape_os(&left.name), error = %left.error,
                 "stopping with an outcome not yet filed; its journal entry in processing/ files it at the next start");
         }
         self.dispatcher.finish();
@@ -313,7 +319,7 @@ impl Consumer {
     fn unclaim(&self, name: &OsStr, why: &str) {
         let source = self.town.processing().join(name);
         if let Err(e) = rename_unique(&source, &self.town.inbox(), name) {
-            tracing::error!(file = ?name, "cannot return a request ({why}) to the inbox: {e}");
+            tracing::error!(file = %escape_os(name), "cannot return a request ({why}) to the inbox: {e}");
         }
     }
 
@@ -450,10 +456,10 @@ impl Consumer {
     fn defer(&mut self, name: OsString, session: String) {
         self.deferred_names.insert(name.clone());
         if self.session_taken(&session) {
-            tracing::debug!(file = ?name, session, "left in the inbox until the agent's earlier request is done");
+            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
             self.deferred.entry(session).or_default().push_back(name);
         } else {
-            tracing::debug!(file = ?name, session, "left in the inbox until a worker is free (max_parallel)");
+            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until a worker is free (max_parallel)");
             self.pool_waiting.push_back(name);
         }
     }
@@ -468,7 +474,9 @@ impl Consumer {
             match self.handle(&name, hint, tally) {
                 Ok(Some(job)) => jobs.push(job),
                 Ok(None) => {}
-                Err(e) => tracing::error!(file = ?name, "cannot handle request file: {e}"),
+                Err(e) => {
+                    tracing::error!(file = %escape_os(&name), "cannot handle request file: {e}")
+                }
             }
             if self.stop.is_set() {
                 break;
@@ -559,7 +567,7 @@ impl Consumer {
                 (_, None) => validate::may_still_be_written(&claimed, bytes),
             };
             if still_writing && original_name.is_none() {
-                tracing::debug!(file = ?claimed_name, "still being written; looking again");
+                tracing::debug!(file = %escape_os(&claimed_name), "still being written; looking again");
                 self.settling.push(Settling {
                     name: claimed_name,
                     hint: Hint::Claimed(announced),
@@ -657,7 +665,7 @@ impl Consumer {
         name: &OsStr,
         e: io::Error,
     ) -> io::Result<Option<(OsString, Option<String>)>> {
-        tracing::error!(file = ?name, "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
+        tracing::error!(file = %escape_os(name), "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
         self.settling.push(Settling {
             name: name.to_os_string(),
             hint: Hint::Scan,
@@ -770,7 +778,7 @@ impl Consumer {
     ) {
         let path = self.town.processing().join(&name);
         if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
-            tracing::error!(file = ?name, "cannot write the record of a supervised restart: {e}");
+            tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
             return;
         }
         self.file(name.clone(), sidecar, tally);
@@ -826,7 +834,8 @@ impl Consumer {
 
     /// Files `processing/NAME` with its outcome, or keeps the outcome to
     /// file later: an executed request's outcome is never dropped.
-    fn file(&mut self, name: OsString, sidecar: Sidecar, tally: &mut Tally) {
+    fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
+        sidecar.seq = Some(self.filed_count + 1);
         let mut result = self.filer.file(&name, &sidecar);
         if result.is_err() && self.heal_dirs() {
             result = self.filer.file(&name, &sidecar);
@@ -835,9 +844,9 @@ impl Consumer {
             Ok(filed) => self.filed(&name, filed, &sidecar, tally),
             Err(e) => {
                 let error = e.to_string();
-                tracing::error!(file = ?name, outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
+                tracing::error!(file = %escape_os(&name), outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
                 if let Err(e) = self.filer.journal(&name, &sidecar) {
-                    tracing::error!(file = ?name, "cannot journal the outcome either ({e}); it is kept in memory");
+                    tracing::error!(file = %escape_os(&name), "cannot journal the outcome either ({e}); it is kept in memory");
                 }
                 self.unfiled.push(Unfiled {
                     name,
@@ -853,7 +862,8 @@ impl Consumer {
 
     /// A request is filed: logged, its journal entry gone, counted once
     /// the ledger has made it durable.
-    fn filed(&self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
+    fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
+        self.filed_count += 1;
         log_outcome(&filed.path, sidecar);
         self.filer.forget_journal(name);
         match sidecar.outcome {
@@ -878,9 +888,10 @@ impl Consumer {
                 continue;
             }
             self.heal_dirs();
+            u.sidecar.seq = Some(self.filed_count + 1);
             match self.filer.file(&u.name, &u.sidecar) {
                 Ok(filed) => {
-                    tracing::info!(file = %filed.path.display(), attempts = u.attempts + 1, "filed an outcome that had to wait");
+                    tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
                     self.filed(&u.name, filed, &u.sidecar, tally);
                 }
                 Err(e) => {
@@ -940,6 +951,7 @@ impl Consumer {
             finished_at: Utc::now(),
             daemon_pid: self.pid,
             original_name,
+            seq: None,
         }
     }
 }
@@ -948,16 +960,17 @@ fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
+/// One line per outcome. Names and fields are whatever an agent wrote:
+/// escaped, so neither log format can carry a forged line or a terminal
+/// control sequence.
 fn log_outcome(path: &Path, s: &Sidecar) {
-    let file = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let from = s.from.as_deref().unwrap_or("-");
-    let action = s.action.as_deref().unwrap_or("-");
+    let file = escape_os(path.file_name().unwrap_or_default());
+    let from = escape(s.from.as_deref().unwrap_or("-"));
+    let action = escape(s.action.as_deref().unwrap_or("-"));
     match &s.error {
         None => tracing::info!(%file, %action, %from, result = "processed", "request processed"),
         Some(reason) => {
+            let reason = escape(reason);
             tracing::warn!(%file, %action, %from, result = "failed", %reason, "request failed")
         }
     }

@@ -75,7 +75,12 @@ impl Executor {
                         .into(),
                 );
             }
-            let guard = CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window);
+            // A dry run keeps its own memory: its restarts ran nothing.
+            let guard = if config.dry_run {
+                CrashLoopGuard::dry_run(&self.town, config.max_restarts, config.restart_window)
+            } else {
+                CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window)
+            };
             match guard.admit(&session, Utc::now()) {
                 Ok(Ok(())) => {}
                 Ok(Err(tripped)) => {

@@ -26,9 +26,6 @@ use crate::state::StateStore;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
 
-pub(crate) const MAYOR_POKE: &str = "HEARTBEAT: check your rigs";
-pub(crate) const WITNESS_POKE: &str = "HEARTBEAT: check your workers";
-
 /// Pruning walks whole directories: often enough to bound them, rarely
 /// enough to cost nothing.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -111,24 +108,32 @@ impl Heartbeat {
     }
 
     fn beat(&self) {
-        let poked = if self.town.shutdown_lock().exists() {
+        let pokes = if self.town.shutdown_lock().exists() {
             if self.quiet.began("shutdown.lock exists") {
                 tracing::info!(
                     "town is shutting down (shutdown.lock): no pokes until it is removed"
                 );
             }
-            0
+            Pokes::default()
         } else if self.dry_run {
             tracing::debug!("dry run: no pokes");
-            0
+            Pokes::default()
         } else {
             self.poke()
         };
+        let poked = pokes.poked.len();
         let pending = inbox::pending_count(&self.town.inbox());
+        let now = Utc::now();
         let result = self.state.update(|s| {
-            s.last_heartbeat = Some(Utc::now());
+            s.last_heartbeat = Some(now);
             s.heartbeat_count += 1;
             s.inbox_pending = pending;
+            if let Some(sessions) = &pokes.sessions {
+                s.last_pokes.retain(|session, _| sessions.contains(session));
+            }
+            for session in pokes.poked {
+                s.last_pokes.insert(session, now);
+            }
         });
         match result {
             Ok(()) => tracing::debug!(poked, pending, "heartbeat"),
@@ -136,8 +141,8 @@ impl Heartbeat {
         }
     }
 
-    /// Pokes the Mayor and every Witness; returns how many were poked.
-    fn poke(&self) -> usize {
+    /// Pokes the Mayor and every Witness.
+    fn poke(&self) -> Pokes {
         // Each condition is logged when it begins and when it ends: a town
         // without agents would otherwise log the same line every beat.
         let sessions = match self.tmux.list_sessions() {
@@ -153,7 +158,10 @@ impl Heartbeat {
                 } else {
                     tracing::debug!("heartbeat: still no tmux server");
                 }
-                return 0;
+                return Pokes {
+                    sessions: Some(Vec::new()),
+                    ..Pokes::default()
+                };
             }
             Err(e) => {
                 let why = format!("cannot list tmux sessions: {e}");
@@ -162,28 +170,44 @@ impl Heartbeat {
                 } else {
                     tracing::debug!("heartbeat: {why}");
                 }
-                return 0;
+                return Pokes::default();
             }
         };
-        let mut poked = 0;
-        for session in sessions {
+        let config = self.config.get();
+        let mut poked = Vec::new();
+        for session in &sessions {
+            let session = session.clone();
             let text = if session == "gt-mayor" {
-                MAYOR_POKE
+                &config.mayor_poke_text
             } else if session.starts_with("gt-") && session.ends_with("-witness") {
-                WITNESS_POKE
+                &config.witness_poke_text
             } else {
                 continue;
             };
+            if text.is_empty() {
+                continue;
+            }
             self.service.alive();
             match self
                 .held
                 .unless_held(&session, || self.tmux.send_line(&session, text))
             {
-                Some(Ok(())) => poked += 1,
+                Some(Ok(())) => poked.push(session),
                 Some(Err(e)) => tracing::warn!(session, "heartbeat: cannot poke: {e}"),
                 None => tracing::debug!(session, "heartbeat: not poking a session being restarted"),
             }
         }
-        poked
+        Pokes {
+            poked,
+            sessions: Some(sessions),
+        }
     }
+}
+
+/// What one beat's pokes did: the sessions poked, and the sessions that
+/// exist (`None` when tmux could not say).
+#[derive(Debug, Default)]
+struct Pokes {
+    poked: Vec<String>,
+    sessions: Option<Vec<String>>,
 }

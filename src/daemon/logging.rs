@@ -236,7 +236,13 @@ pub(crate) fn init(
     );
     let writer = Mutex::new(rotating);
     let file_layer = match options.format {
-        LogFormat::Text => fmt::layer().with_ansi(false).with_writer(writer).boxed(),
+        // Text lines carry the time as `status` and `requests` show it;
+        // JSON keeps RFC 3339 for the machines that read it.
+        LogFormat::Text => fmt::layer()
+            .with_ansi(false)
+            .with_timer(crate::text::LogClock)
+            .with_writer(writer)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(false)
@@ -249,6 +255,7 @@ pub(crate) fn init(
         (Stderr::Quiet, _) => None,
         (Stderr::Terminal, LogFormat::Text) => Some(
             fmt::layer()
+                .with_timer(crate::text::LogClock)
                 .with_ansi(colour)
                 .with_writer(std::io::stderr)
                 .boxed(),
@@ -269,6 +276,7 @@ pub(crate) fn init(
         ),
         (_, LogFormat::Text) => Some(
             fmt::layer()
+                .with_timer(crate::text::LogClock)
                 .with_ansi(false)
                 .with_writer(std::io::stderr)
                 .boxed(),

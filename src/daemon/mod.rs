@@ -103,6 +103,9 @@ pub(crate) fn run(
     };
     spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm, reloader)
         .map_err(io("cannot install signal handlers"))?;
+    if let Some(delay) = hooks.start_delay {
+        stop.wait(delay);
+    }
 
     let state = Arc::new(StateStore::new(
         town.state_file(),
@@ -112,6 +115,8 @@ pub(crate) fn run(
             town_root: town.root().to_path_buf(),
             version: env!("CARGO_PKG_VERSION").into(),
             dry_run: config.dry_run,
+            heartbeat_interval_secs: Some(config.heartbeat_interval.as_secs()),
+            tmux_socket: config.tmux_socket.clone(),
             ..State::default()
         },
     ));
@@ -149,6 +154,7 @@ pub(crate) fn run(
         .update(|s| {
             s.running = true;
             s.started_at = Some(Utc::now());
+            s.watch_mode = Some(if watch.is_some() { "notify" } else { "poll" }.into());
         })
         .map_err(io("cannot write state.json"))?;
     service.ready();

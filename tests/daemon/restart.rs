@@ -23,8 +23,11 @@ fn restart_keeps_dry_run_and_leaves_the_daemon_alone_when_the_new_one_could_not_
             .contains(&format!("Daemon stopped (PID {first})")),
         "{out:#?}"
     );
-    let started = out.stdout.lines().last().unwrap_or_default();
-    assert!(started.starts_with("Daemon started"), "{out:#?}");
+    let started = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Daemon started"))
+        .unwrap_or_else(|| panic!("no \"Daemon started\": {out:#?}"));
     let second = parse_pid(started).unwrap();
     assert_ne!(second, first);
     t.wait_until("the first daemon gone", DEADLINE, || {
@@ -53,11 +56,20 @@ fn restart_keeps_dry_run_and_leaves_the_daemon_alone_when_the_new_one_could_not_
     let out = t.gt(&["daemon", "restart"]);
     out.assert_ok("restart of a stopped daemon");
     assert!(out.stdout.contains("Daemon was not running"), "{out:#?}");
-    let third = parse_pid(out.stdout.lines().last().unwrap_or_default()).unwrap();
+    let third = started_pid(&out.stdout);
     assert_eq!(t.state()["dry_run"], false);
     let out = t.gt(&["daemon", "restart"]);
     out.assert_ok("restart");
-    let fourth = parse_pid(out.stdout.lines().last().unwrap_or_default()).unwrap();
+    let fourth = started_pid(&out.stdout);
     assert_ne!(fourth, third);
     assert_eq!(t.state()["dry_run"], false);
+}
+
+/// The PID a start (or restart) reported in its "Daemon started" line.
+fn started_pid(stdout: &str) -> u32 {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("Daemon started"))
+        .and_then(parse_pid)
+        .unwrap_or_else(|| panic!("no \"Daemon started (PID N)\" in {stdout:?}"))
 }

@@ -43,6 +43,9 @@ pub struct Args {
     /// (waiting for the log when there is none yet).
     #[arg(short, long)]
     pub follow: bool,
+    /// Show the times of text lines in local time ($TZ) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Debug, Error)]
@@ -57,8 +60,13 @@ pub enum LogsError {
 
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let path = town.log_file();
-    let mut stdout = io::stdout().lock();
-    match show(&path, args.lines, args.follow, &mut stdout) {
+    // Lines are shown escaped: a log written by an older daemon, or
+    // anything else that wrote into it, must not reach the terminal raw.
+    let mut stdout =
+        crate::text::SafeLines::new(io::stdout().lock(), crate::text::Zone::local_if(args.local));
+    let shown = show(&path, args.lines, args.follow, &mut stdout)
+        .and_then(|()| stdout.finish().map_err(LogsError::Stdout));
+    match shown {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // The reader went away (`gt daemon logs -f | head`): a normal end.
         Err(LogsError::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod explain;
 pub mod install;
 pub mod logs;
+pub mod man;
 pub mod requests;
 pub mod restart;
 pub mod retry;

@@ -54,6 +54,9 @@ pub struct Args {
     /// Print JSON on stdout: an array (with --follow, one object per line).
     #[arg(long)]
     pub json: bool,
+    /// Show times in local time ($TZ) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
 }
 
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
@@ -80,21 +83,25 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
 fn outcomes(town: &Town, which: Which, args: &Args) -> io::Result<()> {
     let entries = history::recent(town, which, args.limit);
     if args.json {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &entries)?;
-        writeln!(out)?;
-        return Ok(());
+        return crate::text::write_json(&mut io::stdout().lock(), &entries);
     }
     let mut out = anstream::stdout().lock();
     if entries.is_empty() {
-        writeln!(
-            out,
-            "No requests filed yet in {}",
-            town.daemon_dir().display()
-        )?;
+        if args.limit > 0 {
+            let what = match which {
+                Which::All => "No requests filed yet",
+                Which::Failed => "No failed requests",
+                Which::Processed => "No processed requests",
+            };
+            writeln!(
+                out,
+                "{what} in {}",
+                crate::text::escape_os(town.daemon_dir().as_os_str())
+            )?;
+        }
         return Ok(());
     }
-    let table = Table::for_entries(&entries);
+    let table = Table::for_entries(&entries, crate::text::Zone::local_if(args.local));
     table.header(&mut out)?;
     for e in &entries {
         table.row(&mut out, e)?;
@@ -104,30 +111,42 @@ fn outcomes(town: &Town, which: Which, args: &Args) -> io::Result<()> {
 
 /// The outcome table: a file column as wide as the names shown.
 struct Table {
+    agent_width: usize,
     file_width: usize,
+    zone: crate::text::Zone,
 }
 
+/// The widest an agent or action cell gets; the full value is in `--json`.
+const CELL_MAX: usize = 48;
+
 impl Table {
-    fn for_entries(entries: &[Entry]) -> Table {
-        let file_width = entries
-            .iter()
-            .map(|e| shown(&e.file).len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        Table { file_width }
+    /// Columns as wide as the longest cell of `entries` (agent and action
+    /// cut at CELL_MAX; the file name never, it is what `retry` takes).
+    fn for_entries(entries: &[Entry], zone: crate::text::Zone) -> Table {
+        let widest = |cell: fn(&Entry) -> String, min: usize| {
+            entries
+                .iter()
+                .map(|e| cell(e).chars().count())
+                .max()
+                .unwrap_or(min)
+                .max(min)
+        };
+        Table {
+            agent_width: widest(|e| agent(e).into_owned(), 20),
+            file_width: widest(|e| shown(&e.file).into_owned(), 4),
+            zone,
+        }
     }
 
     fn header(&self, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
-            "{:<19}  {:<20}  {:<8}  {:<9}  {:<w$}  REASON",
-            "TIME (UTC)",
-            "AGENT",
+            "{}  {}  {:<8}  {:<9}  {}  REASON",
+            crate::text::pad("TIME", 20),
+            crate::text::pad("AGENT", self.agent_width),
             "ACTION",
             "OUTCOME",
-            "FILE",
-            w = self.file_width
+            crate::text::pad("FILE", self.file_width),
         )
     }
 
@@ -141,27 +160,31 @@ impl Table {
             Outcome::Processed => (green, "processed"),
             Outcome::Failed => (red, "failed"),
         };
+        let action =
+            crate::text::clip(&shown(s.action.as_deref().unwrap_or("-")), CELL_MAX).into_owned();
         let row = format!(
-            "{:<19}  {:<20}  {:<8}  {style}{outcome:<9}{style:#}  {:<w$}  {}",
-            s.finished_at.format("%Y-%m-%d %H:%M:%S"),
-            shown(s.from.as_deref().unwrap_or("-")),
-            shown(s.action.as_deref().unwrap_or("-")),
-            shown(&e.file),
+            "{}  {}  {}  {style}{outcome:<9}{style:#}  {}  {}",
+            crate::text::pad(&crate::text::time(s.finished_at, self.zone), 20),
+            crate::text::pad(&agent(e), self.agent_width),
+            crate::text::pad(&action, 8),
+            crate::text::pad(&shown(&e.file), self.file_width),
             shown(s.error.as_deref().unwrap_or("")),
-            w = self.file_width
         );
         writeln!(out, "{}", row.trim_end())
     }
 }
 
+fn agent(e: &Entry) -> Cow<'_, str> {
+    Cow::Owned(
+        crate::text::clip(&shown(e.sidecar.from.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+    )
+}
+
 /// Untrusted text (names and fields of requests) made safe for a
 /// terminal: control characters are escaped, the rest is left as it is.
+/// Untrusted text (names and fields agents wrote), safe for a terminal.
 fn shown(text: &str) -> Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        Cow::Owned(text.chars().flat_map(char::escape_default).collect())
-    } else {
-        Cow::Borrowed(text)
-    }
+    crate::text::escape(text)
 }
 
 /// Prints the last `limit` outcomes, then each one filed from then on. A
@@ -182,7 +205,7 @@ fn follow(town: &Town, which: Which, args: &Args) -> io::Result<()> {
     }
     let mut last = history::recent(town, which, args.limit);
     last.reverse(); // oldest first, as a log reads
-    let mut table = Table::for_entries(&last);
+    let mut table = Table::for_entries(&last, crate::text::Zone::local_if(args.local));
     table.file_width = table.file_width.max(36); // names from `send` are 36 long
     if !args.json {
         let mut out = anstream::stdout().lock();
@@ -202,7 +225,7 @@ fn follow(town: &Town, which: Which, args: &Args) -> io::Result<()> {
                         continue;
                     };
                     new.push(Entry {
-                        file: name.to_string_lossy().into_owned(),
+                        file: crate::text::escape_os(&name).into_owned(),
                         path,
                         sidecar,
                     });
@@ -300,10 +323,7 @@ fn pending(town: &Town, args: &Args) -> io::Result<()> {
     }
 
     if args.json {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
+        return crate::text::write_json(&mut io::stdout().lock(), &rows);
     }
     let mut out = anstream::stdout().lock();
     if rows.is_empty() {
@@ -330,7 +350,7 @@ fn pending(town: &Town, args: &Args) -> io::Result<()> {
             "{:<11}  {:<19}  {:<20}  {:<8}  {:<file_width$}",
             r.state.replace('_', " "),
             r.since
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .map(|t| crate::text::time(t, crate::text::Zone::local_if(args.local)))
                 .unwrap_or_else(|| "-".into()),
             shown(r.from.as_deref().unwrap_or("-")),
             shown(r.action.as_deref().unwrap_or("-")),
@@ -362,7 +382,7 @@ fn unfiled(dir: &Path, name: OsString, state: &'static str, since: Option<System
             .and_then(|v| v.get(key)?.as_str().map(str::to_string))
     };
     Unfiled {
-        file: name.to_string_lossy().into_owned(),
+        file: crate::text::escape_os(&name).into_owned(),
         from: field("from"),
         action: field("action"),
         path,

@@ -61,6 +61,7 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
             dry_run,
             timeout: args.timeout,
             checked: true,
+            log: crate::cli::LogArgs::default(),
         },
         log,
     )

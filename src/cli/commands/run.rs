@@ -29,6 +29,8 @@ pub struct Args {
     /// under systemd).
     #[arg(long)]
     pub log_stderr: bool,
+    #[command(flatten)]
+    pub log: crate::cli::LogArgs,
 }
 
 pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<ExitCode> {
