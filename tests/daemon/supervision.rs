@@ -195,6 +195,17 @@ fn a_shutdown_request_is_not_undone_by_supervision() {
     });
     assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
     assert!(explain(&t, "mayor").contains("stopped on request"));
+    let status = t.status_json();
+    assert_eq!(
+        status["supervision"]["agents"]["gt-mayor"]["state"], "stopped_on_request",
+        "{status:#}"
+    );
+    assert_eq!(
+        status["supervision"]["agents"]["gt-deacon"]["state"],
+        "running"
+    );
+    let text = t.gt(&["daemon", "status"]).stdout;
+    assert!(text.contains("gt-mayor: stopped on request"), "{text}");
     // A restart request puts it back under supervision.
     t.send_wait("restart", "mayor", &["--timeout", "20s"])
         .assert_ok("restart");

@@ -98,6 +98,9 @@ pub struct Report {
     pub agents: Vec<AgentStatus>,
     /// Sessions the crash-loop guard remembers, held ones first.
     pub guard: Vec<Guarded>,
+    /// Supervision (config `supervise`): whether it is paused, and each
+    /// supervised agent's state; null when supervision is off.
+    pub supervision: Option<Supervision>,
     pub recent_failures: Vec<Entry>,
     pub warnings: Vec<String>,
 }
@@ -312,10 +315,72 @@ pub fn report(town: &Town) -> Report {
                 held_until: g.held_until,
             })
             .collect(),
+        supervision: supervision(town),
         recent_failures: history::recent(town, Which::Failed, 3),
         warnings,
         state,
     }
+}
+
+/// What supervision said of itself (daemon/supervise.json), when the
+/// config asks for it.
+#[derive(Debug, Serialize)]
+pub struct Supervision {
+    pub paused: Option<crate::supervise::Paused>,
+    /// Session → state (`running`, `backoff`, `quarantined`,
+    /// `stopped_on_request`) with its times and reason.
+    pub agents: std::collections::BTreeMap<String, crate::supervise::AgentState>,
+}
+
+fn supervision(town: &Town) -> Option<Supervision> {
+    let on = Config::load(&town.config_file()).is_ok_and(|c| !c.supervise.is_empty());
+    if !on {
+        return None;
+    }
+    let memory = crate::supervise::load(town);
+    Some(Supervision {
+        paused: memory.paused,
+        agents: memory
+            .agents
+            .into_iter()
+            .map(|(session, a)| (session, a.state))
+            .collect(),
+    })
+}
+
+/// One line per supervised agent, in words.
+fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
+    use crate::supervise::AgentState;
+    let mut lines = Vec::new();
+    if let Some(p) = &s.paused {
+        lines.push(format!(
+            "PAUSED until {}: {} (gt daemon supervise resume)",
+            crate::text::time(p.until, zone),
+            escape(&p.why)
+        ));
+    }
+    for (session, state) in &s.agents {
+        let what = match state {
+            AgentState::Unknown => "not looked at yet".to_string(),
+            AgentState::Running { since } => {
+                format!("running since {}", crate::text::time(*since, zone))
+            }
+            AgentState::Backoff { until } => {
+                format!("backoff until {}", crate::text::time(*until, zone))
+            }
+            AgentState::Quarantined { until, why } => format!(
+                "quarantined until {} ({})",
+                crate::text::time(*until, zone),
+                escape(why)
+            ),
+            AgentState::StoppedOnRequest { since } => format!(
+                "stopped on request since {} (gt daemon supervise resume {session})",
+                crate::text::time(*since, zone)
+            ),
+        };
+        lines.push(format!("{session}: {what}"));
+    }
+    lines
 }
 
 /// The running daemon's settings as it recorded them in state.json; else
@@ -620,6 +685,12 @@ fn print_text(town: &Town, r: &Report, zone: Zone) -> std::io::Result<()> {
         }
         if r.recent_failures.len() == 3 {
             writeln!(out, "    {dim}(more: gt daemon requests --failed; retry one: gt daemon retry FILE){dim:#}")?;
+        }
+    }
+    if let Some(s) = &r.supervision {
+        writeln!(out, "  supervision:")?;
+        for line in supervision_lines(s, zone) {
+            writeln!(out, "    {line}")?;
         }
     }
     if r.agents.iter().any(|a| a.held) {
