@@ -4,6 +4,7 @@
 //! agent, with a message naming the key, so unknown keys are refused.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,6 +75,37 @@ impl std::fmt::Display for CommandLine {
     }
 }
 
+/// Where the metrics endpoint listens: `IP:PORT`, or an absolute path for
+/// a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.starts_with('/') {
+            return Ok(ListenAddr::Unix(text.into()));
+        }
+        text.parse().map(ListenAddr::Tcp).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is neither IP:PORT (such as 127.0.0.1:9464) nor an absolute unix socket path"
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -108,6 +140,18 @@ pub struct Config {
     pub agent_commands: BTreeMap<String, CommandLine>,
     pub prime_text: String,
     pub tmux_socket: Option<String>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (README "Monitoring").
+    pub metrics_listen: Option<ListenAddr>,
+    /// Allow a `metrics_listen` address beyond this machine (it has no
+    /// authentication).
+    pub metrics_allow_remote: bool,
+    /// Run on events a person must act on, the event as JSON on stdin.
+    pub notify_command: Option<CommandLine>,
+    #[serde(deserialize_with = "duration")]
+    pub notify_timeout: Duration,
+    /// The same event is sent at most once within this window.
+    #[serde(deserialize_with = "duration")]
+    pub notify_window: Duration,
     pub watch_mode: WatchMode,
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
@@ -146,6 +190,11 @@ impl Default for Config {
             agent_commands: BTreeMap::new(),
             prime_text: "gt prime".into(),
             tmux_socket: None,
+            metrics_listen: None,
+            metrics_allow_remote: false,
+            notify_command: None,
+            notify_timeout: Duration::from_secs(10),
+            notify_window: Duration::from_secs(3600),
             watch_mode: WatchMode::Notify,
             poll_interval: Duration::from_secs(1),
             dry_run: false,
@@ -223,10 +272,14 @@ impl Config {
         for (key, value) in [
             ("tmux_timeout", self.tmux_timeout),
             ("write_timeout", self.write_timeout),
+            ("notify_timeout", self.notify_timeout),
         ] {
             if value < Duration::from_millis(100) {
                 return bad(key, "must be at least 100ms");
             }
+        }
+        if let Some(problem) = self.metrics_listen_problem() {
+            return bad("metrics_listen", &problem);
         }
         if self.log_max_bytes < 1024 {
             return bad("log_max_bytes", "must be at least 1024");
@@ -250,6 +303,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Loopback only unless `metrics_allow_remote`: the endpoints answer
+    /// anyone who can connect.
+    fn metrics_listen_problem(&self) -> Option<String> {
+        match self.metrics_listen.as_ref()? {
+            ListenAddr::Tcp(addr) if !addr.ip().is_loopback() && !self.metrics_allow_remote => Some(format!(
+                "{addr} is not a loopback address and the metrics endpoints have no authentication; \
+                 use 127.0.0.1 or [::1] (behind a proxy), or set metrics_allow_remote: true"
+            )),
+            // sun_path holds 108 bytes with its terminating NUL.
+            ListenAddr::Unix(path) if path.as_os_str().len() > 107 => Some(format!(
+                "unix socket path is {} bytes long, at most 107",
+                path.as_os_str().len()
+            )),
+            _ => None,
+        }
     }
 
     /// The agent command for a role, falling back to `agent_command`.
@@ -290,6 +360,28 @@ mod tests {
         let (key, msg) = Config::parse(br#"{"prime_delay": "soon"}"#).unwrap_err();
         assert_eq!(key, "prime_delay");
         assert!(msg.contains("not a duration"), "{msg}");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        let c = Config::parse(br#"{"metrics_listen": "127.0.0.1:9464"}"#).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(ListenAddr::Tcp(([127, 0, 0, 1], 9464).into()))
+        );
+        let c = Config::parse(br#"{"metrics_listen": "/run/gt/metrics.sock"}"#).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(ListenAddr::Unix("/run/gt/metrics.sock".into()))
+        );
+        let (key, msg) = Config::parse(br#"{"metrics_listen": "0.0.0.0:9464"}"#).unwrap_err();
+        assert_eq!(key, "metrics_listen");
+        assert!(msg.contains("metrics_allow_remote"), "{msg}");
+        Config::parse(br#"{"metrics_listen": "0.0.0.0:9464", "metrics_allow_remote": true}"#)
+            .unwrap();
+        let (key, msg) = Config::parse(br#"{"metrics_listen": "localhost"}"#).unwrap_err();
+        assert_eq!(key, "metrics_listen");
+        assert!(msg.contains("IP:PORT"), "{msg}");
     }
 
     #[test]

@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::alert::Event;
 use super::dispatch::{Dispatcher, Done, Job};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filer};
 use super::ledger::{self, Ledger, Tally};
+use super::metrics::Monitoring;
 use super::stop::StopFlag;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
@@ -106,9 +108,15 @@ pub(crate) struct Consumer {
     rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
+    monitoring: Monitoring,
+    /// When each request in `processing/` was claimed, for the duration
+    /// metric; bounded, like `processing/`, by the requests in hand.
+    claimed_at: HashMap<OsString, Instant>,
 }
 
 impl Consumer {
+    // The consumer meets every other part of the daemon; `run` wires it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         town: &Town,
         config: &Config,
@@ -117,6 +125,7 @@ impl Consumer {
         stop: Arc<StopFlag>,
         held: Arc<HeldSessions>,
         hooks: &Hooks,
+        monitoring: Monitoring,
     ) -> io::Result<Self> {
         let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
         let dispatcher = Dispatcher::start(config.max_parallel, executor.clone(), inlet.wake)?;
@@ -142,6 +151,8 @@ impl Consumer {
             rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
+            monitoring,
+            claimed_at: HashMap::new(),
         })
     }
 
@@ -550,6 +561,7 @@ impl Consumer {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
+                    self.claimed_at.remove(&claimed_name);
                     let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
                     self.defer(back, session);
                     return Ok(None);
@@ -593,6 +605,7 @@ impl Consumer {
             match rename_unique(&source, &self.town.processing(), &target) {
                 Ok(path) => {
                     let claimed = path.file_name().unwrap_or(&target).to_os_string();
+                    self.claimed_at.insert(claimed.clone(), Instant::now());
                     return Ok(Some((claimed, original)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => {
@@ -666,6 +679,7 @@ impl Consumer {
         match result {
             Ok(filed) => {
                 log_outcome(&filed.path, &sidecar);
+                self.count_filed(&name, &sidecar);
                 self.filer.forget_journal(&name);
                 match sidecar.outcome {
                     Outcome::Processed => tally.processed += 1,
@@ -710,6 +724,7 @@ impl Consumer {
                 Ok(filed) => {
                     tracing::info!(file = %filed.path.display(), attempts = u.attempts + 1, "filed an outcome that had to wait");
                     log_outcome(&filed.path, &u.sidecar);
+                    self.count_filed(&u.name, &u.sidecar);
                     self.filer.forget_journal(&u.name);
                     match u.sidecar.outcome {
                         Outcome::Processed => tally.processed += 1,
@@ -735,10 +750,25 @@ impl Consumer {
         }
     }
 
-    /// Tells `status` how many outcomes wait to be filed, and why.
+    fn count_filed(&mut self, name: &OsStr, sidecar: &Sidecar) {
+        let took = self.claimed_at.remove(name).map(|at| at.elapsed());
+        self.monitoring
+            .metrics
+            .filed(sidecar.outcome, sidecar.action.as_deref(), took);
+    }
+
+    /// Tells `status`, the metrics and a person (`notify_command`) how
+    /// many outcomes wait to be filed, and why.
     fn publish_unfiled(&self) {
         let count = self.unfiled.len() as u64;
         let error = self.unfiled.first().map(|u| u.error.clone());
+        self.monitoring.metrics.unfiled(count, error.as_deref());
+        if let (1.., Some(error)) = (count, &error) {
+            self.monitoring.alerts.send(Event::FilingFailing {
+                unfiled: count,
+                error: error.clone(),
+            });
+        }
         if let Err(e) = self.state.update(|s| {
             s.outcomes_unfiled = count;
             s.filing_error = error;

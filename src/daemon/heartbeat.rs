@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::execute::HeldSessions;
+use super::metrics::Metrics;
 use super::retention;
 use super::stop::StopFlag;
 use super::watch::Message;
@@ -49,6 +50,7 @@ pub(crate) struct Heartbeat {
     pub ownership: Ownership,
     /// Wakes the consumer when the heartbeat stops the daemon.
     pub wake: SyncSender<Message>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Heartbeat {
@@ -109,6 +111,7 @@ impl Heartbeat {
             s.heartbeat_count += 1;
             s.inbox_pending = pending;
         });
+        self.metrics.heartbeat();
         match result {
             Ok(()) => tracing::debug!(poked, pending, "heartbeat"),
             Err(e) => tracing::error!("heartbeat cannot write state.json: {e}"),

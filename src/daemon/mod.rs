@@ -7,8 +7,11 @@
 //! to look at) → [`consumer`] (claim by rename, then drive the rest) →
 //! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
 //! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
-//! [`logging`] and the [`stop`] switch.
+//! [`logging`], the [`stop`] switch, and for whoever watches the daemon
+//! [`metrics`] (`/metrics`, `/healthz`, `/readyz`) and [`alert`]
+//! (`notify_command`).
 
+pub(crate) mod alert;
 pub(crate) mod consumer;
 pub(crate) mod dispatch;
 pub(crate) mod execute;
@@ -16,6 +19,7 @@ pub(crate) mod filing;
 pub(crate) mod heartbeat;
 pub(crate) mod ledger;
 pub(crate) mod logging;
+pub(crate) mod metrics;
 pub(crate) mod retention;
 pub(crate) mod stop;
 pub(crate) mod validate;
@@ -39,6 +43,7 @@ use crate::town::{Town, TownError};
 use consumer::{Consumer, Inlet};
 use execute::HeldSessions;
 use heartbeat::Heartbeat;
+use metrics::{Metrics, Monitoring, Watching};
 use stop::StopFlag;
 use watch::Message;
 
@@ -54,6 +59,8 @@ pub(crate) enum DaemonError {
     Instance(#[from] InstanceError),
     #[error("this daemon no longer owns its town, so it stops: {0}")]
     Displaced(Displaced),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -81,6 +88,15 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let (tx, rx) = sync_channel(hooks.channel_capacity.unwrap_or(CHANNEL_CAPACITY));
     spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm)
         .map_err(io("cannot install signal handlers"))?;
+    let metrics = Metrics::new(town, &config);
+    metrics.locked(true);
+    // Served from here on, so /readyz can say what start-up is waiting for.
+    let server = match &config.metrics_listen {
+        Some(listen) => Some(metrics::serve(listen, metrics.clone(), stop.clone())?),
+        None => None,
+    };
+    let alerts = alert::start(town, &config, metrics.clone(), stop.clone())
+        .map_err(io("cannot start the notifier thread"))?;
 
     let state = Arc::new(StateStore::new(
         town.state_file(),
@@ -96,6 +112,11 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let overflow = Arc::new(AtomicBool::new(false));
     let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
+    metrics.watching(match (&watch, config.watch_mode) {
+        (Some(_), _) => Watching::Notify,
+        (None, WatchMode::Poll) => Watching::Poll,
+        (None, WatchMode::Notify) => Watching::PollFallback,
+    });
     let inlet = Inlet {
         rx,
         wake: wake.clone(),
@@ -111,6 +132,10 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         stop.clone(),
         held.clone(),
         hooks,
+        Monitoring {
+            metrics: metrics.clone(),
+            alerts,
+        },
     )
     .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
@@ -122,6 +147,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
             "requests left in processing/ by a stopped daemon were filed as failed"
         );
     }
+    metrics.recovered();
 
     state
         .update(|s| {
@@ -144,6 +170,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         held,
         ownership: instance.ownership(),
         wake,
+        metrics: metrics.clone(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
@@ -155,6 +182,8 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop.set();
     drop(watch);
+    metrics.locked(false);
+    drop(server);
     if let Ok(Some(displaced)) = beating.join() {
         // state.json and daemon.pid, wherever they are now, may be a
         // successor's: leave them alone.
