@@ -11,6 +11,7 @@ mod daemon {
     mod lifecycle;
     mod lock_faults;
     mod log_rotation;
+    mod metrics;
     mod parallel;
     mod requests;
     mod state;
