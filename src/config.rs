@@ -171,6 +171,36 @@ pub struct Config {
     /// written (its close-write event, or content that parses, ends it).
     #[serde(deserialize_with = "duration")]
     pub write_timeout: Duration,
+    /// Agents to keep alive (as in a request's `from`), or `"auto"` for
+    /// every agent whose work directory exists; empty: no supervision.
+    pub supervise: Vec<String>,
+    /// How often supervised agents are checked.
+    #[serde(deserialize_with = "duration")]
+    pub supervise_interval: Duration,
+    /// The wait before restarting an agent that died again, doubling with
+    /// each death up to `supervise_backoff_max`.
+    #[serde(deserialize_with = "duration")]
+    pub supervise_backoff: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub supervise_backoff_max: Duration,
+    /// How long an agent that died `max_restarts` times within
+    /// `restart_window` is left alone before it is tried again.
+    #[serde(deserialize_with = "duration")]
+    pub quarantine: Duration,
+    /// A run this long counts as stable: its death starts the count afresh.
+    #[serde(deserialize_with = "duration")]
+    pub stable_after: Duration,
+    /// Text in a dead pane that marks an exit as not a crash (a usage
+    /// limit, say): it does not count toward quarantine.
+    pub not_a_crash: Vec<String>,
+    /// This many supervised agents dying within `mass_death_window` pause
+    /// supervision (a tmux server crash, the machine out of memory).
+    pub mass_death: usize,
+    #[serde(deserialize_with = "duration")]
+    pub mass_death_window: Duration,
+    /// How long such a pause lasts unless `gt daemon supervise resume`.
+    #[serde(deserialize_with = "duration")]
+    pub mass_death_pause: Duration,
 }
 
 impl Default for Config {
@@ -205,6 +235,16 @@ impl Default for Config {
             max_parallel: 8,
             tmux_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
+            supervise: Vec::new(),
+            supervise_interval: Duration::from_secs(10),
+            supervise_backoff: Duration::from_secs(30),
+            supervise_backoff_max: Duration::from_secs(600),
+            quarantine: Duration::from_secs(3600),
+            stable_after: Duration::from_secs(600),
+            not_a_crash: vec!["usage limit".into()],
+            mass_death: 3,
+            mass_death_window: Duration::from_secs(30),
+            mass_death_pause: Duration::from_secs(600),
         }
     }
 }
@@ -265,6 +305,19 @@ impl Config {
             if value.is_zero() {
                 return bad(key, "must be greater than zero");
             }
+        }
+        for (i, agent) in self.supervise.iter().enumerate() {
+            if agent != "auto" {
+                if let Err(e) = crate::request::Agent::parse(agent) {
+                    return bad(&format!("supervise[{i}]"), &e.0);
+                }
+            }
+        }
+        if self.mass_death < 2 {
+            return bad("mass_death", "must be at least 2");
+        }
+        if self.supervise_interval < Duration::from_millis(100) {
+            return bad("supervise_interval", "must be at least 100ms");
         }
         if !(1..=256).contains(&self.max_parallel) {
             return bad("max_parallel", "must be between 1 and 256");

@@ -11,16 +11,13 @@
 //! have all left the window, and keeps at most [`MAX_SESSIONS`] sessions.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::fs::write_atomic;
 use crate::town::Town;
 
 /// Sessions remembered at most. Far more than a town has agents; past it
@@ -95,30 +92,14 @@ impl CrashLoopGuard {
         now: DateTime<Utc>,
         f: impl FnOnce(&mut Record) -> (T, bool),
     ) -> io::Result<T> {
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)?;
-        rustix::fs::flock(&lock, FlockOperation::LockExclusive)?;
-        let mut record: Record = match std::fs::read(&self.file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(file = %self.file.display(), "unreadable restart state, starting afresh: {e}");
-                Record::default()
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Record::default(),
-            Err(e) => return Err(e),
-        };
-        let (out, changed) = f(&mut record);
-        if changed {
-            record.prune(now, self.window(), self.max_sessions);
-            write_atomic(
-                &self.file,
-                &serde_json::to_vec_pretty(&record).map_err(io::Error::other)?,
-                None,
-            )?;
-        }
-        Ok(out)
+        let (window, max) = (self.window(), self.max_sessions);
+        crate::fs::locked_update(&self.file, &self.lock, |record: &mut Record| {
+            let (out, changed) = f(record);
+            if changed {
+                record.prune(now, window, max);
+            }
+            (out, changed)
+        })
     }
 
     /// Records a restart of `session` at `now` unless the guard is tripped.

@@ -71,6 +71,41 @@ pub(crate) fn variant(name: &OsStr, attempt: u32) -> OsString {
     OsString::from_vec(out)
 }
 
+/// Read-modify-write of the JSON file `file` under an exclusive `flock` on
+/// `lock`, so the daemon and a command changing the same file at once never
+/// lose each other's update. A missing or unreadable file starts from the
+/// default (logged); `change` returns its answer and whether to write.
+pub(crate) fn locked_update<T, R>(
+    file: &Path,
+    lock: &Path,
+    change: impl FnOnce(&mut T) -> (R, bool),
+) -> io::Result<R>
+where
+    T: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock)?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+    let mut value: T = match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(file = %file.display(), "unreadable, starting afresh: {e}");
+            T::default()
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => T::default(),
+        Err(e) => return Err(e),
+    };
+    let (answer, changed) = change(&mut value);
+    if changed {
+        let mut bytes = serde_json::to_vec_pretty(&value).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        write_atomic(file, &bytes, None)?;
+    }
+    Ok(answer)
+}
+
 /// Makes the entries of `dir` (files created, renamed in or out) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

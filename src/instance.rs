@@ -285,20 +285,15 @@ fn wait_displaced(town: &Town, deadline: Instant) -> Result<(), InstanceError> {
 /// Live processes other than this one holding an exclusive flock on a
 /// deleted file that was this town's `daemon.lock`: displaced daemons.
 fn displaced_holders(town: &Town) -> Vec<u32> {
-    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+    let Some(locks) = process::flocks() else {
         return Vec::new();
     };
     let deleted = format!("{} (deleted)", town.lock_file().display());
     let me = std::process::id();
-    let mut pids: Vec<u32> = table
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.len() >= 6 && fields[1] == "FLOCK" && fields[3] == "WRITE")
-                .then(|| fields[4].parse().ok())
-                .flatten()
-        })
-        .filter(|&pid| pid != me)
+    let mut pids: Vec<u32> = locks
+        .into_iter()
+        .filter(|l| l.exclusive && !l.waiting && l.pid != me)
+        .map(|l| l.pid)
         .collect();
     pids.sort_unstable();
     pids.dedup();
@@ -399,26 +394,16 @@ pub(crate) fn read_pid_file(town: &Town) -> Option<u32> {
 /// `None`: /proc/locks is not available (not Linux); `Some(None)`: nobody
 /// holds an exclusive flock on it; `Some(Some(pid))`: that process does.
 fn lock_holder_from_proc(path: &Path) -> Option<Option<u32>> {
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(_) => return Some(None),
+    let locks = process::flocks()?;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Some(None);
     };
-    let (major, minor) = (rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()));
-    let inode = meta.ino();
-    Some(table.lines().find_map(|line| {
-        // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF"; waiters start "1: ->".
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || fields[1] != "FLOCK" || fields[3] != "WRITE" {
-            return None;
-        }
-        let mut id = fields[5].split(':');
-        let (maj, min, ino) = (id.next()?, id.next()?, id.next()?);
-        let matches = u32::from_str_radix(maj, 16).ok()? == major
-            && u32::from_str_radix(min, 16).ok()? == minor
-            && ino.parse::<u64>().ok()? == inode;
-        matches.then(|| fields[4].parse().ok()).flatten()
-    }))
+    Some(
+        locks
+            .into_iter()
+            .find(|l| l.exclusive && !l.waiting && l.on(&meta))
+            .map(|l| l.pid),
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! - The shared core: [`town`] (paths), [`config`], [`duration`],
 //!   [`request`] (request and agent identity), [`inbox`] and [`outcome`]
 //!   (what is pending, what was filed), [`instance`] (the lock), [`state`],
-//!   [`crash_loop`], [`tmux`], [`process`], [`fs`] (atomic writes and
+//!   [`crash_loop`], [`supervise`] (supervision's memory), [`tmux`], [`process`], [`fs`] (atomic writes and
 //!   renames), and [`testing`] (the test hooks).
 #![warn(unreachable_pub)]
 // Dev-dependencies are only used by the integration tests.
@@ -31,6 +31,7 @@ pub mod process;
 pub mod request;
 pub(crate) mod service;
 pub mod state;
+pub mod supervise;
 pub mod testing;
 pub(crate) mod tmux;
 pub mod town;

@@ -14,6 +14,9 @@ use crate::town::Town;
 
 pub const SIDECAR_SUFFIX: &str = ".result.json";
 
+/// Beside a supervised restart's record: the dead pane's last lines.
+pub const CAPTURE_SUFFIX: &str = ".pane.txt";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {

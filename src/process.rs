@@ -174,3 +174,73 @@ fn read_all(mut file: File) -> io::Result<Vec<u8>> {
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
+
+/// One `flock` in `/proc/locks`: held, or waited for (`waiting`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flock {
+    pub pid: u32,
+    pub exclusive: bool,
+    pub waiting: bool,
+    /// The locked file: device (major, minor) and inode.
+    pub device: (u32, u32),
+    pub inode: u64,
+}
+
+impl Flock {
+    /// Is this a lock on the file `meta` describes?
+    pub fn on(&self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.device == (rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()))
+            && self.inode == meta.ino()
+    }
+}
+
+/// Every `flock` the kernel knows of; `None` where `/proc/locks` is not
+/// available (not Linux).
+pub fn flocks() -> Option<Vec<Flock>> {
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(table.lines().filter_map(parse_lock_line).collect())
+}
+
+/// `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`; a waiter's line has
+/// `->` after the number.
+fn parse_lock_line(line: &str) -> Option<Flock> {
+    let mut fields: Vec<&str> = line.split_whitespace().collect();
+    let waiting = fields.get(1) == Some(&"->");
+    if waiting {
+        fields.remove(1);
+    }
+    if fields.len() < 6 || fields[1] != "FLOCK" {
+        return None;
+    }
+    let mut id = fields[5].split(':');
+    let (maj, min, ino) = (id.next()?, id.next()?, id.next()?);
+    Some(Flock {
+        pid: fields[4].parse().ok()?,
+        exclusive: fields[3] == "WRITE",
+        waiting,
+        device: (
+            u32::from_str_radix(maj, 16).ok()?,
+            u32::from_str_radix(min, 16).ok()?,
+        ),
+        inode: ino.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_lines_parse() {
+        let held = parse_lock_line("1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF").unwrap();
+        assert_eq!(
+            (held.pid, held.exclusive, held.waiting),
+            (4242, true, false)
+        );
+        assert_eq!((held.device, held.inode), ((0xfd, 1), 1234));
+        let waiter = parse_lock_line("1: -> FLOCK  ADVISORY  WRITE 77 fd:01:1234 0 EOF").unwrap();
+        assert!(waiter.waiting);
+        assert!(parse_lock_line("2: POSIX  ADVISORY  WRITE 1 fd:01:9 0 EOF").is_none());
+    }
+}

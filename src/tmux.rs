@@ -198,23 +198,61 @@ impl Tmux {
         self.run(args).map(drop)
     }
 
-    /// The exit status of the session's first pane's process once it has
-    /// exited (a pane kept by `remain-on-exit`); `None` while it runs.
-    pub(crate) fn pane_exit(&self, name: &str) -> Result<Option<i32>, TmuxError> {
-        let target = format!("{}:", exact(name));
-        let out = self.run([
-            "display-message",
-            "-p",
+    /// The agent's own pane: the first pane of the session's first window,
+    /// the one `new-session` created (panes and windows a person added
+    /// later are never taken for the agent). `None`: no such session.
+    pub(crate) fn agent_pane(&self, name: &str) -> Result<Option<Pane>, TmuxError> {
+        let out = match self.run([
+            "list-panes",
+            "-s",
             "-t",
-            &target,
-            "#{pane_dead} #{pane_dead_status}",
-        ])?;
+            &exact(name),
+            "-F",
+            "#{window_index} #{pane_index} #{pane_id} #{pane_dead} #{pane_dead_status}",
+        ]) {
+            Ok(out) => out,
+            Err(TmuxError::NoServer(_)) => return Ok(None),
+            // "can't find window" when the server runs but not the session.
+            Err(TmuxError::Failed { stderr, .. })
+                if stderr.contains("can't find session")
+                    || stderr.contains("can't find window") =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
         let text = String::from_utf8_lossy(&out.stdout);
-        let mut words = text.split_whitespace();
-        Ok(match (words.next(), words.next()) {
-            (Some("1"), status) => Some(status.and_then(|s| s.parse().ok()).unwrap_or(-1)),
-            _ => None,
-        })
+        let first = text
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let (w, p) = (
+                    f.first()?.parse::<u32>().ok()?,
+                    f.get(1)?.parse::<u32>().ok()?,
+                );
+                Some(((w, p), f))
+            })
+            .min_by_key(|(order, _)| *order);
+        Ok(first.map(|(_, f)| Pane {
+            id: f.get(2).unwrap_or(&"").to_string(),
+            exit: (f.get(3) == Some(&"1"))
+                .then(|| f.get(4).and_then(|s| s.parse().ok()).unwrap_or(-1)),
+        }))
+    }
+
+    /// The last `lines` lines of a pane (`%id`), as text.
+    pub(crate) fn capture(&self, pane: &str, lines: u32) -> Result<String, TmuxError> {
+        let start = format!("-{lines}");
+        let out = self.run(["capture-pane", "-p", "-t", pane, "-S", &start])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Keeps the session's window when its process exits, so a dead agent
+    /// leaves its exit status and last output to be read.
+    pub(crate) fn keep_dead_panes(&self, name: &str) -> Result<(), TmuxError> {
+        let target = format!("{}:", exact(name));
+        self.run(["set-option", "-w", "-t", &target, "remain-on-exit", "on"])
+            .map(drop)
     }
 
     /// Types `text` literally (no key-name lookup), then presses Enter.
@@ -230,6 +268,13 @@ fn join(args: &[std::ffi::OsString]) -> String {
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An agent's pane: its id and, once its process has exited, the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pane {
+    pub(crate) id: String,
+    pub(crate) exit: Option<i32>,
 }
 
 /// `=name` makes tmux match the session name exactly.

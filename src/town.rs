@@ -115,6 +115,13 @@ impl Town {
     pub fn restart_state_file(&self) -> PathBuf {
         self.daemon.join("restart_state.json")
     }
+    /// Supervision's memory: agents' states and recent decisions.
+    pub fn supervise_file(&self) -> PathBuf {
+        self.daemon.join("supervise.json")
+    }
+    pub fn supervise_lock(&self) -> PathBuf {
+        self.daemon.join("supervise.lock")
+    }
     /// Serialises read-modify-write of `restart_state.json` between the
     /// daemon and `clear-backoff`.
     pub fn restart_state_lock(&self) -> PathBuf {

@@ -15,6 +15,7 @@ mod daemon {
     mod parallel;
     mod requests;
     mod state;
+    mod supervision;
     mod tmux;
     mod watch;
 }

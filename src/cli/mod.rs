@@ -76,6 +76,13 @@ pub enum DaemonCommand {
     Requests(commands::requests::Args),
     Retry(commands::retry::Args),
     ClearBackoff(commands::clear_backoff::Args),
+    Explain(commands::explain::Args),
+    /// Tell supervision (config `supervise`) to go on.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gt daemon supervise resume                   after a pause\n  gt daemon supervise resume gastown/witness   after a shutdown request"
+    )]
+    Supervise(commands::supervise::Command),
     Install(commands::install::Args),
     Uninstall(commands::install::UninstallArgs),
 }
@@ -99,6 +106,8 @@ pub fn dispatch(cli: Cli) -> color_eyre::Result<ExitCode> {
             DaemonCommand::Requests(args) => commands::requests::run(&town()?, args),
             DaemonCommand::Retry(args) => commands::retry::run(&town()?, args),
             DaemonCommand::ClearBackoff(args) => commands::clear_backoff::run(&town()?, args),
+            DaemonCommand::Explain(args) => commands::explain::run(&town()?, args),
+            DaemonCommand::Supervise(cmd) => commands::supervise::run(&town()?, cmd),
             DaemonCommand::Install(args) => commands::install::run(&town()?, args),
             DaemonCommand::Uninstall(args) => commands::install::uninstall(&town()?, args),
         },

@@ -38,10 +38,8 @@ const MAX_DETAIL: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
     /// Supervision gave up restarting an agent for a while.
-    #[allow(dead_code)] // sent by supervision (config `supervise`)
     AgentQuarantined { session: String, detail: String },
     /// Several agents died at once, so supervision stopped restarting.
-    #[allow(dead_code)] // sent by supervision (config `supervise`)
     SupervisionPaused {
         sessions: Vec<String>,
         detail: String,

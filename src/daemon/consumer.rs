@@ -25,20 +25,22 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::alert::Event;
-use super::dispatch::{Dispatcher, Done, Job};
+use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
-use super::filing::{self, Filer};
+use super::filing::{self, Filed, Filer};
 use super::ledger::{self, Ledger, Tally};
 use super::metrics::Monitoring;
 use super::stop::StopFlag;
+use super::supervisor::Restart;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
 use crate::config::Config;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
-use crate::request::Partial;
+use crate::request::{Action, Agent, Partial, Request};
 use crate::state::StateStore;
+use crate::supervise::AgentState;
 use crate::testing::Hooks;
 use crate::town::Town;
 
@@ -104,6 +106,8 @@ pub(crate) struct Consumer {
     deferred_names: HashSet<OsString>,
     /// Sessions of the jobs claimed in the batch being handled.
     batch_sessions: HashSet<String>,
+    /// Restarts supervision asked for, to dispatch.
+    supervised: Vec<Restart>,
     rescan_due: Option<&'static str>,
     rescan_every: Duration,
     next_rescan: Instant,
@@ -147,6 +151,7 @@ impl Consumer {
             deferred: HashMap::new(),
             deferred_names: HashSet::new(),
             batch_sessions: HashSet::new(),
+            supervised: Vec::new(),
             rescan_due: Some("start-up"),
             rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
@@ -263,6 +268,7 @@ impl Consumer {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.release_deferred();
+            self.dispatch_supervised();
             self.process_batch(&mut tally);
             self.refile_due(&mut tally, false);
             self.record(tally);
@@ -386,6 +392,7 @@ impl Consumer {
                 tracing::debug!(why, "rescan requested");
                 self.rescan_due = Some(why);
             }
+            Message::Supervised(restart) => self.supervised.push(*restart),
             Message::Done | Message::Stop => {}
         }
         !self.stop.is_set()
@@ -572,6 +579,7 @@ impl Consumer {
                     request,
                     partial,
                     original_name,
+                    supervised: None,
                 }))
             }
             Err(reason) => {
@@ -665,7 +673,129 @@ impl Consumer {
     fn collect_done(&mut self, tally: &mut Tally) {
         for Done { job, result } in self.dispatcher.take_done() {
             let sidecar = self.sidecar(result, &job.partial, job.original_name);
-            self.file(job.name, sidecar, tally);
+            match job.supervised {
+                None => {
+                    self.note_for_supervision(&job.request, &sidecar);
+                    self.file(job.name, sidecar, tally);
+                }
+                Some(record) => self.file_supervised(job.name, record, sidecar, tally),
+            }
+        }
+    }
+
+    /// Hands supervision's restarts to the executor, unless a request is
+    /// working on that agent (supervision looks again at its next check).
+    fn dispatch_supervised(&mut self) {
+        for restart in std::mem::take(&mut self.supervised) {
+            let Ok(agent) = Agent::parse(&restart.agent) else {
+                continue;
+            };
+            let session = agent.session();
+            if self.dispatcher.is_busy(&session) || self.deferred.contains_key(&session) {
+                tracing::debug!(
+                    session,
+                    "a request is handling this agent; supervision waits"
+                );
+                continue;
+            }
+            let now = Utc::now();
+            let body = serde_json::json!({
+                "from": "daemon",
+                "agent": restart.agent,
+                "action": "restart",
+                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "reason": restart.reason,
+            });
+            let name = OsString::from(format!(
+                "{}-daemon-{session}.json",
+                now.format("%Y%m%dT%H%M%S%.6fZ")
+            ));
+            let job = Job {
+                name,
+                request: Request {
+                    from: restart.agent.clone(),
+                    agent,
+                    action: Action::Restart,
+                    timestamp: now,
+                },
+                partial: Partial {
+                    from: Some("daemon".into()),
+                    action: Some("restart".into()),
+                    session: Some(session),
+                },
+                original_name: None,
+                supervised: Some(SupervisedRecord {
+                    body: serde_json::to_vec(&body).unwrap_or_default(),
+                    capture: restart.capture,
+                }),
+            };
+            self.dispatcher.submit(job);
+        }
+    }
+
+    /// Files a supervision restart like a request: its record (written now,
+    /// there being no request file) beside its sidecar, and the dead pane's
+    /// last lines beside both.
+    fn file_supervised(
+        &mut self,
+        name: OsString,
+        record: SupervisedRecord,
+        sidecar: Sidecar,
+        tally: &mut Tally,
+    ) {
+        let path = self.town.processing().join(&name);
+        if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
+            tracing::error!(file = ?name, "cannot write the record of a supervised restart: {e}");
+            return;
+        }
+        self.file(name.clone(), sidecar, tally);
+        let Some(capture) = record.capture else {
+            return;
+        };
+        let Some(filed) = crate::outcome::filed(&self.town, &name) else {
+            return; // not filed yet: the capture stays in supervise.json
+        };
+        let mut pane = filed.path.into_os_string();
+        pane.push(crate::outcome::CAPTURE_SUFFIX);
+        if let Err(e) = crate::fs::write_atomic(Path::new(&pane), capture.as_bytes(), None) {
+            tracing::warn!("cannot save a dead pane's last lines: {e}");
+        }
+    }
+
+    /// A `shutdown` request stops supervision of its agent until a
+    /// `restart` or `cycle` request for it.
+    fn note_for_supervision(&self, request: &Request, sidecar: &Sidecar) {
+        if self.config.supervise.is_empty() || sidecar.outcome != Outcome::Processed {
+            return;
+        }
+        let session = request.session();
+        let now = Utc::now();
+        let result = crate::supervise::update(&self.town, |s| {
+            let agent = s.agents.entry(session.clone()).or_default();
+            match request.action {
+                Action::Shutdown => {
+                    agent.state = AgentState::StoppedOnRequest { since: now };
+                    agent.decide(
+                        now,
+                        "stopped",
+                        format!("a shutdown request from {}", request.from),
+                        None,
+                    );
+                }
+                Action::Restart | Action::Cycle => {
+                    agent.state = AgentState::Running { since: now };
+                    agent.decide(
+                        now,
+                        "started",
+                        format!("a {} request from {}", request.action, request.from),
+                        None,
+                    );
+                }
+            }
+            ((), true)
+        });
+        if let Err(e) = result {
+            tracing::error!("cannot write supervise.json: {e}");
         }
     }
 
@@ -677,16 +807,7 @@ impl Consumer {
             result = self.filer.file(&name, &sidecar);
         }
         match result {
-            Ok(filed) => {
-                log_outcome(&filed.path, &sidecar);
-                self.count_filed(&name, &sidecar);
-                self.filer.forget_journal(&name);
-                match sidecar.outcome {
-                    Outcome::Processed => tally.processed += 1,
-                    Outcome::Failed => tally.failed += 1,
-                }
-                tally.sidecars.push(filed.sidecar);
-            }
+            Ok(filed) => self.filed(&name, filed, &sidecar, tally),
             Err(e) => {
                 let error = e.to_string();
                 tracing::error!(file = ?name, outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
@@ -703,6 +824,22 @@ impl Consumer {
                 self.publish_unfiled();
             }
         }
+    }
+
+    /// A request is filed: logged, its journal entry gone, counted once
+    /// the ledger has made it durable (and in the metrics at once).
+    fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
+        log_outcome(&filed.path, sidecar);
+        let took = self.claimed_at.remove(name).map(|at| at.elapsed());
+        self.monitoring
+            .metrics
+            .filed(sidecar.outcome, sidecar.action.as_deref(), took);
+        self.filer.forget_journal(name);
+        match sidecar.outcome {
+            Outcome::Processed => tally.processed += 1,
+            Outcome::Failed => tally.failed += 1,
+        }
+        tally.sidecars.push(filed.sidecar);
     }
 
     /// Tries again the outcomes whose time has come (all of them when
@@ -723,14 +860,7 @@ impl Consumer {
             match self.filer.file(&u.name, &u.sidecar) {
                 Ok(filed) => {
                     tracing::info!(file = %filed.path.display(), attempts = u.attempts + 1, "filed an outcome that had to wait");
-                    log_outcome(&filed.path, &u.sidecar);
-                    self.count_filed(&u.name, &u.sidecar);
-                    self.filer.forget_journal(&u.name);
-                    match u.sidecar.outcome {
-                        Outcome::Processed => tally.processed += 1,
-                        Outcome::Failed => tally.failed += 1,
-                    }
-                    tally.sidecars.push(filed.sidecar);
+                    self.filed(&u.name, filed, &u.sidecar, tally);
                 }
                 Err(e) => {
                     u.attempts += 1;
@@ -748,13 +878,6 @@ impl Consumer {
         if self.unfiled.len() != before {
             self.publish_unfiled();
         }
-    }
-
-    fn count_filed(&mut self, name: &OsStr, sidecar: &Sidecar) {
-        let took = self.claimed_at.remove(name).map(|at| at.elapsed());
-        self.monitoring
-            .metrics
-            .filed(sidecar.outcome, sidecar.action.as_deref(), took);
     }
 
     /// Tells `status`, the metrics and a person (`notify_command`) how

@@ -25,6 +25,15 @@ pub(crate) struct Job {
     pub(crate) request: Request,
     pub(crate) partial: Partial,
     pub(crate) original_name: Option<String>,
+    /// For a restart decided by supervision: the record to file for it
+    /// (there is no request file) and the dead pane's last lines.
+    pub(crate) supervised: Option<SupervisedRecord>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SupervisedRecord {
+    pub(crate) body: Vec<u8>,
+    pub(crate) capture: Option<String>,
 }
 
 /// A job a worker finished.

@@ -160,6 +160,13 @@ impl Executor {
             .new_session(&session, &dir, &env, argv)
             .map_err(|e| format!("cannot create session {session}: {e}"))?;
         tracing::info!(session, dir = %dir.display(), command = %self.config.agent_command_for(request.agent.role()), "session created");
+        if !self.config.supervise.is_empty() {
+            // Supervised agents leave a dead pane behind, so supervision
+            // can read how they died before it replaces them.
+            if let Err(e) = self.tmux.keep_dead_panes(&session) {
+                tracing::warn!(session, "cannot keep the pane of a dead agent: {e}");
+            }
+        }
         let prime = &self.config.prime_text;
         // With nothing to type there is nothing to wait for, but an agent
         // that dies at once is still a failure, not a success.
@@ -205,9 +212,13 @@ impl Executor {
         if !self.tmux.has_session(session).map_err(|e| e.to_string())? {
             return Err(gone("exited (the session ended)".into()));
         }
-        match self.tmux.pane_exit(session).map_err(|e| e.to_string())? {
-            Some(status) => Err(gone(format!("exited with status {status}"))),
-            None => Ok(()),
+        // The agent's own pane: one a person split off may be the active one.
+        match self.tmux.agent_pane(session).map_err(|e| e.to_string())? {
+            None => Err(gone("exited (the session ended)".into())),
+            Some(pane) => match pane.exit {
+                Some(status) => Err(gone(format!("exited with status {status}"))),
+                None => Ok(()),
+            },
         }
     }
 
@@ -245,6 +256,10 @@ impl HeldSessions {
             sessions: self,
             session: session.to_string(),
         }
+    }
+
+    pub(crate) fn is_held(&self, session: &str) -> bool {
+        self.lock().contains(session)
     }
 
     /// Runs `poke` unless `session` is held, and keeps the session from

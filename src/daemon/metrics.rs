@@ -222,10 +222,8 @@ impl Metrics {
     }
 }
 
-/// The supervisor's series: agents up or down, quarantined, restarted,
-/// supervision paused. They exist, with no agent yet, until supervision
-/// (config `supervise`) calls these.
-#[allow(dead_code)]
+/// The supervisor's series (config `supervise`): agents up or down,
+/// quarantined, restarted, supervision paused.
 impl Metrics {
     /// A supervised agent is up (its session there, its pane's process
     /// alive) or down. `session` must be a configured agent's: each one
@@ -258,15 +256,6 @@ impl Metrics {
                     reason,
                 })
                 .inc();
-        }
-    }
-
-    /// An agent left the configuration: its series go.
-    pub(crate) fn forget_agent(&self, session: &str) {
-        if let Some(e) = &self.exported {
-            let labels = session_labels(session);
-            e.agent_up.remove(&labels);
-            e.agent_quarantined.remove(&labels);
         }
     }
 
@@ -825,10 +814,6 @@ mod tests {
             text.contains("gt_last_heartbeat_timestamp_seconds "),
             "{text}"
         );
-        m.forget_agent("gt-mayor");
-        assert!(!m
-            .exposition()
-            .contains(r#"gt_agent_up{session="gt-mayor"}"#));
     }
 
     #[test]

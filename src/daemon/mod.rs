@@ -22,6 +22,7 @@ pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod retention;
 pub(crate) mod stop;
+pub(crate) mod supervisor;
 pub(crate) mod validate;
 pub(crate) mod watch;
 
@@ -95,8 +96,11 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         Some(listen) => Some(metrics::serve(listen, metrics.clone(), stop.clone())?),
         None => None,
     };
-    let alerts = alert::start(town, &config, metrics.clone(), stop.clone())
-        .map_err(io("cannot start the notifier thread"))?;
+    let monitoring = Monitoring {
+        metrics: metrics.clone(),
+        alerts: alert::start(town, &config, metrics.clone(), stop.clone())
+            .map_err(io("cannot start the notifier thread"))?,
+    };
 
     let state = Arc::new(StateStore::new(
         town.state_file(),
@@ -132,10 +136,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         stop.clone(),
         held.clone(),
         hooks,
-        Monitoring {
-            metrics: metrics.clone(),
-            alerts,
-        },
+        monitoring.clone(),
     )
     .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
@@ -167,15 +168,16 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         dry_run: config.dry_run,
         state: state.clone(),
         stop: stop.clone(),
-        held,
+        held: held.clone(),
         ownership: instance.ownership(),
-        wake,
+        wake: wake.clone(),
         metrics: metrics.clone(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || heartbeat.run())
         .map_err(io("cannot start the heartbeat thread"))?;
+    let supervising = start_supervision(town, &config, &stop, held, wake, monitoring)?;
 
     consumer.run();
 
@@ -184,6 +186,9 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     drop(watch);
     metrics.locked(false);
     drop(server);
+    if let Some(supervising) = supervising {
+        let _ = supervising.join();
+    }
     if let Ok(Some(displaced)) = beating.join() {
         // state.json and daemon.pid, wherever they are now, may be a
         // successor's: leave them alone.
@@ -195,6 +200,40 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let _ = std::fs::remove_file(town.pid_file());
     tracing::info!(pid, "daemon stopped");
     Ok(())
+}
+
+/// Supervision runs only when `supervise` names agents, and never in a dry
+/// run (which starts nothing): without it the daemon restarts nothing that
+/// was not requested.
+fn start_supervision(
+    town: &Town,
+    config: &Config,
+    stop: &Arc<StopFlag>,
+    held: Arc<HeldSessions>,
+    tx: SyncSender<Message>,
+    monitoring: Monitoring,
+) -> Result<Option<std::thread::JoinHandle<()>>, DaemonError> {
+    if config.supervise.is_empty() {
+        return Ok(None);
+    }
+    if config.dry_run {
+        tracing::info!("supervision is off in a dry run: nothing is started");
+        return Ok(None);
+    }
+    let supervisor = supervisor::Supervisor {
+        town: town.clone(),
+        config: config.clone(),
+        tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
+        stop: stop.clone(),
+        held,
+        tx,
+        monitoring,
+    };
+    std::thread::Builder::new()
+        .name("supervisor".into())
+        .spawn(move || supervisor.run())
+        .map(Some)
+        .map_err(io("cannot start the supervision thread"))
 }
 
 /// notify when it works; polling (a rescan every `poll_interval`) when asked

@@ -38,6 +38,10 @@ pub(crate) fn prune(dir: &Path, keep: Duration, now: SystemTime) -> usize {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         };
+        // A supervised restart's capture goes with its record.
+        let mut capture = request.clone().into_os_string();
+        capture.push(crate::outcome::CAPTURE_SUFFIX);
+        let _ = std::fs::remove_file(capture);
         match gone.and_then(|()| std::fs::remove_file(entry.path())) {
             Ok(()) => removed += 1,
             Err(e) => tracing::warn!(file = %request.display(), "cannot prune: {e}"),

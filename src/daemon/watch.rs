@@ -43,6 +43,8 @@ pub(crate) enum Message {
     Rescan(&'static str),
     /// An executor worker finished a request.
     Done,
+    /// Supervision asks for a dead agent to be restarted.
+    Supervised(Box<super::supervisor::Restart>),
     Stop,
 }
 

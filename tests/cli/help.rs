@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::support::{gt_command, run, Out, Town};
 
-const DAEMON_COMMANDS: [&str; 11] = [
+const DAEMON_COMMANDS: [&str; 13] = [
     "start",
     "run",
     "stop",
@@ -15,6 +15,8 @@ const DAEMON_COMMANDS: [&str; 11] = [
     "requests",
     "retry",
     "clear-backoff",
+    "explain",
+    "supervise",
     "install",
     "uninstall",
 ];

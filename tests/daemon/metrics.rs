@@ -452,3 +452,128 @@ fn thread_names(pid: u32) -> Vec<String> {
         .map(|name| name.trim().to_string())
         .collect()
 }
+
+/// Supervision of `agents` (their sessions), notifying into `log`.
+fn supervised_town(
+    agents: &[&str],
+    agent_command: &[&str],
+    log: &Path,
+    extra: Value,
+) -> (Town, u16) {
+    let mut config = json!({
+        "supervise": agents,
+        "supervise_interval": "200ms",
+        "agent_command": agent_command,
+        "prime_text": "",
+        "notify_command": ["sh", "-c", format!("cat >> '{}'", log.display())],
+    });
+    if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
+        c.extend(e);
+    }
+    town_with_metrics(config)
+}
+
+#[test]
+fn a_quarantined_agent_is_in_the_metrics_and_notified() {
+    let events = tempfile::tempdir().expect("temp dir");
+    let log = events.path().join("events.jsonl");
+    let (t, port) = supervised_town(
+        &["mayor"],
+        &["sh", "-c", "exit 1"],
+        &log,
+        json!({
+            "max_restarts": 2,
+            "supervise_backoff": "300ms",
+            "supervise_backoff_max": "300ms",
+            "quarantine": "1h",
+        }),
+    );
+    t.start();
+    let reply = wait_reply(&t, port, "/metrics", |r| {
+        sample(&r.body, r#"gt_agent_quarantined{session="gt-mayor"}"#) == Some(1.0)
+    });
+    assert_eq!(
+        sample(&reply.body, r#"gt_agent_up{session="gt-mayor"}"#),
+        Some(0.0),
+        "{}",
+        reply.body
+    );
+    // Its failed starts leave no session: each death is a missing one.
+    let restarts: f64 = ["session_missing", "pane_exited"]
+        .iter()
+        .filter_map(|reason| {
+            sample(
+                &reply.body,
+                &format!(r#"gt_agent_restarts_total{{session="gt-mayor",reason="{reason}"}}"#),
+            )
+        })
+        .sum();
+    assert!(restarts >= 1.0, "{}", reply.body);
+    assert_eq!(sample(&reply.body, "gt_supervision_paused"), Some(0.0));
+    t.wait_until("the agent_quarantined notification", DEADLINE, || {
+        read_lines(&log)
+            .iter()
+            .any(|l| l.contains("agent_quarantined"))
+    });
+    let lines = read_lines(&log);
+    let event: Value = serde_json::from_str(&lines[0]).expect("JSON");
+    assert_eq!(event["event"], "agent_quarantined", "{lines:?}");
+    assert_eq!(event["session"], "gt-mayor", "{event}");
+    assert!(
+        event["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("quarantined")),
+        "{event}"
+    );
+}
+
+#[test]
+fn agents_up_then_a_mass_death_pauses_supervision_in_the_metrics_and_notifies() {
+    let events = tempfile::tempdir().expect("temp dir");
+    let log = events.path().join("events.jsonl");
+    let agents = ["mayor", "deacon", "gastown/witness"];
+    let sessions = ["gt-mayor", "gt-deacon", "gt-gastown-witness"];
+    let (t, port) = supervised_town(&agents, &["sleep", "600"], &log, json!({}));
+    t.start();
+    wait_reply(&t, port, "/metrics", |r| {
+        sessions
+            .iter()
+            .all(|s| sample(&r.body, &format!(r#"gt_agent_up{{session="{s}"}}"#)) == Some(1.0))
+    });
+    // Supervision's first starts must be filed before the crash, or it
+    // would find them still in hand.
+    t.wait_until("the three starts filed", DEADLINE, || {
+        crate::support::count_requests(&t.processed()) >= 3
+    });
+    // The tmux server crashes: every agent dies at the same moment.
+    t.tmux.run(&["kill-server"]);
+    let reply = wait_reply(&t, port, "/metrics", |r| {
+        sample(&r.body, "gt_supervision_paused") == Some(1.0)
+    });
+    for s in sessions {
+        assert_eq!(
+            sample(&reply.body, &format!(r#"gt_agent_up{{session="{s}"}}"#)),
+            Some(0.0),
+            "{}",
+            reply.body
+        );
+    }
+    t.wait_until("the supervision_paused notification", DEADLINE, || {
+        read_lines(&log)
+            .iter()
+            .any(|l| l.contains("supervision_paused"))
+    });
+    let event: Value = read_lines(&log)
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "supervision_paused")
+        .expect("the event as JSON");
+    assert_eq!(
+        event["sessions"],
+        json!(sessions
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()),
+        "{event}"
+    );
+}

@@ -219,30 +219,17 @@ pub fn daemon_processes(root: &Path) -> Vec<u32> {
     found
 }
 
-/// The PIDs holding or waiting for a flock on `path`, read from
-/// /proc/locks independently of the daemon's own lookup (waiters, marked
-/// by "->", included).
+/// The PIDs holding or waiting for a flock on `path` (the library's
+/// reading of /proc/locks, waiters included).
 pub fn lock_holders(path: &Path) -> Vec<u32> {
     let Ok(meta) = fs::metadata(path) else {
         return Vec::new();
     };
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(meta.dev()),
-        rustix::fs::minor(meta.dev()),
-        meta.ino()
-    );
-    let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
-    locks
-        .lines()
-        .filter(|l| l.contains("FLOCK"))
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split_whitespace().filter(|f| *f != "->").collect();
-            // "N:" FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
-            (fields.get(5) == Some(&want.as_str()))
-                .then(|| fields.get(4)?.parse().ok())
-                .flatten()
-        })
+    gt::process::flocks()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.on(&meta))
+        .map(|l| l.pid)
         .collect()
 }
 

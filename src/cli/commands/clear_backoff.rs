@@ -34,5 +34,11 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     } else {
         println!("{session} had no recorded restarts; nothing to clear");
     }
+    // Supervision's backoff and quarantine end too.
+    if town.supervise_file().exists()
+        && crate::supervise::resume(town, Some(&session), "clear-backoff")?
+    {
+        println!("Ended supervision's backoff or quarantine of {session}");
+    }
     Ok(ExitCode::SUCCESS)
 }

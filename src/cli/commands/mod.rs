@@ -2,6 +2,7 @@
 
 pub mod clear_backoff;
 pub mod completions;
+pub mod explain;
 pub mod install;
 pub mod logs;
 pub mod requests;
@@ -11,6 +12,7 @@ pub mod send;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod supervise;
 
 /// clap value parser for `--timeout 10s` style arguments.
 pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {

@@ -1,0 +1,110 @@
+//! `gt daemon explain`: what supervision decided about one agent, and why.
+use std::process::ExitCode;
+
+use color_eyre::eyre::eyre;
+
+use crate::outcome::{Outcome, CAPTURE_SUFFIX};
+use crate::request::Agent;
+use crate::supervise::{self, AgentState};
+use crate::town::Town;
+
+/// Show supervision's recent decisions about an agent, with their reasons.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Supervision is on when daemon/config.json lists agents under `supervise`.
+Each decision shows when it was made, what was decided (alive, restart,
+backoff, quarantine, paused, stopped, started, resume) and why; a restart of
+a dead agent names the file holding the dead pane's last lines.
+
+Examples:
+  gt daemon explain mayor
+  gt daemon explain gastown/witness")]
+pub struct Args {
+    /// The agent, as in a request's `from` (or its session, gt-mayor).
+    pub agent: String,
+}
+
+pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
+    let name = args
+        .agent
+        .strip_prefix("gt-")
+        .map_or(args.agent.clone(), |s| {
+            // gt-mayor, gt-gastown-witness: the session name the logs print.
+            match s.rsplit_once('-') {
+                Some((rig, role @ ("witness" | "refinery"))) => format!("{rig}/{role}"),
+                _ => s.to_string(),
+            }
+        });
+    let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
+    let session = agent.session();
+    let memory = supervise::load(town);
+    if let Some(p) = &memory.paused {
+        println!(
+            "Supervision is paused until {} ({})",
+            p.until.format("%Y-%m-%d %H:%M:%S UTC"),
+            p.why
+        );
+    }
+    let Some(record) = memory.agents.get(&session) else {
+        println!("Supervision has made no decision about {session}.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let state = match &record.state {
+        AgentState::Unknown => "not yet looked at".to_string(),
+        AgentState::Running { since } => format!("running since {}", when(since)),
+        AgentState::Backoff { until } => format!("backing off until {}", when(until)),
+        AgentState::Quarantined { until, why } => {
+            format!("quarantined until {} ({why})", when(until))
+        }
+        AgentState::StoppedOnRequest { since } => {
+            format!("stopped on request since {} (not restarted)", when(since))
+        }
+    };
+    println!("{session}: {state}");
+    println!(
+        "Deaths counted within restart_window: {}",
+        record.deaths.len()
+    );
+    for d in &record.decisions {
+        let pane = if d.capture.is_some() {
+            " [pane captured]"
+        } else {
+            ""
+        };
+        println!("  {}  {:<10} {}{pane}", when(&d.at), d.what, d.why);
+    }
+    let captures = capture_files(town, &session);
+    if !captures.is_empty() {
+        println!("Last lines of dead panes, newest first:");
+        for path in captures.iter().take(5) {
+            println!("  {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The captures saved beside the records of this session's supervised
+/// restarts, newest first (their names start with the time).
+fn capture_files(town: &Town, session: &str) -> Vec<std::path::PathBuf> {
+    let tail = format!("-daemon-{session}.json{CAPTURE_SUFFIX}");
+    let mut found: Vec<std::path::PathBuf> = Outcome::ALL
+        .into_iter()
+        .flat_map(|o| {
+            let dir = o.dir(town);
+            std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(&tail))
+                .map(|n| dir.join(n))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    found.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
+    found
+}

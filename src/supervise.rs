@@ -1,0 +1,131 @@
+//! Supervision's memory: for each supervised agent, what state it is in
+//! and the recent decisions about it, with their reasons and inputs; and
+//! whether supervision as a whole is paused.
+//!
+//! It lives in `daemon/supervise.json` so a restarted daemon remembers a
+//! quarantine or a deliberate stop, and so `status`, `explain`,
+//! `supervise resume` and `clear-backoff` (other processes) can read and
+//! change it; both sides do read-modify-write under an flock.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::town::Town;
+
+/// Decisions kept per agent for `explain`.
+const DECISIONS_KEPT: usize = 30;
+
+/// What supervision is doing about one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AgentState {
+    /// Not yet looked at.
+    #[default]
+    Unknown,
+    /// Alive, since about then (when supervision last saw it start).
+    Running { since: DateTime<Utc> },
+    /// Died; restarted no earlier than `until`.
+    Backoff { until: DateTime<Utc> },
+    /// Died too often; left alone until `until`, then tried again.
+    Quarantined { until: DateTime<Utc>, why: String },
+    /// A `shutdown` request stopped it: left alone until a `restart` or
+    /// `cycle` request for it, or `gt daemon supervise resume`.
+    StoppedOnRequest { since: DateTime<Utc> },
+}
+
+/// One decision, with what it was based on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub at: DateTime<Utc>,
+    /// What was decided: "alive", "restart", "backoff", "quarantine", ...
+    pub what: String,
+    /// Why, in words.
+    pub why: String,
+    /// The last lines of a dead pane, saved before it was replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Agent {
+    #[serde(flatten)]
+    pub state: AgentState,
+    /// Deaths that count toward backoff and quarantine, within the window.
+    #[serde(default)]
+    pub deaths: Vec<DateTime<Utc>>,
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+}
+
+impl Agent {
+    pub fn decide(&mut self, at: DateTime<Utc>, what: &str, why: String, capture: Option<String>) {
+        self.decisions.push(Decision {
+            at,
+            what: what.into(),
+            why,
+            capture,
+        });
+        let excess = self.decisions.len().saturating_sub(DECISIONS_KEPT);
+        self.decisions.drain(..excess);
+    }
+}
+
+/// Supervision as a whole, paused after several agents died at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Supervision {
+    /// Keyed by the agent as configured (`mayor`, `gastown/witness`).
+    #[serde(default)]
+    pub agents: BTreeMap<String, Agent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+}
+
+/// Reads and changes `supervise.json` under its lock.
+pub fn update<R>(town: &Town, change: impl FnOnce(&mut Supervision) -> (R, bool)) -> io::Result<R> {
+    crate::fs::locked_update(&town.supervise_file(), &town.supervise_lock(), change)
+}
+
+/// The current memory (empty when supervision never ran).
+pub fn load(town: &Town) -> Supervision {
+    std::fs::read(town.supervise_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Ends a pause, a deliberate stop or a quarantine by hand: for one agent
+/// (`Some`), or the pause of supervision as a whole (`None`). True when
+/// something was ended.
+pub fn resume(town: &Town, agent: Option<&str>, by: &str) -> io::Result<bool> {
+    update(town, |s| {
+        let now = Utc::now();
+        match agent {
+            None => (s.paused.take().is_some(), true),
+            Some(name) => {
+                let entry = s.agents.entry(name.to_string()).or_default();
+                let held = matches!(
+                    entry.state,
+                    AgentState::StoppedOnRequest { .. }
+                        | AgentState::Quarantined { .. }
+                        | AgentState::Backoff { .. }
+                );
+                if held {
+                    entry.state = AgentState::Unknown;
+                    entry.deaths.clear();
+                    entry.decide(now, "resume", format!("resumed by {by}"), None);
+                }
+                (held, held)
+            }
+        }
+    })
+}

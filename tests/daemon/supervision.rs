@@ -1,0 +1,304 @@
+//! Supervision (opt-in): dead agents are restarted and recorded with their
+//! pane's last lines; repeated deaths back off and quarantine; deliberate
+//! stops, shutdown.lock and mass deaths are respected; extra panes are
+//! never a death; without the `supervise` key nothing is restarted.
+//! Real tmux on a private socket; every wait is for a condition.
+
+use serde_json::{json, Value};
+
+use crate::support::proc::kill9;
+use crate::support::{read_lines, request_names, Town, DEADLINE};
+
+/// Supervised agents print a marker first, so their captured pane shows it.
+fn supervised(t: &mut Town, agents: &[&str], extra: Value) {
+    let mut config = json!({
+        "supervise": agents,
+        "supervise_interval": "200ms",
+        "agent_command": ["sh", "-c", "echo agent-marker-K2; exec sleep 600"],
+    });
+    if let (Value::Object(base), Value::Object(more)) = (&mut config, extra) {
+        base.extend(more);
+    }
+    t.config(config);
+}
+
+/// Records of supervised restarts (`from: "daemon"`) in `dir`.
+fn daemon_records(t: &Town, dir: &std::path::Path) -> Vec<String> {
+    request_names(dir)
+        .into_iter()
+        .filter(|n| n.contains("-daemon-"))
+        .filter(|n| t.sidecar(dir, n)["from"] == "daemon")
+        .collect()
+}
+
+fn pane_pid(t: &Town, session: &str) -> Option<u32> {
+    let out = t.tmux.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        &format!("={session}:0.0"),
+        "#{pane_dead} #{pane_pid}",
+    ]);
+    let text = out.stdout.trim().to_string();
+    let (dead, pid) = text.split_once(' ')?;
+    (dead == "0").then(|| pid.parse().ok()).flatten()
+}
+
+/// Waits until supervision's first starts (`n` of them) are filed: an
+/// agent killed while its start is still priming fails that start instead.
+fn wait_started(t: &Town, n: usize) {
+    t.wait_until(&format!("{n} supervised starts filed"), DEADLINE, || {
+        daemon_records(t, &t.processed()).len() >= n
+    });
+}
+
+fn wait_alive(t: &Town, session: &str) -> u32 {
+    let mut pid = None;
+    t.wait_until(&format!("{session} running"), DEADLINE, || {
+        pid = pane_pid(t, session);
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+fn explain(t: &Town, agent: &str) -> String {
+    let out = t.gt(&["daemon", "explain", agent]);
+    out.assert_ok("explain");
+    out.stdout
+}
+
+/// Waits until the daemon's debug log shows `n` more supervision checks.
+fn wait_checks(t: &Town, needle: &str, n: usize) {
+    let count = || {
+        read_lines(&t.log_file())
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let target = count() + n;
+    t.wait_until(
+        &format!("{n} more \"{needle}\" log lines"),
+        DEADLINE,
+        || count() >= target,
+    );
+}
+
+fn start_debug(t: &Town) {
+    t.started(t.start_command(&["--log-level", "debug"], &[]));
+}
+
+#[test]
+fn without_the_supervise_key_nothing_is_restarted() {
+    let mut t = Town::new();
+    t.config(json!({"heartbeat_interval": "100ms"}));
+    t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart");
+    let pid = wait_alive(&t, "gt-mayor");
+    kill9(pid);
+    t.wait_until("gt-mayor gone", DEADLINE, || {
+        !t.tmux.has_session("gt-mayor")
+    });
+    // Several heartbeats later, still nobody restarted it.
+    let beats = t.state_u64("heartbeat_count");
+    t.wait_until("three more heartbeats", DEADLINE, || {
+        t.state_u64("heartbeat_count") >= beats + 3
+    });
+    assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
+    assert!(daemon_records(&t, &t.processed()).is_empty());
+    assert!(
+        !t.supervise_file().exists(),
+        "no supervision memory written"
+    );
+}
+
+#[test]
+fn a_killed_agent_is_restarted_within_a_check_and_recorded_with_its_pane() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    t.start();
+    // Missing when supervision began: started, recorded, not a death.
+    let first = wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    kill9(first);
+    let mut second = None;
+    t.wait_until("a new agent process", DEADLINE, || {
+        second = pane_pid(&t, "gt-mayor").filter(|&p| p != first);
+        second.is_some()
+    });
+    t.wait_until("the restart is recorded", DEADLINE, || {
+        daemon_records(&t, &t.processed()).len() == 2
+    });
+    let records = daemon_records(&t, &t.processed());
+    let newest = records.iter().max().unwrap();
+    let sc = t.sidecar(&t.processed(), newest);
+    assert_eq!(sc["session"], "gt-mayor", "{sc:#}");
+    let pane = std::fs::read_to_string(t.processed().join(format!("{newest}.pane.txt")))
+        .unwrap_or_else(|e| panic!("no captured pane beside {newest}: {e}\n{}", t.snapshot()));
+    assert!(pane.contains("agent-marker-K2"), "capture: {pane:?}");
+    let why = explain(&t, "mayor");
+    assert!(why.contains("agent exited"), "{why}");
+    assert!(why.contains("pane captured"), "{why}");
+}
+
+#[test]
+fn an_agent_that_keeps_dying_backs_off_is_quarantined_and_tried_again_later() {
+    let mut t = Town::new();
+    supervised(
+        &mut t,
+        &["mayor"],
+        json!({
+            "agent_command": ["sh", "-c", "echo crashing; exit 1"],
+            "max_restarts": 3,
+            "supervise_backoff": "300ms",
+            "supervise_backoff_max": "300ms",
+            "quarantine": "2s",
+        }),
+    );
+    t.start();
+    t.wait_until("a backoff, then a quarantine", DEADLINE, || {
+        let why = explain(&t, "mayor");
+        why.contains("backoff") && why.contains("quarantined until")
+    });
+    t.wait_until("a retry once the quarantine is over", DEADLINE, || {
+        explain(&t, "mayor").contains("its quarantine is over")
+    });
+    let why = explain(&t, "mayor");
+    let order: Vec<usize> = ["backoff", "quarantine", "its quarantine is over"]
+        .iter()
+        .map(|w| why.find(w).unwrap_or(usize::MAX))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{why}");
+    // Each failed start was recorded like a request.
+    assert!(
+        !daemon_records(&t, &t.failed()).is_empty(),
+        "{}",
+        t.snapshot()
+    );
+}
+
+#[test]
+fn a_shutdown_request_is_not_undone_by_supervision() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor", "deacon"], json!({}));
+    t.start();
+    wait_alive(&t, "gt-mayor");
+    let deacon = wait_alive(&t, "gt-deacon");
+    wait_started(&t, 2);
+    t.send_wait("shutdown", "mayor", &["--timeout", "20s"])
+        .assert_ok("shutdown");
+    // Proof that supervision looked again after the shutdown: it restarts
+    // the deacon, killed after it.
+    kill9(deacon);
+    t.wait_until("the deacon restarted", DEADLINE, || {
+        pane_pid(&t, "gt-deacon").is_some_and(|p| p != deacon)
+    });
+    assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
+    assert!(explain(&t, "mayor").contains("stopped on request"));
+    // A restart request puts it back under supervision.
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart");
+    let again = wait_alive(&t, "gt-mayor");
+    kill9(again);
+    t.wait_until("the mayor restarted by supervision", DEADLINE, || {
+        pane_pid(&t, "gt-mayor").is_some_and(|p| p != again)
+    });
+}
+
+#[test]
+fn shutdown_lock_stops_all_restarts() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    start_debug(&t);
+    let pid = wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    t.create_shutdown_lock();
+    t.wait_log_line("supervision says it is paused", |l| {
+        l.contains("supervision paused") && l.contains("shutdown.lock")
+    });
+    kill9(pid);
+    wait_checks(&t, "supervision check skipped: shutdown.lock", 3);
+    assert_eq!(pane_pid(&t, "gt-mayor"), None, "{}", t.snapshot());
+    assert_eq!(
+        daemon_records(&t, &t.processed()).len(),
+        1,
+        "only the first start"
+    );
+}
+
+#[test]
+fn three_agents_dying_together_pause_supervision_until_resumed() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor", "deacon", "gastown/witness"], json!({}));
+    t.start();
+    let sessions = ["gt-mayor", "gt-deacon", "gt-gastown-witness"];
+    for s in sessions {
+        wait_alive(&t, s);
+    }
+    wait_started(&t, 3);
+    // The tmux server crashes: every agent dies at the same moment.
+    t.tmux.run(&["kill-server"]);
+    t.wait_until("supervision paused", DEADLINE, || {
+        serde_json::from_slice::<Value>(&std::fs::read(t.supervise_file()).unwrap_or_default())
+            .is_ok_and(|v| v["paused"].is_object())
+    });
+    for s in sessions {
+        assert_eq!(
+            pane_pid(&t, s),
+            None,
+            "{s} was not restarted\n{}",
+            t.snapshot()
+        );
+    }
+    t.gt(&["daemon", "supervise", "resume"])
+        .assert_ok("supervise resume");
+    for s in sessions {
+        wait_alive(&t, s);
+    }
+}
+
+#[test]
+fn a_second_pane_or_window_is_never_taken_for_a_death() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    start_debug(&t);
+    let agent = wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    // A person splits the agent's window and opens a window; both exit.
+    t.tmux
+        .run(&["split-window", "-t", "=gt-mayor:0", "sh", "-c", "exit 3"])
+        .assert_ok("split-window");
+    t.tmux
+        .run(&["new-window", "-t", "=gt-mayor:", "sh", "-c", "exit 4"])
+        .assert_ok("new-window");
+    wait_checks(&t, "supervision check", 3);
+    assert_eq!(pane_pid(&t, "gt-mayor"), Some(agent), "{}", t.snapshot());
+    assert_eq!(
+        daemon_records(&t, &t.processed()).len(),
+        1,
+        "only the first start"
+    );
+}
+
+#[test]
+fn an_exit_that_is_not_a_crash_does_not_count_toward_quarantine() {
+    let mut t = Town::new();
+    supervised(
+        &mut t,
+        &["mayor"],
+        json!({
+            "agent_command": ["sh", "-c", "echo usage limit reached; sleep 0.3; exit 1"],
+            "max_restarts": 2,
+            "restart_window": "1h",
+        }),
+    );
+    // Keeps the private server up between the agent's lives.
+    t.tmux.new_session("keepalive", &["sleep", "600"]);
+    t.start();
+    t.wait_until("three restarts after not-a-crash exits", DEADLINE, || {
+        explain(&t, "mayor").matches("not a crash").count() >= 3
+    });
+    let why = explain(&t, "mayor");
+    assert!(!why.contains("quarantine"), "{why}");
+    assert!(!why.contains("backoff"), "{why}");
+}
