@@ -39,6 +39,14 @@ struct Args {
     /// How often the endpoint is scraped when on.
     #[arg(long, default_value_t = 15)]
     scrape_secs: u64,
+    /// Measure this `gt` instead of the one cargo built for the bench
+    /// (which has the dev-dependencies' features: build one with
+    /// `cargo build --release` to measure what `cargo install` gives).
+    #[arg(long)]
+    gt: Option<PathBuf>,
+    /// Only with the endpoint off (for a `gt` that predates it).
+    #[arg(long)]
+    off_only: bool,
     /// Smoke run: 1 and 5 daemons, 6 s windows, scraped every 2 s.
     #[arg(long)]
     quick: bool,
@@ -273,12 +281,22 @@ fn main() -> Result<()> {
         args.window_secs = 6;
         args.scrape_secs = 2;
     }
-    let gt = find_gt()?;
+    let gt = match &args.gt {
+        Some(gt) => gt
+            .canonicalize()
+            .wrap_err_with(|| format!("--gt {}", gt.display()))?,
+        None => find_gt()?,
+    };
+    let modes: &[bool] = if args.off_only {
+        &[false]
+    } else {
+        &[false, true]
+    };
     let window = Duration::from_secs(args.window_secs);
     let scrape_every = Duration::from_secs(args.scrape_secs);
     let mut rows = Vec::new();
     for &n in &args.towns {
-        for metrics in [false, true] {
+        for &metrics in modes {
             eprintln!(
                 "fleet: {n} daemon(s), metrics {}, {} s",
                 if metrics { "on" } else { "off" },
@@ -290,12 +308,21 @@ fn main() -> Result<()> {
         }
     }
     println!("### Many towns on one host\n");
-    println!(
-        "Command: `cargo bench --bench fleet{}`\n",
-        if args.quick { " -- --quick" } else { "" }
-    );
+    let given: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let given = if given.is_empty() {
+        String::new()
+    } else {
+        format!(" -- {}", given.join(" "))
+    };
+    println!("Command: `cargo bench --bench fleet{given}`\n");
     for line in procfs::machine_info(&gt) {
         println!("{line}");
+    }
+    if let Some(other) = &args.gt {
+        println!("- measured binary: {}", other.display());
     }
     println!(
         "- each: `gt daemon run --dry-run`, heartbeat_interval 60s, idle; measured over {} s after start-up, scraped every {} s when the endpoint is on\n",

@@ -396,10 +396,10 @@ struct ReadAtScrape {
 impl Collector for ReadAtScrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let gauges = [
-            ("inbox_pending", "Requests waiting in inbox/", &self.inbox),
+            ("inbox_pending", "Requests waiting in inbox/.", &self.inbox),
             (
                 "requests_in_progress",
-                "Requests claimed into processing/ and not yet filed",
+                "Requests claimed into processing/ and not yet filed.",
                 &self.processing,
             ),
         ];
@@ -411,13 +411,13 @@ impl Collector for ReadAtScrape {
         let total = ConstCounter::new(calls.calls.load(Ordering::Relaxed));
         total.encode(encoder.encode_descriptor(
             "tmux_calls",
-            "tmux commands run",
+            "tmux commands run.",
             None,
             MetricType::Counter,
         )?)?;
         let mut failures = encoder.encode_descriptor(
             "tmux_call_failures",
-            "tmux commands that failed (error) or were killed at tmux_timeout (timeout)",
+            "tmux commands that failed (error) or were killed at tmux_timeout (timeout).",
             None,
             MetricType::Counter,
         )?;

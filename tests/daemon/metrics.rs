@@ -577,3 +577,39 @@ fn agents_up_then_a_mass_death_pauses_supervision_in_the_metrics_and_notifies() 
         "{event}"
     );
 }
+
+#[test]
+fn the_readme_scrape_config_and_alert_rules_pass_promtool() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    let block = |start: &str| {
+        *blocks
+            .iter()
+            .find(|b| b.starts_with(start))
+            .unwrap_or_else(|| panic!("README has no yaml block starting with {start:?}"))
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::write(dir.path().join("rules.yml"), block("groups:")).expect("write rules");
+    let config = dir.path().join("prometheus.yml");
+    fs::write(
+        &config,
+        format!("rule_files: [rules.yml]\n{}", block("scrape_configs:")),
+    )
+    .expect("write config");
+    let mut cmd = Command::new("promtool");
+    cmd.arg("check").arg("config").arg(&config);
+    let out = crate::support::run(cmd);
+    assert!(out.success(), "promtool check config: {out:#?}");
+    assert!(
+        out.all().contains("3 rules found"),
+        "the three alert rules are read: {out:#?}"
+    );
+}
