@@ -15,6 +15,12 @@ pub struct Preset {
     pub backlogs: &'static [usize],
     pub idle_secs: u64,
     pub baseline_burst: usize,
+    /// What the concurrent writer of the durability scenario writes.
+    pub writer_mib: u64,
+    /// Latency samples of the durability scenario, per phase.
+    pub durable_samples: usize,
+    /// Agents cycling at once in the storm scenario.
+    pub storms: &'static [usize],
 }
 
 pub const FULL: Preset = Preset {
@@ -24,6 +30,9 @@ pub const FULL: Preset = Preset {
     backlogs: &[10_000, 20_000, 50_000, 100_000],
     idle_secs: 30,
     baseline_burst: 500,
+    writer_mib: 2048,
+    durable_samples: 200,
+    storms: &[10, 50],
 };
 
 pub const QUICK: Preset = Preset {
@@ -33,6 +42,9 @@ pub const QUICK: Preset = Preset {
     backlogs: &[1_000, 2_000, 5_000, 10_000],
     idle_secs: 3,
     baseline_burst: 100,
+    writer_mib: 256,
+    durable_samples: 50,
+    storms: &[4, 10],
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,6 +55,8 @@ pub enum Scenario {
     Backlog,
     Idle,
     Baseline,
+    Durability,
+    Storm,
 }
 
 fn list(sizes: &[usize]) -> String {
@@ -57,13 +71,17 @@ fn quick_help() -> String {
     let q = QUICK;
     format!(
         "Smoke run: burst {} ({} run), latency {} samples (the baseline's too), backlogs {}, \
-         idle {} s, baseline burst {}; flags given as well override these",
+         idle {} s, baseline burst {}, writer {} MiB, durability samples {}, storms of {}; \
+         flags given as well override these",
         q.burst,
         q.repeat,
         q.latency,
         list(q.backlogs),
         q.idle_secs,
-        q.baseline_burst
+        q.baseline_burst,
+        q.writer_mib,
+        q.durable_samples,
+        list(q.storms)
     )
 }
 
@@ -74,7 +92,11 @@ fn preset_help(what: &str, pick: impl Fn(&Preset) -> String) -> String {
 
 /// A count: positive, `_` allowed as a digit separator (`20_000`).
 fn count(s: &str) -> Result<usize, String> {
-    match s.replace('_', "").parse::<usize>() {
+    count_u64(s).and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+}
+
+fn count_u64(s: &str) -> Result<u64, String> {
+    match s.replace('_', "").parse::<u64>() {
         Ok(0) => Err("must be positive".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
@@ -86,14 +108,22 @@ fn count(s: &str) -> Result<usize, String> {
     name = "daemon",
     bin_name = "cargo bench --bench daemon --",
     about = "Benchmarks the real `gt daemon run --dry-run` (the `gt` cargo builds with this \
-             bench) against an inotifywait + jq baseline and the filesystem's limit, and \
-             prints a markdown table. Exits non-zero when any scenario fails, including when \
-             its requests are not all filed as expected.",
+             bench, or the ones --gt names) against an inotifywait + jq baseline and the \
+             filesystem's limit, its durability beside a large concurrent writer, and (with \
+             real tmux) a storm of agents cycling at once; prints markdown tables. Exits \
+             non-zero when any scenario fails, including when its requests are not all filed \
+             as expected.",
     disable_version_flag = true
 )]
 pub struct Args {
     #[arg(long, help = quick_help())]
     pub quick: bool,
+
+    /// The `gt` to measure, as [LABEL=]PATH (repeatable: every scenario runs for each, and
+    /// each gets a column); `built` as PATH is the one cargo built with this bench, the
+    /// default. The same bench code can thus measure an older commit's binary.
+    #[arg(long = "gt", value_name = "[LABEL=]PATH")]
+    pub gts: Vec<String>,
 
     /// Make towns under DIR (repeatable); default: the temp dir and /dev/shm when present
     #[arg(long = "dir", value_name = "DIR")]
@@ -137,6 +167,30 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = count)]
     pub baseline_latency: Option<usize>,
 
+    #[arg(long, value_name = "MiB", value_parser = count_u64,
+          help = preset_help(
+              "Durability scenario: what the concurrent writer writes (without fsync) to a file \
+               beside the town; scaled down, and said so, when the filesystem lacks room",
+              |p| p.writer_mib.to_string()))]
+    pub writer_mib: Option<u64>,
+
+    #[arg(long, value_name = "N", value_parser = count,
+          help = preset_help(
+              "Durability scenario: latency samples without and with the writer",
+              |p| p.durable_samples.to_string()))]
+    pub durable_samples: Option<usize>,
+
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = count,
+          help = preset_help(
+              "Storm scenario: numbers of agents cycling at once (each with the default pool, \
+               and with max_parallel = N when N is larger)",
+              |p| list(p.storms)))]
+    pub storm: Option<Vec<usize>>,
+
+    /// Internal: run as the durability scenario's writer process, writing PATH
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub internal_writer: Option<PathBuf>,
+
     /// Before each timed part: flush the filesystem until a flush finds nothing to write, then pause this long
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub settle_ms: u64,
@@ -170,6 +224,10 @@ pub struct Opts {
     pub skip_baseline: bool,
     pub only: Vec<Scenario>,
     pub repeat: usize,
+    pub gts: Vec<String>,
+    pub writer_bytes: u64,
+    pub durable_samples: usize,
+    pub storms: Vec<usize>,
 }
 
 impl Opts {
@@ -197,6 +255,10 @@ impl From<Args> for Opts {
             skip_baseline: a.skip_baseline,
             only: a.only,
             repeat: a.repeat.unwrap_or(p.repeat),
+            gts: a.gts,
+            writer_bytes: a.writer_mib.unwrap_or(p.writer_mib) << 20,
+            durable_samples: a.durable_samples.unwrap_or(p.durable_samples),
+            storms: a.storm.unwrap_or_else(|| p.storms.to_vec()),
         }
     }
 }

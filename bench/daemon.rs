@@ -1,4 +1,5 @@
-//! The real daemon as a child: `gt --town T daemon run --dry-run`.
+//! The real daemon as a child: `gt --town T daemon run --dry-run` (or, for
+//! the storm, without `--dry-run`, against a private tmux server).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,13 +28,24 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `gt daemon run --dry-run`: validates and files, never touches tmux.
     pub fn spawn(gt: &Path, town: &TempTown) -> Result<Daemon> {
+        Daemon::spawn_with(gt, town, true)
+    }
+
+    pub fn spawn_with(gt: &Path, town: &TempTown, dry_run: bool) -> Result<Daemon> {
+        // Appended to, so a second daemon on the same town (after a kill)
+        // keeps the first one's output.
         let out = town.root().join("bench-daemon.out");
-        let file = fs::File::create(&out)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out)?;
         let mut cmd = Command::new(gt);
         cmd.arg("--town")
             .arg(town.root())
-            .args(["daemon", "run", "--dry-run"])
+            .args(["daemon", "run"])
+            .args(dry_run.then_some("--dry-run"))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
@@ -132,6 +144,35 @@ impl Daemon {
             )),
         }
         Ok(warnings)
+    }
+
+    /// SIGKILL, then how long until `daemon.lock` could be taken: the
+    /// kernel releases the lock only when the last thread has left the
+    /// kernel, so a thread inside a long flush holds it for that long.
+    pub fn kill_timed(mut self, timeout: Duration) -> Result<Duration> {
+        use rustix::fs::{flock, FlockOperation};
+        let pid = Pid::from_raw(self.pid).ok_or_else(|| eyre!("bad pid"))?;
+        // Opened beforehand, so the open is not timed.
+        let lock = fs::File::open(self.town.lock_file())
+            .wrap_err_with(|| format!("open {}", self.town.lock_file().display()))?;
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            bail!("daemon.lock was not held by the daemon before the kill");
+        }
+        let t0 = Instant::now();
+        kill_process(pid, Signal::KILL)?;
+        let released = loop {
+            if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                break t0.elapsed();
+            }
+            if t0.elapsed() > timeout {
+                bail!("daemon.lock was still held {timeout:?} after SIGKILL");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let _ = flock(&lock, FlockOperation::Unlock);
+        self.child.wait()?;
+        self.exited = true;
+        Ok(released)
     }
 
     /// The tail of the daemon's stdout/stderr and log, for error messages.

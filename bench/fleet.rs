@@ -55,6 +55,14 @@ struct Args {
     bench: bool,
 }
 
+/// A `gt` to measure, as `procfs::machine_info` describes it.
+pub struct GtBin {
+    pub label: String,
+    pub path: PathBuf,
+    /// The one cargo built with this bench (so of this commit).
+    pub built: bool,
+}
+
 /// One running daemon of the fleet; SIGKILLed on drop unless stopped.
 struct Member {
     child: Child,
@@ -318,11 +326,13 @@ fn main() -> Result<()> {
         format!(" -- {}", given.join(" "))
     };
     println!("Command: `cargo bench --bench fleet{given}`\n");
-    for line in procfs::machine_info(&gt) {
+    let described = GtBin {
+        label: "gt".into(),
+        path: gt.clone(),
+        built: args.gt.is_none(),
+    };
+    for line in procfs::machine_info(&[described]) {
         println!("{line}");
-    }
-    if let Some(other) = &args.gt {
-        println!("- measured binary: {}", other.display());
     }
     println!(
         "- each: `gt daemon run --dry-run`, heartbeat_interval 60s, idle; measured over {} s after start-up, scraped every {} s when the endpoint is on\n",

@@ -1,6 +1,7 @@
 //! Cleanup of everything the bench starts or creates, even when it is
-//! interrupted: child processes (daemons, the baseline's process group) and
-//! town directories are registered here. Normal exits clean up through `Drop`
+//! interrupted: child processes (daemons, the baseline's process group, the
+//! concurrent writer), private tmux servers and town directories are
+//! registered here. Normal exits clean up through `Drop`
 //! guards; SIGINT/SIGTERM/SIGHUP run [`cleanup_all`] from a signal thread.
 
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ pub enum Entry {
     Process(i32),
     /// A process group (the baseline pipeline), SIGKILLed as a whole.
     Group(i32),
+    /// A private tmux server (`tmux -L NAME`), killed with its panes.
+    Tmux(String),
     /// A town directory, removed.
     Dir(PathBuf),
 }
@@ -58,6 +61,7 @@ pub fn cleanup_all() {
                     let _ = kill_process_group(pgid, Signal::KILL);
                 }
             }
+            Entry::Tmux(socket) => crate::tmux::kill_server(socket),
             Entry::Dir(_) => {}
         }
     }

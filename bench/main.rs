@@ -1,15 +1,19 @@
 //! `gt daemon` benchmark: burst throughput, latency, backlog at
 //! start, idle cost, against an inotifywait + jq baseline and the physical
-//! limit of the filesystem work, all in one run. Prints one markdown table
-//! (for BENCHMARKS.md) and the machine it ran on.
+//! limit of the filesystem work; durability beside a large concurrent
+//! writer; a storm of agents cycling at once with real tmux; all in one
+//! run. Prints markdown tables (for BENCHMARKS.md) and the machine it ran
+//! on.
 //!
 //! Run: `just bench`, or `cargo bench --bench daemon` (`-- --quick` for a
 //! smoke run; `-- --help` for the flags). It starts the real
-//! `gt daemon run --dry-run` that cargo built for it.
+//! `gt daemon run` that cargo built for it, or the binaries `--gt` names
+//! (an older commit's, say), each in its own column.
 
 mod args;
 mod baseline;
 mod daemon;
+mod durability;
 mod guard;
 mod limit;
 mod outcome;
@@ -17,8 +21,11 @@ mod procfs;
 mod report;
 mod scenarios;
 mod settle;
+mod storm;
+mod tmux;
 mod town;
 mod watch;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +34,53 @@ use clap::Parser;
 use color_eyre::eyre::{bail, Result, WrapErr};
 
 use args::{Args, Opts, Scenario};
+
+/// A `gt` binary to measure.
+pub struct GtBin {
+    pub label: String,
+    pub path: PathBuf,
+    /// The one cargo built with this bench (so of this commit).
+    pub built: bool,
+}
+
+/// The binaries `--gt` names, else the one cargo built.
+fn gt_binaries(o: &Opts) -> Result<Vec<GtBin>> {
+    let built = |label: Option<&str>| -> Result<GtBin> {
+        Ok(GtBin {
+            label: label.map_or_else(|| format!("gt {}", procfs::commit()), str::to_string),
+            path: find_gt()?,
+            built: true,
+        })
+    };
+    if o.gts.is_empty() {
+        return Ok(vec![built(None)?]);
+    }
+    let mut bins = Vec::new();
+    for spec in &o.gts {
+        // LABEL=PATH, unless what is before the `=` looks like a path.
+        let (label, path) = match spec.split_once('=') {
+            Some((label, path)) if !label.contains('/') && !label.is_empty() => (Some(label), path),
+            _ => (None, spec.as_str()),
+        };
+        if path == "built" {
+            bins.push(built(label)?);
+            continue;
+        }
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("--gt {spec}: {} is not a file", path.display());
+        }
+        let path = path
+            .canonicalize()
+            .wrap_err_with(|| format!("--gt {spec}"))?;
+        bins.push(GtBin {
+            label: label.map_or_else(|| path.display().to_string(), str::to_string),
+            path,
+            built: false,
+        });
+    }
+    Ok(bins)
+}
 
 /// The `gt` binary cargo built for this bench (same profile, same commit).
 fn find_gt() -> Result<PathBuf> {
@@ -100,7 +154,10 @@ fn best<T>(runs: Vec<Outcome<T>>, key: impl Fn(&T) -> f64) -> Outcome<T> {
         .or(failed.map(Err))
 }
 
+/// The results of one `gt` on one directory's filesystem.
 pub struct DirResults {
+    /// Which `gt` ran, by its label.
+    pub gt: String,
     pub dir: PathBuf,
     pub fs: String,
     pub limit: Outcome<limit::Limit>,
@@ -113,6 +170,15 @@ pub struct DirResults {
     /// gt on a burst of the baseline's size, run right before it.
     pub burst_at_baseline_size: Outcome<scenarios::Burst>,
     pub baseline_latency: Outcome<scenarios::Latency>,
+    /// Run on disk-backed filesystems only (tmpfs has no disk to wait for).
+    pub durability: Outcome<durability::Durability>,
+    /// Run on the first directory only (the filesystem hardly matters).
+    pub storms: Vec<(storm::Case, Outcome<storm::StormResult>)>,
+}
+
+/// Whether the filesystem has a disk under it for a flush to wait for.
+fn disk_backed(fs: &str) -> bool {
+    !matches!(fs, "tmpfs" | "ramfs")
 }
 
 fn main() -> ExitCode {
@@ -130,7 +196,15 @@ fn main() -> ExitCode {
 /// Ok(false) when some scenario failed (the table is still printed).
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = Opts::from(Args::parse());
+    let parsed = Args::parse();
+    if let Some(path) = &parsed.internal_writer {
+        let mib = parsed
+            .writer_mib
+            .ok_or_else(|| color_eyre::eyre::eyre!("--internal-writer needs --writer-mib"))?;
+        writer::child_main(path, mib << 20)?;
+        return Ok(true);
+    }
+    let o = Opts::from(parsed);
     guard::install_signal_cleanup()?;
     // A panic unwinds through the Drop guards; make sure nothing survives.
     let default_hook = std::panic::take_hook();
@@ -139,9 +213,9 @@ fn run() -> Result<bool> {
         guard::cleanup_all();
     }));
 
-    let gt = find_gt()?;
+    let gts = gt_binaries(&o)?;
     let dirs = town_dirs(&o)?;
-    let machine = procfs::machine_info(&gt);
+    let machine = procfs::machine_info(&gts);
     let baseline_missing = if o.skip_baseline {
         Some("baseline skipped (--skip-baseline)".to_string())
     } else {
@@ -150,15 +224,29 @@ fn run() -> Result<bool> {
     if let Some(why) = &baseline_missing {
         eprintln!("bench: {why}");
     }
+    let storm_missing = tmux::missing().filter(|_| o.wants(Scenario::Storm));
+    if let Some(why) = &storm_missing {
+        eprintln!("bench: {why}");
+    }
 
     let settle = settle::Settle::new(o.settle);
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let mut results = Vec::new();
-    for (k, dir) in dirs.iter().enumerate() {
+    for (gt, (k, dir)) in gts
+        .iter()
+        .flat_map(|gt| dirs.iter().enumerate().map(move |d| (gt, d)))
+    {
         let fs = procfs::fs_type(dir);
-        let at = format!("{} ({fs})", dir.display());
+        let at = if gts.len() > 1 {
+            format!("{} ({fs}), {}", dir.display(), gt.label)
+        } else {
+            format!("{} ({fs})", dir.display())
+        };
+        let gt_label = &gt.label;
+        let gt = &gt.path;
         let mut r = DirResults {
+            gt: gt_label.clone(),
             dir: dir.clone(),
             fs: fs.clone(),
             limit: None,
@@ -170,6 +258,8 @@ fn run() -> Result<bool> {
             baseline_burst: None,
             burst_at_baseline_size: None,
             baseline_latency: None,
+            durability: None,
+            storms: Vec::new(),
         };
         let mut n = Vec::new();
         // Limit and burst alternate, best of `repeat` each, so that both
@@ -197,7 +287,7 @@ fn run() -> Result<bool> {
                 bursts.push(attempt(
                     &format!("burst of {} on {at}{run}", o.burst),
                     &mut errors,
-                    || scenarios::daemon_burst(&gt, dir, o.burst, &settle, &mut n),
+                    || scenarios::daemon_burst(gt, dir, o.burst, &settle, &mut n),
                 ));
             }
         }
@@ -208,7 +298,7 @@ fn run() -> Result<bool> {
             r.latency = attempt(
                 &format!("latency, {} samples, on {at}", o.latency),
                 &mut errors,
-                || scenarios::daemon_latency(&gt, dir, o.latency, o.gap, &settle, &mut n),
+                || scenarios::daemon_latency(gt, dir, o.latency, o.gap, &settle, &mut n),
             );
         }
         for &size in &o.backlogs {
@@ -216,7 +306,7 @@ fn run() -> Result<bool> {
                 attempt(
                     &format!("backlog of {size} at start on {at}"),
                     &mut errors,
-                    || scenarios::daemon_backlog(&gt, dir, size, &settle, &mut n),
+                    || scenarios::daemon_backlog(gt, dir, size, &settle, &mut n),
                 )
             } else {
                 None
@@ -227,7 +317,7 @@ fn run() -> Result<bool> {
             r.idle = attempt(
                 &format!("idle for {} s on {at}", o.idle_secs),
                 &mut errors,
-                || scenarios::daemon_idle(&gt, dir, o.idle_secs, &settle, &mut n),
+                || scenarios::daemon_idle(gt, dir, o.idle_secs, &settle, &mut n),
             );
         }
         if baseline_missing.is_none() && o.wants(Scenario::Baseline) {
@@ -239,7 +329,7 @@ fn run() -> Result<bool> {
                     o.baseline_burst
                 ),
                 &mut errors,
-                || scenarios::daemon_burst(&gt, dir, o.baseline_burst, &settle, &mut n),
+                || scenarios::daemon_burst(gt, dir, o.baseline_burst, &settle, &mut n),
             );
             r.baseline_burst = attempt(
                 &format!("baseline burst of {} on {at}", o.baseline_burst),
@@ -252,6 +342,29 @@ fn run() -> Result<bool> {
                 || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, &settle),
             );
         }
+        if o.wants(Scenario::Durability) && disk_backed(&fs) {
+            r.durability = attempt(
+                &format!(
+                    "durability beside a writer of {} MiB on {at}",
+                    o.writer_bytes >> 20
+                ),
+                &mut errors,
+                || durability::run(gt, dir, o.writer_bytes, o.durable_samples, &settle, &mut n),
+            );
+        }
+        if k == 0 && o.wants(Scenario::Storm) && storm_missing.is_none() {
+            for case in storm::cases(&o.storms) {
+                let pool = case.pool.map_or("max_parallel not set".into(), |p| {
+                    format!("max_parallel {p}")
+                });
+                let outcome = attempt(
+                    &format!("storm of {} cycles, {pool}, with {gt_label}", case.n),
+                    &mut errors,
+                    || storm::run(gt, dir, case, &settle, &mut n),
+                );
+                r.storms.push((case, outcome));
+            }
+        }
         n.extend(settle.take_notes());
         notes.extend(
             n.into_iter()
@@ -260,6 +373,13 @@ fn run() -> Result<bool> {
         results.push(r);
     }
 
+    if o.only.contains(&Scenario::Durability) && results.iter().all(|r| r.durability.is_none()) {
+        notes.push(
+            "the durability scenario runs only on a disk-backed filesystem, and none of the \
+             towns' directories is on one (give one with --dir)"
+                .into(),
+        );
+    }
     let command = std::iter::once("cargo bench --bench daemon --".to_string())
         .chain(args.iter().filter(|a| *a != "--bench").cloned())
         .collect::<Vec<_>>()
@@ -273,12 +393,16 @@ fn run() -> Result<bool> {
             &command,
             &results,
             baseline_missing.as_deref(),
+            storm_missing.as_deref(),
             &notes,
             &errors
         )
     );
     // Said again at the end, where it is seen after a long run.
     if let Some(why) = baseline_missing.filter(|_| !o.skip_baseline) {
+        eprintln!("bench: {why}");
+    }
+    if let Some(why) = storm_missing {
         eprintln!("bench: {why}");
     }
     if !errors.is_empty() {

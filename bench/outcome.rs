@@ -27,6 +27,7 @@ pub fn processed_body(from: &str, action: &str, pid: u32) -> Vec<u8> {
         finished_at: chrono::Utc::now(),
         daemon_pid: pid,
         original_name: None,
+        seq: None,
     };
     let mut body = serde_json::to_vec(&sidecar).expect("a sidecar serializes");
     body.push(b'\n');

@@ -103,8 +103,31 @@ fn first_line_with(path: &str, prefix: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
+/// The commit this bench was built from, short, marked when the work tree
+/// has uncommitted changes; `?` outside a git checkout.
+pub fn commit() -> String {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    match commit {
+        Some(c) if dirty => format!("{c} (with uncommitted changes)"),
+        Some(c) => c,
+        None => "?".into(),
+    }
+}
+
 /// Lines describing the machine, for the report.
-pub fn machine_info(gt: &Path) -> Vec<String> {
+pub fn machine_info(gts: &[crate::GtBin]) -> Vec<String> {
     let nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -119,42 +142,73 @@ pub fn machine_info(gt: &Path) -> Vec<String> {
     let queue = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into());
-    let version = Command::new(gt)
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "?".into());
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .is_some_and(|o| !o.stdout.is_empty());
-    let commit = match commit {
-        Some(c) if dirty => format!("{c} (with uncommitted changes)"),
-        Some(c) => c,
-        None => "?".into(),
-    };
     let load = std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into());
-    vec![
+    let dirty = [
+        "dirty_background_ratio",
+        "dirty_ratio",
+        "dirty_expire_centisecs",
+    ]
+    .map(|k| {
+        let v = std::fs::read_to_string(format!("/proc/sys/vm/{k}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        format!("{k} {v}")
+    })
+    .join(", ");
+    let mut lines = vec![
         format!("- CPU: {cpu}, {nproc} cores (nproc); memory {mem}"),
         format!("- load average at start: {load} (other work on the machine skews the figures, ext4 most)"),
-        format!("- kernel: Linux {kernel}; inotify max_queued_events {queue}"),
-        format!("- daemon: `{version}`, commit {commit}, release build, `--dry-run`"),
-        format!(
-            "- date: {}",
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-    ]
+        format!("- kernel: Linux {kernel}; inotify max_queued_events {queue}; vm {dirty}"),
+    ];
+    for gt in gts {
+        let version = Command::new(&gt.path)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "?".into());
+        let what = if gt.built {
+            format!("commit {}, release build (the bench's own)", commit())
+        } else {
+            format!("`{}`", gt.path.display())
+        };
+        lines.push(format!(
+            "- daemon{}: `{version}`, {what}; `--dry-run` except in the storm",
+            if gts.len() > 1 {
+                format!(" \"{}\"", gt.label)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    lines.push(format!(
+        "- date: {}",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ));
+    lines
+}
+
+/// The thread of process `pid` named `name` (its `comm`), if there is one.
+pub fn thread_named(pid: i32, name: &str) -> Option<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })?
+        .file_name()
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// The scheduler state of a thread (`/proc/PID/task/TID/stat` field 3):
+/// `R` running, `S` sleeping, `D` waiting in the kernel uninterruptibly
+/// (for the disk, say).
+pub fn thread_state(pid: i32, tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }

@@ -15,8 +15,8 @@ use crate::town::{self, TempTown};
 use crate::watch::{DirWatch, End};
 
 /// How long nothing may progress before a scenario is declared stuck.
-const STALL: Duration = Duration::from_secs(60);
-const READY: Duration = Duration::from_secs(15);
+pub const STALL: Duration = Duration::from_secs(60);
+pub const READY: Duration = Duration::from_secs(15);
 
 pub struct Burst {
     pub n: usize,
@@ -66,7 +66,7 @@ pub struct Idle {
 }
 
 /// Starts the daemon on `town` and waits until it says it is running.
-fn start(gt: &Path, town: &TempTown) -> Result<Daemon> {
+pub fn start(gt: &Path, town: &TempTown) -> Result<Daemon> {
     let mut d = Daemon::spawn(gt, town)?;
     d.wait_ready(READY)?;
     Ok(d)
@@ -93,7 +93,7 @@ fn check_counters(d: &Daemon, n: usize, notes: &mut Vec<String>) {
     }
 }
 
-fn publish_all(town: &TempTown, names: &[String]) -> Result<Duration> {
+pub fn publish_all(town: &TempTown, names: &[String]) -> Result<Duration> {
     let body = town::request_body();
     let t0 = Instant::now();
     for name in names {
@@ -103,7 +103,7 @@ fn publish_all(town: &TempTown, names: &[String]) -> Result<Duration> {
 }
 
 /// What the daemon `pid` (or, without one, the baseline) must have filed.
-fn expected(pid: Option<i32>) -> Expected<'static> {
+pub fn expected(pid: Option<i32>) -> Expected<'static> {
     Expected {
         from: town::FROM,
         action: town::ACTION,

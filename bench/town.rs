@@ -41,8 +41,14 @@ impl Deref for TempTown {
 }
 
 impl TempTown {
-    /// A fresh town under `base` with the daemon directories and config.
+    /// A fresh town under `base` with the daemon directories and [`CONFIG`].
     pub fn new(base: &Path) -> Result<TempTown> {
+        TempTown::with_config(base, CONFIG)
+    }
+
+    /// A fresh town under `base` with the daemon directories and `config`
+    /// as its `daemon/config.json`.
+    pub fn with_config(base: &Path, config: &str) -> Result<TempTown> {
         let tmp = tempfile::Builder::new()
             .prefix("gt-bench-")
             .tempdir_in(base)
@@ -50,7 +56,7 @@ impl TempTown {
         let reg = guard::register(Entry::Dir(tmp.path().to_path_buf()));
         let town = gt::town::Town::at(tmp.path())?;
         town.ensure_dirs()?;
-        fs::write(town.config_file(), CONFIG)?;
+        fs::write(town.config_file(), config)?;
         Ok(TempTown {
             tmp: Some(tmp),
             _reg: reg,
@@ -291,8 +297,14 @@ impl std::fmt::Display for Counts {
 
 /// A valid request body, from [`FROM`] asking [`ACTION`].
 pub fn request_body() -> Vec<u8> {
+    request_body_for(FROM, ACTION)
+}
+
+/// A valid request body from `from` asking `action` (both plain names,
+/// nothing to escape).
+pub fn request_body_for(from: &str, action: &str) -> Vec<u8> {
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    format!("{{\"from\":\"{FROM}\",\"action\":\"{ACTION}\",\"timestamp\":\"{ts}\"}}\n").into_bytes()
+    format!("{{\"from\":\"{from}\",\"action\":\"{action}\",\"timestamp\":\"{ts}\"}}\n").into_bytes()
 }
 
 /// The file a request named `name` is published as.

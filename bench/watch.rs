@@ -1,6 +1,7 @@
-//! An inotify watch on `processed/` for the latency runs: a thread blocks in
-//! `read` and stamps each event with the instant it was read, so the bench
-//! neither spins nor sleeps while it waits.
+//! An inotify watch on a directory (`processed/` for the latency runs, the
+//! daemon directory for state.json): a thread blocks in `read` and stamps
+//! each event with the instant it was read, so the bench neither spins nor
+//! sleeps while it waits.
 
 use std::ffi::OsStr;
 use std::mem::MaybeUninit;
@@ -88,6 +89,17 @@ impl DirWatch {
             rx,
             thread: Some(thread),
         })
+    }
+
+    /// The next event: a name, when it was read, and whether it says the
+    /// file is complete; `None` when nothing came within `timeout`.
+    pub fn next(&self, timeout: Duration) -> Result<Option<(String, Instant, bool)>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Seen::Name(name, at, complete)) => Ok(Some((name, at, complete))),
+            Ok(Seen::Overflow) => bail!("the inotify queue overflowed while measuring"),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => bail!("the inotify thread ended"),
+        }
     }
 
     /// Waits until every name in `wanted` was seen as its [`End`] asks;

@@ -65,6 +65,18 @@ pub(crate) struct CrashLoopGuard {
     max_sessions: usize,
 }
 
+/// A session the guard remembers: its restarts within the window, and
+/// whether (and until when) it refuses the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Remembered {
+    pub session: String,
+    pub restarts: usize,
+    pub held: bool,
+    /// When the guard will admit a restart again (`None` while not held,
+    /// or with `max_restarts` 0, which never admits one).
+    pub held_until: Option<DateTime<Utc>>,
+}
+
 /// The guard refused: how many restarts happened in the window.
 #[derive(Debug)]
 pub(crate) struct Tripped {
@@ -73,8 +85,18 @@ pub(crate) struct Tripped {
 
 impl CrashLoopGuard {
     pub(crate) fn new(town: &Town, max: u32, window: Duration) -> Self {
+        Self::with_file(town.restart_state_file(), town, max, window)
+    }
+
+    /// The guard of a dry-run daemon: the same rules, its own memory, so
+    /// restarts that were only pretended never hold a real daemon back.
+    pub(crate) fn dry_run(town: &Town, max: u32, window: Duration) -> Self {
+        Self::with_file(town.dry_run_restart_state_file(), town, max, window)
+    }
+
+    fn with_file(file: PathBuf, town: &Town, max: u32, window: Duration) -> Self {
         CrashLoopGuard {
-            file: town.restart_state_file(),
+            file,
             lock: town.restart_state_lock(),
             max,
             window,
@@ -122,6 +144,43 @@ impl CrashLoopGuard {
         })
     }
 
+    /// Every session with restarts inside the window at `now`, most
+    /// restarts first (a read: the file is replaced whole, never half
+    /// written).
+    pub(crate) fn remembered(&self, now: DateTime<Utc>) -> io::Result<Vec<Remembered>> {
+        let record: Record = match std::fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Record::default(),
+            Err(e) => return Err(e),
+        };
+        let window = self.window();
+        let max = self.max as usize;
+        let mut out: Vec<Remembered> = record
+            .restarts
+            .into_iter()
+            .filter_map(|(session, mut times)| {
+                times.retain(|t| now.signed_duration_since(*t) < window);
+                if times.is_empty() {
+                    return None;
+                }
+                times.sort_unstable();
+                let held = times.len() >= max;
+                // Admitted again once all but max - 1 have left the window.
+                let held_until = (held && max > 0)
+                    .then(|| times[times.len() - max].checked_add_signed(window))
+                    .flatten();
+                Some(Remembered {
+                    session,
+                    restarts: times.len(),
+                    held,
+                    held_until,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.restarts.cmp(&a.restarts).then(a.session.cmp(&b.session)));
+        Ok(out)
+    }
+
     /// Forgets the restarts of `session`; true when there were any.
     pub(crate) fn clear(&self, session: &str) -> io::Result<bool> {
         self.with_record(Utc::now(), |record| {
@@ -162,6 +221,30 @@ mod tests {
         assert!(again.admit("gt-mayor", later).unwrap().is_err());
         assert!(again.clear("gt-mayor").unwrap());
         assert!(again.admit("gt-mayor", later).unwrap().is_ok());
+    }
+
+    #[test]
+    fn remembers_who_is_held_and_until_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        let guard = CrashLoopGuard::new(&town, 2, Duration::from_secs(60));
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let t1 = t0 + chrono::Duration::seconds(10);
+        assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t1).unwrap().is_ok());
+        assert!(guard.admit("gt-deacon", t1).unwrap().is_ok());
+        let seen = guard.remembered(t1).unwrap();
+        assert_eq!(seen[0].session, "gt-mayor");
+        assert!(seen[0].held);
+        assert_eq!(seen[0].held_until, Some(t0 + chrono::Duration::seconds(60)));
+        assert_eq!(seen[1].session, "gt-deacon");
+        assert!(!seen[1].held && seen[1].held_until.is_none());
+        // The dry run's memory is its own.
+        let dry = CrashLoopGuard::dry_run(&town, 2, Duration::from_secs(60));
+        assert!(dry.remembered(t1).unwrap().is_empty());
+        assert!(dry.admit("gt-mayor", t1).unwrap().is_ok());
+        assert_eq!(guard.remembered(t1).unwrap()[0].restarts, 2);
     }
 
     fn sessions_in_file(town: &Town) -> Vec<String> {

@@ -11,8 +11,9 @@
 //! - The shared core: [`town`] (paths), [`config`], [`duration`],
 //!   [`request`] (request and agent identity), [`inbox`] and [`outcome`]
 //!   (what is pending, what was filed), [`instance`] (the lock), [`state`],
-//!   [`crash_loop`], [`supervise`] (supervision's memory), [`tmux`], [`process`], [`fs`] (atomic writes and
-//!   renames), and [`testing`] (the test hooks).
+//!   [`crash_loop`], [`supervise`] (supervision's memory), [`tmux`],
+//!   [`process`], [`fs`] (atomic writes and renames), [`text`] (untrusted
+//!   text made safe to show, and times), and [`testing`] (the test hooks).
 #![warn(unreachable_pub)]
 // Dev-dependencies are only used by the integration tests.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
@@ -33,5 +34,6 @@ pub(crate) mod service;
 pub mod state;
 pub mod supervise;
 pub mod testing;
+pub mod text;
 pub(crate) mod tmux;
 pub mod town;

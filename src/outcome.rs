@@ -50,6 +50,12 @@ pub struct Sidecar {
     /// shorter one (file systems limit a name to 255 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_name: Option<String>,
+    /// This outcome is the daemon's Nth filed since it started: state.json
+    /// counts it once `requests_processed + requests_failed` reaches N
+    /// (outcomes are counted in the order they are filed, after they are
+    /// durable), which is how `send --wait` knows the counters include it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// `dir/NAME` → `dir/NAME.result.json`.

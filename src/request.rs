@@ -149,6 +149,47 @@ impl Agent {
         }
     }
 
+    /// The agent whose tmux session is `session` (`gt-mayor` → the Mayor),
+    /// if it is an agent's session at all.
+    ///
+    /// ```
+    /// use gt::request::Agent;
+    /// assert_eq!(Agent::from_session("gt-gastown-witness").unwrap().name(), "gastown/witness");
+    /// assert!(Agent::from_session("gt-mayor:0").is_none());
+    /// ```
+    pub fn from_session(session: &str) -> Option<Agent> {
+        let rest = session.strip_prefix("gt-")?;
+        let rig_ok = |rig: &str| {
+            !rig.is_empty()
+                && rig
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        match rest {
+            "mayor" => Some(Agent::Mayor),
+            "deacon" => Some(Agent::Deacon),
+            _ => {
+                if let Some(rig) = rest.strip_suffix("-witness").filter(|r| rig_ok(r)) {
+                    Some(Agent::Witness { rig: rig.into() })
+                } else {
+                    let rig = rest.strip_suffix("-refinery").filter(|r| rig_ok(r))?;
+                    Some(Agent::Refinery { rig: rig.into() })
+                }
+            }
+        }
+    }
+
+    /// The agent's name as a request's `from` spells it: `mayor`,
+    /// `deacon`, `<rig>/witness`, `<rig>/refinery`.
+    pub fn name(&self) -> String {
+        match self {
+            Agent::Mayor => "mayor".into(),
+            Agent::Deacon => "deacon".into(),
+            Agent::Witness { rig } => format!("{rig}/witness"),
+            Agent::Refinery { rig } => format!("{rig}/refinery"),
+        }
+    }
+
     /// The role name used for per-role configuration.
     pub fn role(&self) -> &'static str {
         match self {
@@ -304,12 +345,15 @@ fn check_age(
     now: DateTime<Utc>,
     max_age: Duration,
 ) -> Result<(), Rejection> {
+    use crate::duration::{above, exact};
     let age = now.signed_duration_since(timestamp);
     match age.to_std() {
+        // The age is shown just precisely enough to be seen to be over the
+        // limit, and the limit exactly: never "1h old, limit 1h30m".
         Ok(age) if age > max_age => Err(Rejection(format!(
             "request is stale: {} old, limit {}",
-            crate::duration::human(round(age)),
-            crate::duration::human(max_age)
+            above(age, max_age),
+            exact(max_age)
         ))),
         Ok(_) => Ok(()),
         Err(_) => {
@@ -317,24 +361,14 @@ fn check_age(
             if ahead > MAX_CLOCK_SKEW {
                 Err(Rejection(format!(
                     "timestamp is {} in the future (more than {} of clock skew); check the sender's clock",
-                    crate::duration::human(round(ahead)),
-                    crate::duration::human(MAX_CLOCK_SKEW)
+                    above(ahead, MAX_CLOCK_SKEW),
+                    exact(MAX_CLOCK_SKEW)
                 )))
             } else {
                 Ok(())
             }
         }
     }
-}
-
-/// Ages are shown to the unit people think in: whole hours past an hour.
-fn round(d: Duration) -> Duration {
-    let secs = d.as_secs();
-    Duration::from_secs(if secs >= 3600 {
-        secs / 3600 * 3600
-    } else {
-        secs
-    })
 }
 
 fn json_rejection(e: &serde_json::Error, text: &str) -> Rejection {
@@ -491,6 +525,55 @@ mod tests {
             "]".repeat(100_000)
         );
         assert!(parse(deep.as_bytes(), now(), Duration::from_secs(60)).is_ok());
+    }
+
+    fn age_reason(age: chrono::Duration, max_age: Duration) -> Option<String> {
+        let sent = now() - age;
+        let bytes = format!(
+            r#"{{"from":"mayor","action":"cycle","timestamp":"{}"}}"#,
+            sent.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        );
+        parse(bytes.as_bytes(), now(), max_age)
+            .err()
+            .map(|e| e.0 .0)
+    }
+
+    #[test]
+    fn stale_wording_shows_durations_that_make_the_comparison_true() {
+        let min = |m| chrono::Duration::minutes(m);
+        let ms = chrono::Duration::milliseconds;
+        assert_eq!(
+            age_reason(min(100), Duration::from_secs(90 * 60)).as_deref(),
+            Some("request is stale: 1h40m old, limit 1h30m")
+        );
+        assert_eq!(
+            age_reason(ms(10_900), Duration::from_secs(10)).as_deref(),
+            Some("request is stale: 10.9s old, limit 10s")
+        );
+        assert_eq!(
+            age_reason(ms(10_001), Duration::from_secs(10)).as_deref(),
+            Some("request is stale: 10.001s old, limit 10s")
+        );
+        // At the limit exactly: not stale.
+        assert_eq!(age_reason(ms(10_000), Duration::from_secs(10)), None);
+        assert_eq!(
+            age_reason(
+                chrono::Duration::hours(60_527) + min(36),
+                Duration::from_secs(6 * 3600)
+            )
+            .as_deref(),
+            Some("request is stale: 6y330d old, limit 6h")
+        );
+        assert_eq!(
+            age_reason(chrono::Duration::seconds(-601), Duration::from_secs(60)).as_deref(),
+            Some(
+                "timestamp is 10m1s in the future (more than 10m of clock skew); check the sender's clock"
+            )
+        );
+        assert_eq!(
+            age_reason(chrono::Duration::seconds(-600), Duration::from_secs(60)),
+            None
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! file is only ever replaced whole: temp file in the same directory, fsync,
 //! rename.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,6 +33,15 @@ pub struct State {
     /// outcome directory gone), and the last reason filing failed.
     pub outcomes_unfiled: u64,
     pub filing_error: Option<String>,
+    /// The settings this daemon runs with, for `status`: how it watches the
+    /// inbox (`notify`, or `poll` when asked or when notify could not be set
+    /// up), its heartbeat interval and its tmux socket.
+    pub watch_mode: Option<String>,
+    pub heartbeat_interval_secs: Option<u64>,
+    pub tmux_socket: Option<String>,
+    /// Session → when the heartbeat last poked it (sessions that still
+    /// exist).
+    pub last_pokes: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl State {
@@ -43,6 +53,19 @@ impl State {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Do this state's counters include the outcome filed with `sidecar`?
+    /// Yes when another daemon filed it (nothing to wait for), or when the
+    /// counters have reached its number; `None` when it carries none (an
+    /// older daemon's).
+    pub fn counts(&self, sidecar: &crate::outcome::Sidecar) -> Option<bool> {
+        let seq = sidecar.seq?;
+        Some(
+            self.pid != sidecar.daemon_pid
+                || !self.running
+                || self.requests_processed + self.requests_failed >= seq,
+        )
     }
 
     /// Replaces the file atomically.
@@ -75,6 +98,11 @@ impl StateStore {
             path,
             state: Mutex::new(initial),
         }
+    }
+
+    /// Reads the live state without writing it.
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Applies `change` and writes the result.

@@ -19,6 +19,9 @@ pub const IGNORE_SIGTERM: &str = "GT_TEST_IGNORE_SIGTERM";
 pub const NOTIFY_FAIL: &str = "GT_TEST_NOTIFY_FAIL";
 /// A tiny event channel, to prove that dropped events cost a rescan.
 pub const CHANNEL_CAPACITY: &str = "GT_TEST_CHANNEL_CAPACITY";
+/// Sleep this many milliseconds after taking the lock, before announcing
+/// that the daemon is up (a start-up that outlasts `start --timeout`).
+pub const START_DELAY_MS: &str = "GT_TEST_START_DELAY_MS";
 
 /// Every variable this module reads, [`ENABLE`] first: tests clear them all
 /// from a daemon's environment unless they mean to set one.
@@ -28,6 +31,7 @@ pub const NAMES: &[&str] = &[
     IGNORE_SIGTERM,
     NOTIFY_FAIL,
     CHANNEL_CAPACITY,
+    START_DELAY_MS,
 ];
 
 /// The hooks in force for one daemon; all off by default.
@@ -37,6 +41,7 @@ pub struct Hooks {
     pub ignore_sigterm: bool,
     pub notify_fail: bool,
     pub channel_capacity: Option<usize>,
+    pub start_delay: Option<Duration>,
 }
 
 impl Hooks {
@@ -59,6 +64,9 @@ impl Hooks {
             ignore_sigterm: flag(IGNORE_SIGTERM),
             notify_fail: flag(NOTIFY_FAIL),
             channel_capacity: lookup(CHANNEL_CAPACITY).and_then(|v| v.parse().ok()),
+            start_delay: lookup(START_DELAY_MS)
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         }
     }
 
@@ -76,6 +84,9 @@ impl Hooks {
         }
         if let Some(c) = self.channel_capacity {
             on.push(format!("{CHANNEL_CAPACITY}={c}"));
+        }
+        if let Some(d) = self.start_delay {
+            on.push(format!("{START_DELAY_MS}={}", d.as_millis()));
         }
         on
     }
@@ -101,6 +112,7 @@ mod tests {
             (IGNORE_SIGTERM, "1"),
             (NOTIFY_FAIL, "1"),
             (CHANNEL_CAPACITY, "2"),
+            (START_DELAY_MS, "7"),
         ];
         assert_eq!(hooks(&set), Hooks::default());
         let mut enabled = set.to_vec();
@@ -109,6 +121,7 @@ mod tests {
         assert_eq!(on.request_delay, Some(Duration::from_millis(5)));
         assert!(on.ignore_sigterm && on.notify_fail);
         assert_eq!(on.channel_capacity, Some(2));
-        assert_eq!(on.active().len(), 4);
+        assert_eq!(on.start_delay, Some(Duration::from_millis(7)));
+        assert_eq!(on.active().len(), 5);
     }
 }

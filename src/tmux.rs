@@ -64,6 +64,16 @@ pub(crate) struct CallCounts {
     pub(crate) timed_out: AtomicU64,
 }
 
+/// One pane, as [`Tmux::panes`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedPane {
+    pub(crate) session: String,
+    pub(crate) pid: Option<u32>,
+    /// Unix time the session was created.
+    pub(crate) created: Option<i64>,
+    pub(crate) dead: bool,
+}
+
 /// The tmux server the daemon talks to (default, or `-L socket`); no call
 /// takes longer than `timeout`.
 #[derive(Debug, Clone)]
@@ -163,6 +173,30 @@ impl Tmux {
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+
+    /// Every pane of every session: its session, the PID of its process,
+    /// when the session was created, and whether the process has exited.
+    /// No server: none.
+    pub(crate) fn panes(&self) -> Result<Vec<ListedPane>, TmuxError> {
+        let format = "#{session_name}\t#{pane_pid}\t#{session_created}\t#{pane_dead}";
+        let out = match self.run(["list-panes", "-a", "-F", format]) {
+            Ok(out) => out,
+            Err(TmuxError::NoServer(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                Some(ListedPane {
+                    session: fields.next()?.to_string(),
+                    pid: fields.next()?.trim().parse().ok(),
+                    created: fields.next()?.trim().parse().ok(),
+                    dead: fields.next()? == "1",
+                })
+            })
             .collect())
     }
 

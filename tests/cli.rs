@@ -5,11 +5,17 @@
 mod support;
 
 mod cli {
+    mod check;
     mod completions;
+    mod discovery;
+    mod docs;
     mod help;
+    mod hostile;
     mod install;
+    mod live;
     mod logging;
     mod logs;
+    mod messages;
     mod requests;
     mod status;
 }

@@ -1,6 +1,7 @@
 //! The daemon end to end: lifecycle and one instance per town, consuming
 //! requests, state.json, execution against a private tmux server, the
-//! town-level guards, watching the inbox, and log rotation.
+//! town-level guards, watching the inbox, log rotation, and what an
+//! operator and a service manager see (restart, reload, journald, sd_notify).
 
 mod support;
 
@@ -10,12 +11,16 @@ mod daemon {
     mod instance;
     mod lifecycle;
     mod lock_faults;
+    mod log_output;
     mod log_rotation;
     mod metrics;
     mod parallel;
     mod requests;
+    mod restart;
     mod state;
+    mod status;
     mod supervision;
+    mod systemd;
     mod tmux;
     mod watch;
 }

@@ -29,8 +29,15 @@ pub(crate) enum ControlError {
         status: std::process::ExitStatus,
         log_from: u64,
     },
-    #[error("the daemon did not come up within {secs}s")]
-    Timeout { secs: u64, log_from: u64 },
+    #[error(
+        "the daemon did not come up within {}; it was stopped (PID {pid}), so nothing runs behind this error",
+        crate::duration::exact(*.limit)
+    )]
+    Timeout {
+        limit: Duration,
+        pid: u32,
+        log_from: u64,
+    },
     #[error(
         "the daemon lock is held but no process could be identified as its holder \
          (daemon.pid is missing or garbage and /proc/locks is unavailable)\n\
@@ -92,13 +99,34 @@ pub(crate) fn start(
             return Ok(StartOutcome::Started(child.id()));
         }
         if Instant::now() > deadline {
+            abandon(town, &mut child);
             return Err(ControlError::Timeout {
-                secs: timeout.as_secs(),
+                limit: timeout,
+                pid: child.id(),
                 log_from,
             });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Stops a daemon we spawned and gave up on: one that comes up after its
+/// starter reported failure would run unseen. SIGTERM first (it may be
+/// recovering processing/), SIGKILL after a grace.
+fn abandon(town: &Town, child: &mut Child) {
+    const GRACE: Duration = Duration::from_secs(5);
+    process::signal(child.id(), Signal::TERM);
+    let end = Instant::now() + GRACE;
+    while Instant::now() < end {
+        if let Ok(Some(_)) = child.try_wait() {
+            let _ = mark_stopped(town);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = mark_stopped(town);
 }
 
 fn spawn_run(town: &Town, run_args: &[OsString], log_path: &Path) -> io::Result<Child> {

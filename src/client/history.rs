@@ -1,6 +1,8 @@
 //! Reading outcomes back: the `.result.json` sidecars in `processed/` and
 //! `failed/`, newest first, without reading every sidecar of a busy town.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -11,8 +13,10 @@ use crate::town::Town;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
-    /// The request's file name in its outcome directory.
+    /// The request's file name in its outcome directory: as it is when it
+    /// is UTF-8, else escaped (`nb\xff.json`), which `retry` accepts.
     pub file: String,
+    #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
     #[serde(flatten)]
     pub sidecar: Sidecar,
@@ -45,12 +49,15 @@ pub(crate) fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
         .filter_map(|(_, path)| {
             let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
             let request = path
-                .to_string_lossy()
-                .strip_suffix(SIDECAR_SUFFIX)?
-                .to_string();
-            let path = PathBuf::from(request);
+                .as_os_str()
+                .as_bytes()
+                .strip_suffix(SIDECAR_SUFFIX.as_bytes())?;
+            let path = PathBuf::from(OsStr::from_bytes(request));
+            let name = path.file_name()?;
             Some(Entry {
-                file: path.file_name()?.to_string_lossy().into_owned(),
+                file: name
+                    .to_str()
+                    .map_or_else(|| crate::text::escape_os(name).into_owned(), str::to_owned),
                 path,
                 sidecar,
             })
@@ -58,6 +65,11 @@ pub(crate) fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
         .collect();
     entries.sort_by_key(|e| std::cmp::Reverse(e.sidecar.finished_at));
     entries
+}
+
+/// A path that is not UTF-8 cannot be a JSON string as it is.
+fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 fn sidecars(dir: &Path) -> Vec<(SystemTime, PathBuf)> {

@@ -34,7 +34,7 @@ use super::stop::StopFlag;
 use super::supervisor::Restart;
 use super::validate::{self, SETTLE};
 use super::watch::{Hint, Message};
-use crate::config::Config;
+use crate::config::SharedConfig;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
@@ -42,6 +42,7 @@ use crate::request::{Action, Agent, Partial, Request};
 use crate::state::StateStore;
 use crate::supervise::AgentState;
 use crate::testing::Hooks;
+use crate::text::{escape, escape_os};
 use crate::town::Town;
 
 const INTERRUPTED: &str =
@@ -83,7 +84,8 @@ struct Unfiled {
 
 pub(crate) struct Consumer {
     town: Town,
-    config: Config,
+    /// Read where used: a reload (SIGHUP) applies to the next request.
+    config: SharedConfig,
     filer: Filer,
     ledger: Ledger,
     dispatcher: Dispatcher,
@@ -95,6 +97,9 @@ pub(crate) struct Consumer {
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
     pid: u32,
+    /// Outcomes filed since the start, in filing order: each sidecar
+    /// carries its number (`seq`), and the ledger counts them in this order.
+    filed_count: u64,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
@@ -104,6 +109,8 @@ pub(crate) struct Consumer {
     /// in the order they were seen, and all their names.
     deferred: HashMap<String, VecDeque<OsString>>,
     deferred_names: HashSet<OsString>,
+    /// Requests left in the inbox until a worker is free.
+    pool_waiting: VecDeque<OsString>,
     /// Sessions of the jobs claimed in the batch being handled.
     batch_sessions: HashSet<String>,
     /// Restarts supervision asked for, to dispatch.
@@ -123,7 +130,7 @@ impl Consumer {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         town: &Town,
-        config: &Config,
+        config: &SharedConfig,
         state: Arc<StateStore>,
         inlet: Inlet,
         stop: Arc<StopFlag>,
@@ -132,7 +139,8 @@ impl Consumer {
         monitoring: Monitoring,
     ) -> io::Result<Self> {
         let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
-        let dispatcher = Dispatcher::start(config.max_parallel, executor.clone(), inlet.wake)?;
+        let dispatcher =
+            Dispatcher::start(config.get().max_parallel, executor.clone(), inlet.wake)?;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
@@ -145,11 +153,13 @@ impl Consumer {
             overflow: inlet.overflow,
             stop,
             pid: std::process::id(),
+            filed_count: 0,
             queue: VecDeque::new(),
             settling: Vec::new(),
             unfiled: Vec::new(),
             deferred: HashMap::new(),
             deferred_names: HashSet::new(),
+            pool_waiting: VecDeque::new(),
             batch_sessions: HashSet::new(),
             supervised: Vec::new(),
             rescan_due: Some("start-up"),
@@ -181,9 +191,9 @@ impl Consumer {
                 Ok(true) => interrupted += 1,
                 Ok(false) => {}
                 Err(e) => tracing::error!(
-                    file = ?name,
+                    file = %escape_os(&name),
                     "cannot recover processing/{}: {e}; left in place",
-                    name.to_string_lossy()
+                    escape_os(&name)
                 ),
             }
         }
@@ -212,12 +222,12 @@ impl Consumer {
     fn recover_one(&mut self, name: &OsStr, tally: &mut Tally) -> io::Result<bool> {
         let source = self.town.processing().join(name);
         if let Some(dir) = filing::half_filed(&self.town, name) {
-            tracing::info!(file = ?name, "finishing the filing of a request that completed before the stop");
+            tracing::info!(file = %escape_os(name), "finishing the filing of a request that completed before the stop");
             rename_unique(&source, &dir, name)?;
             return Ok(false);
         }
         if let Some(sidecar) = self.filer.journaled(name) {
-            tracing::info!(file = ?name, outcome = ?sidecar.outcome,
+            tracing::info!(file = %escape_os(name), outcome = ?sidecar.outcome,
                 "filing a request that ran before the stop with its real outcome");
             self.file(name.to_os_string(), sidecar, tally);
             return Ok(false);
@@ -237,8 +247,9 @@ impl Consumer {
                 (Err(reason), partial) => (reason, partial, false),
             };
         let sidecar = self.sidecar(Err(reason), &partial, original_name);
-        tracing::warn!(file = ?name, from = ?partial.from, action = ?partial.action,
-            reason = sidecar.error.as_deref().unwrap_or_default(), "request left in processing/ by a stopped daemon");
+        tracing::warn!(file = %escape_os(&name), from = %escape(partial.from.as_deref().unwrap_or("-")),
+            action = %escape(partial.action.as_deref().unwrap_or("-")),
+            reason = %escape(sidecar.error.as_deref().unwrap_or_default()), "request left in processing/ by a stopped daemon");
         self.file(name, sidecar, tally);
         Ok(was_valid)
     }
@@ -308,7 +319,7 @@ impl Consumer {
         self.refile_due(&mut tally, true);
         self.record(tally);
         for left in &self.unfiled {
-            tracing::error!(file = ?left.name, error = %left.error,
+            tracing::error!(file = %escape_os(&left.name), error = %left.error,
                 "stopping with an outcome not yet filed; its journal entry in processing/ files it at the next start");
         }
         self.dispatcher.finish();
@@ -319,7 +330,7 @@ impl Consumer {
     fn unclaim(&self, name: &OsStr, why: &str) {
         let source = self.town.processing().join(name);
         if let Err(e) = rename_unique(&source, &self.town.inbox(), name) {
-            tracing::error!(file = ?name, "cannot return a request ({why}) to the inbox: {e}");
+            tracing::error!(file = %escape_os(name), "cannot return a request ({why}) to the inbox: {e}");
         }
     }
 
@@ -401,7 +412,19 @@ impl Consumer {
     /// Queues again the first request left waiting for each agent that is
     /// free now.
     fn release_deferred(&mut self) {
-        if self.deferred.is_empty() {
+        // Workers free: requests that waited for one, in the order seen.
+        let slots = self
+            .dispatcher
+            .size()
+            .saturating_sub(self.dispatcher.running_count());
+        for _ in 0..slots {
+            let Some(name) = self.pool_waiting.pop_front() else {
+                break;
+            };
+            self.deferred_names.remove(&name);
+            self.queue.push_back((name, Hint::Ready));
+        }
+        if self.deferred.is_empty() || self.pool_full() {
             return;
         }
         let free: Vec<String> = self
@@ -429,10 +452,27 @@ impl Consumer {
         self.dispatcher.is_busy(session) || self.batch_sessions.contains(session)
     }
 
+    /// Are all `max_parallel` workers taken? Then a valid request is not
+    /// claimed either: nothing claimed ever waits for a worker.
+    fn pool_full(&self) -> bool {
+        self.dispatcher.running_count() + self.batch_sessions.len() >= self.dispatcher.size()
+    }
+
+    fn must_wait(&self, session: &str) -> bool {
+        self.session_taken(session) || self.pool_full()
+    }
+
+    /// Leaves a valid request unclaimed in the inbox until its agent, or
+    /// else a worker, is free.
     fn defer(&mut self, name: OsString, session: String) {
-        tracing::debug!(file = ?name, session, "left in the inbox until the agent's earlier request is done");
         self.deferred_names.insert(name.clone());
-        self.deferred.entry(session).or_default().push_back(name);
+        if self.session_taken(&session) {
+            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
+            self.deferred.entry(session).or_default().push_back(name);
+        } else {
+            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until a worker is free (max_parallel)");
+            self.pool_waiting.push_back(name);
+        }
     }
 
     fn process_batch(&mut self, tally: &mut Tally) {
@@ -445,7 +485,9 @@ impl Consumer {
             match self.handle(&name, hint, tally) {
                 Ok(Some(job)) => jobs.push(job),
                 Ok(None) => {}
-                Err(e) => tracing::error!(file = ?name, "cannot handle request file: {e}"),
+                Err(e) => {
+                    tracing::error!(file = %escape_os(&name), "cannot handle request file: {e}")
+                }
             }
             if self.stop.is_set() {
                 break;
@@ -501,10 +543,10 @@ impl Consumer {
             // the inbox, unclaimed, until that agent is free.
             let peek = validate::read_request(&self.town.inbox().join(name));
             if let (Ok(request), _) =
-                validate::validate(peek, Utc::now(), self.config.max_request_age)
+                validate::validate(peek, Utc::now(), self.config.get().max_request_age)
             {
                 let session = request.session();
-                if self.session_taken(&session) {
+                if self.must_wait(&session) {
                     self.defer(name.to_os_string(), session);
                     return Ok(None);
                 }
@@ -530,12 +572,13 @@ impl Consumer {
             let still_writing = match (hint, announced) {
                 (Hint::Ready, _) => false,
                 (_, Some(at)) => {
-                    !validate::is_complete_json(bytes) && at.elapsed() < self.config.write_timeout
+                    !validate::is_complete_json(bytes)
+                        && at.elapsed() < self.config.get().write_timeout
                 }
                 (_, None) => validate::may_still_be_written(&claimed, bytes),
             };
             if still_writing && original_name.is_none() {
-                tracing::debug!(file = ?claimed_name, "still being written; looking again");
+                tracing::debug!(file = %escape_os(&claimed_name), "still being written; looking again");
                 self.settling.push(Settling {
                     name: claimed_name,
                     hint: Hint::Claimed(announced),
@@ -552,7 +595,7 @@ impl Consumer {
             );
             (Err(reason), Partial::default())
         } else {
-            validate::validate(read, Utc::now(), self.config.max_request_age)
+            validate::validate(read, Utc::now(), self.config.get().max_request_age)
         };
         match request {
             Ok(request) if !self.executor.has_effects() => {
@@ -564,7 +607,7 @@ impl Consumer {
             }
             Ok(request) => {
                 let session = request.session();
-                if self.session_taken(&session) {
+                if self.must_wait(&session) {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
@@ -635,7 +678,7 @@ impl Consumer {
         name: &OsStr,
         e: io::Error,
     ) -> io::Result<Option<(OsString, Option<String>)>> {
-        tracing::error!(file = ?name, "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
+        tracing::error!(file = %escape_os(name), "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
         self.settling.push(Settling {
             name: name.to_os_string(),
             hint: Hint::Scan,
@@ -691,7 +734,10 @@ impl Consumer {
                 continue;
             };
             let session = agent.session();
-            if self.dispatcher.is_busy(&session) || self.deferred.contains_key(&session) {
+            if self.dispatcher.is_busy(&session)
+                || self.deferred.contains_key(&session)
+                || self.pool_full()
+            {
                 tracing::debug!(
                     session,
                     "a request is handling this agent; supervision waits"
@@ -745,7 +791,7 @@ impl Consumer {
     ) {
         let path = self.town.processing().join(&name);
         if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
-            tracing::error!(file = ?name, "cannot write the record of a supervised restart: {e}");
+            tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
             return;
         }
         self.file(name.clone(), sidecar, tally);
@@ -765,7 +811,7 @@ impl Consumer {
     /// A `shutdown` request stops supervision of its agent until a
     /// `restart` or `cycle` request for it.
     fn note_for_supervision(&self, request: &Request, sidecar: &Sidecar) {
-        if self.config.supervise.is_empty() || sidecar.outcome != Outcome::Processed {
+        if self.config.get().supervise.is_empty() || sidecar.outcome != Outcome::Processed {
             return;
         }
         let session = request.session();
@@ -801,7 +847,8 @@ impl Consumer {
 
     /// Files `processing/NAME` with its outcome, or keeps the outcome to
     /// file later: an executed request's outcome is never dropped.
-    fn file(&mut self, name: OsString, sidecar: Sidecar, tally: &mut Tally) {
+    fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
+        sidecar.seq = Some(self.filed_count + 1);
         let mut result = self.filer.file(&name, &sidecar);
         if result.is_err() && self.heal_dirs() {
             result = self.filer.file(&name, &sidecar);
@@ -810,9 +857,9 @@ impl Consumer {
             Ok(filed) => self.filed(&name, filed, &sidecar, tally),
             Err(e) => {
                 let error = e.to_string();
-                tracing::error!(file = ?name, outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
+                tracing::error!(file = %escape_os(&name), outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
                 if let Err(e) = self.filer.journal(&name, &sidecar) {
-                    tracing::error!(file = ?name, "cannot journal the outcome either ({e}); it is kept in memory");
+                    tracing::error!(file = %escape_os(&name), "cannot journal the outcome either ({e}); it is kept in memory");
                 }
                 self.unfiled.push(Unfiled {
                     name,
@@ -829,6 +876,7 @@ impl Consumer {
     /// A request is filed: logged, its journal entry gone, counted once
     /// the ledger has made it durable (and in the metrics at once).
     fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
+        self.filed_count += 1;
         log_outcome(&filed.path, sidecar);
         let took = self.claimed_at.remove(name).map(|at| at.elapsed());
         self.monitoring
@@ -857,9 +905,10 @@ impl Consumer {
                 continue;
             }
             self.heal_dirs();
+            u.sidecar.seq = Some(self.filed_count + 1);
             match self.filer.file(&u.name, &u.sidecar) {
                 Ok(filed) => {
-                    tracing::info!(file = %filed.path.display(), attempts = u.attempts + 1, "filed an outcome that had to wait");
+                    tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
                     self.filed(&u.name, filed, &u.sidecar, tally);
                 }
                 Err(e) => {
@@ -927,6 +976,7 @@ impl Consumer {
             finished_at: Utc::now(),
             daemon_pid: self.pid,
             original_name,
+            seq: None,
         }
     }
 }
@@ -935,16 +985,17 @@ fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
+/// One line per outcome. Names and fields are whatever an agent wrote:
+/// escaped, so neither log format can carry a forged line or a terminal
+/// control sequence.
 fn log_outcome(path: &Path, s: &Sidecar) {
-    let file = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let from = s.from.as_deref().unwrap_or("-");
-    let action = s.action.as_deref().unwrap_or("-");
+    let file = escape_os(path.file_name().unwrap_or_default());
+    let from = escape(s.from.as_deref().unwrap_or("-"));
+    let action = escape(s.action.as_deref().unwrap_or("-"));
     match &s.error {
         None => tracing::info!(%file, %action, %from, result = "processed", "request processed"),
         Some(reason) => {
+            let reason = escape(reason);
             tracing::warn!(%file, %action, %from, result = "failed", %reason, "request failed")
         }
     }

@@ -45,6 +45,10 @@ pub(crate) struct Done {
 
 pub(crate) struct Dispatcher {
     work: Option<Sender<Job>>,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    size: usize,
+    executor: Arc<Executor>,
+    wake: SyncSender<Message>,
     workers: Vec<JoinHandle<()>>,
     done: Arc<Mutex<Vec<Done>>>,
     /// Sessions with a job at a worker.
@@ -62,25 +66,39 @@ impl Dispatcher {
         wake: SyncSender<Message>,
     ) -> std::io::Result<Self> {
         let (work, jobs) = channel::<Job>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let mut workers = Vec::with_capacity(size);
-        for i in 0..size.max(1) {
-            let (jobs, done, executor, wake) =
-                (jobs.clone(), done.clone(), executor.clone(), wake.clone());
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("executor-{i}"))
-                    .spawn(move || work_loop(&jobs, &done, &executor, &wake))?,
-            );
-        }
         Ok(Dispatcher {
             work: Some(work),
-            workers,
-            done,
+            jobs: Arc::new(Mutex::new(jobs)),
+            size: size.max(1),
+            executor,
+            wake,
+            workers: Vec::new(),
+            done: Arc::new(Mutex::new(Vec::new())),
             busy: HashSet::new(),
             waiting: HashMap::new(),
         })
+    }
+
+    /// Starts another worker when every one is taken, up to `size`: an
+    /// idle daemon keeps no executor threads.
+    fn grow(&mut self) {
+        if self.busy.len() <= self.workers.len() || self.workers.len() >= self.size {
+            return;
+        }
+        let (jobs, done, executor, wake) = (
+            self.jobs.clone(),
+            self.done.clone(),
+            self.executor.clone(),
+            self.wake.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("executor-{}", self.workers.len()))
+            .spawn(move || work_loop(&jobs, &done, &executor, &wake));
+        match spawned {
+            Ok(worker) => self.workers.push(worker),
+            // The jobs already started go on; this one waits for them.
+            Err(e) => tracing::error!("cannot start an executor thread: {e}"),
+        }
     }
 
     /// Runs `job` now, or after the jobs already claimed for its session.
@@ -95,6 +113,7 @@ impl Dispatcher {
 
     fn send(&mut self, session: String, job: Job) {
         self.busy.insert(session);
+        self.grow();
         if let Some(work) = &self.work {
             // The workers outlive the sender; a send only fails once they
             // are gone, which `finish` alone causes.
@@ -118,6 +137,11 @@ impl Dispatcher {
             }
         }
         finished
+    }
+
+    /// How many requests may execute at once (`max_parallel`).
+    pub(crate) fn size(&self) -> usize {
+        self.size
     }
 
     pub(crate) fn is_busy(&self, session: &str) -> bool {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::stop::StopFlag;
-use crate::config::Config;
+use crate::config::SharedConfig;
 use crate::crash_loop::CrashLoopGuard;
 use crate::duration::human;
 use crate::process;
@@ -35,23 +35,24 @@ pub(crate) struct Executor {
     held: Arc<HeldSessions>,
     town: Town,
     tmux: Tmux,
-    guard: CrashLoopGuard,
-    config: Config,
+    /// Read at the start of each operation: a reload (SIGHUP) applies from
+    /// the next request. The tmux server and timeout are fixed at start.
+    config: SharedConfig,
 }
 
 impl Executor {
     pub(crate) fn new(
         town: &Town,
-        config: &Config,
+        config: &SharedConfig,
         stop: Arc<StopFlag>,
         held: Arc<HeldSessions>,
     ) -> Self {
+        let now = config.get();
         Executor {
             stop,
             held,
             town: town.clone(),
-            tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
-            guard: CrashLoopGuard::new(town, config.max_restarts, config.restart_window),
+            tmux: Tmux::new(now.tmux_socket.clone(), now.tmux_timeout),
             config: config.clone(),
         }
     }
@@ -59,11 +60,13 @@ impl Executor {
     /// Whether executing `request` will touch tmux; such requests must be
     /// durably claimed first so a power loss cannot run them twice.
     pub(crate) fn has_effects(&self) -> bool {
-        !self.config.dry_run
+        !self.config.get().dry_run
     }
 
     /// Executes the request; the error is the reason filed with it.
     pub(crate) fn execute(&self, request: &Request) -> Result<(), String> {
+        let _status = super::sdnotify::executing(request.action.as_str(), &request.from);
+        let config = self.config.get();
         let session = request.session();
         if request.action.starts_session() {
             if self.town.shutdown_lock().exists() {
@@ -72,22 +75,28 @@ impl Executor {
                         .into(),
                 );
             }
-            match self.guard.admit(&session, Utc::now()) {
+            // A dry run keeps its own memory: its restarts ran nothing.
+            let guard = if config.dry_run {
+                CrashLoopGuard::dry_run(&self.town, config.max_restarts, config.restart_window)
+            } else {
+                CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window)
+            };
+            match guard.admit(&session, Utc::now()) {
                 Ok(Ok(())) => {}
                 Ok(Err(tripped)) => {
                     return Err(format!(
                         "crash-loop guard: {session} was already restarted {} times within {} (max_restarts {}); \
                          wait, or run `gt daemon clear-backoff {}`",
                         tripped.count,
-                        human(self.config.restart_window),
-                        self.config.max_restarts,
+                        human(config.restart_window),
+                        config.max_restarts,
                         request.from
                     ))
                 }
                 Err(e) => return Err(format!("cannot update the crash-loop guard state: {e}")),
             }
         }
-        if self.config.dry_run {
+        if config.dry_run {
             tracing::debug!(session, action = %request.action, "dry run: would {} {session}", request.action);
             return Ok(());
         }
@@ -103,19 +112,20 @@ impl Executor {
 
     /// Ends the session and every process in it; already gone is success.
     fn end_session(&self, session: &str) -> Result<(), String> {
+        let config = self.config.get();
         let exists = self.tmux.has_session(session).map_err(|e| e.to_string())?;
         if !exists {
             tracing::info!(session, "session already gone: nothing to end");
             return Ok(());
         }
         let panes = self.tmux.pane_pids(session).unwrap_or_default();
-        let killed = process::terminate_tree(&panes, self.config.kill_grace);
+        let killed = process::terminate_tree(&panes, config.kill_grace);
         if killed > 0 {
             tracing::warn!(
                 session,
                 killed,
                 "agent processes ignored SIGTERM for {}: SIGKILLed",
-                human(self.config.kill_grace)
+                human(config.kill_grace)
             );
         }
         self.tmux.kill_session(session).map_err(|e| e.to_string())?;
@@ -123,7 +133,7 @@ impl Executor {
     }
 
     fn wait_gone(&self, session: &str) -> Result<(), String> {
-        let limit = self.config.tmux_timeout;
+        let limit = self.config.get().tmux_timeout;
         let deadline = Instant::now() + limit;
         while self.tmux.has_session(session).map_err(|e| e.to_string())? {
             if Instant::now() > deadline {
@@ -140,7 +150,8 @@ impl Executor {
     fn start_session(&self, request: &Request, handoff: bool) -> Result<(), String> {
         let session = request.session();
         self.end_session(&session)?;
-        let argv = &self.config.agent_command_for(request.agent.role()).0;
+        let config = self.config.get();
+        let argv = &config.agent_command_for(request.agent.role()).0;
         if let Err(e) = which::which(&argv[0]) {
             return Err(format!(
                 "agent command {:?} not found on PATH ({e}); set agent_command in daemon/config.json",
@@ -159,21 +170,21 @@ impl Executor {
         self.tmux
             .new_session(&session, &dir, &env, argv)
             .map_err(|e| format!("cannot create session {session}: {e}"))?;
-        tracing::info!(session, dir = %dir.display(), command = %self.config.agent_command_for(request.agent.role()), "session created");
-        if !self.config.supervise.is_empty() {
+        tracing::info!(session, dir = %dir.display(), command = %config.agent_command_for(request.agent.role()), "session created");
+        if !config.supervise.is_empty() {
             // Supervised agents leave a dead pane behind, so supervision
             // can read how they died before it replaces them.
             if let Err(e) = self.tmux.keep_dead_panes(&session) {
                 tracing::warn!(session, "cannot keep the pane of a dead agent: {e}");
             }
         }
-        let prime = &self.config.prime_text;
+        let prime = &config.prime_text;
         // With nothing to type there is nothing to wait for, but an agent
         // that dies at once is still a failure, not a success.
         let wait = if prime.is_empty() {
             FIRST_MOMENTS
         } else {
-            self.config.prime_delay
+            config.prime_delay
         };
         if self.stop.wait(wait) {
             return Err(format!(

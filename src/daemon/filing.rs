@@ -148,7 +148,7 @@ pub(crate) fn half_filed(town: &Town, name: &OsStr) -> Option<PathBuf> {
         if read_sidecar(&sidecar).is_some() {
             return true;
         }
-        tracing::warn!(sidecar = %sidecar.display(), "removing a sidecar cut short by a crash");
+        tracing::warn!(sidecar = %crate::text::escape_os(sidecar.as_os_str()), "removing a sidecar cut short by a crash");
         let _ = std::fs::remove_file(&sidecar);
         false
     })
@@ -169,6 +169,7 @@ mod tests {
             finished_at: Utc::now(),
             daemon_pid: 1,
             original_name: None,
+            seq: None,
         }
     }
 

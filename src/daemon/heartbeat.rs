@@ -13,19 +13,19 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::execute::HeldSessions;
+use super::logging::Repeats;
 use super::metrics::Metrics;
 use super::retention;
+use super::sdnotify::{self, Manager};
 use super::stop::StopFlag;
 use super::watch::Message;
+use crate::config::SharedConfig;
 use crate::duration::human;
 use crate::inbox;
 use crate::instance::{Displaced, Ownership};
 use crate::state::StateStore;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
-
-pub(crate) const MAYOR_POKE: &str = "HEARTBEAT: check your rigs";
-pub(crate) const WITNESS_POKE: &str = "HEARTBEAT: check your workers";
 
 /// Pruning walks whole directories: often enough to bound them, rarely
 /// enough to cost nothing.
@@ -37,10 +37,10 @@ const OWNERSHIP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Heartbeat {
     pub town: Town,
-    pub keep_processed: Duration,
-    pub keep_failed: Duration,
+    /// Read at every beat: a reload (SIGHUP) changes the interval and the
+    /// retention from the next one.
+    pub config: SharedConfig,
     pub tmux: Tmux,
-    pub interval: Duration,
     pub dry_run: bool,
     pub state: Arc<StateStore>,
     pub stop: Arc<StopFlag>,
@@ -50,6 +50,10 @@ pub(crate) struct Heartbeat {
     pub ownership: Ownership,
     /// Wakes the consumer when the heartbeat stops the daemon.
     pub wake: SyncSender<Message>,
+    /// Fed from here: the watchdog and the status line.
+    pub service: Arc<Manager>,
+    /// Why nobody is poked, logged when it begins and ends, not per beat.
+    pub quiet: Repeats,
     pub metrics: Arc<Metrics>,
 }
 
@@ -58,23 +62,28 @@ impl Heartbeat {
     /// stopped the daemon itself: the town is no longer the one it locked.
     pub(crate) fn run(self) -> Option<Displaced> {
         let mut last_prune: Option<Instant> = None;
-        let mut next_beat = Instant::now();
+        let mut last_beat: Option<Instant> = None;
         loop {
             if let Err(displaced) = self.ownership.verify() {
                 self.stop.set();
                 let _ = self.wake.try_send(Message::Stop);
                 return Some(displaced);
             }
-            if Instant::now() >= next_beat {
+            let interval = self.config.get().heartbeat_interval;
+            if last_beat.is_none_or(|t| t.elapsed() >= interval) {
                 if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     self.prune();
                     last_prune = Some(Instant::now());
                 }
                 self.beat();
-                next_beat = Instant::now() + self.interval;
+                last_beat = Some(Instant::now());
             }
-            let nap = next_beat
-                .saturating_duration_since(Instant::now())
+            self.service.alive();
+            let pending = self.state.read(|s| s.inbox_pending);
+            self.service
+                .status(&sdnotify::status_text(pending, self.dry_run));
+            let nap = last_beat
+                .map_or(Duration::ZERO, |t| interval.saturating_sub(t.elapsed()))
                 .min(OWNERSHIP_CHECK_EVERY);
             if self.stop.wait(nap) {
                 return None;
@@ -84,9 +93,14 @@ impl Heartbeat {
 
     fn prune(&self) {
         let now = std::time::SystemTime::now();
+        let config = self.config.get();
         for (dir, keep, key) in [
-            (self.town.processed(), self.keep_processed, "keep_processed"),
-            (self.town.failed(), self.keep_failed, "keep_failed"),
+            (
+                self.town.processed(),
+                config.keep_processed,
+                "keep_processed",
+            ),
+            (self.town.failed(), config.keep_failed, "keep_failed"),
         ] {
             let removed = retention::prune(&dir, keep, now);
             if removed > 0 {
@@ -96,20 +110,32 @@ impl Heartbeat {
     }
 
     fn beat(&self) {
-        let poked = if self.town.shutdown_lock().exists() {
-            tracing::info!("town is shutting down (shutdown.lock): no pokes");
-            0
+        let pokes = if self.town.shutdown_lock().exists() {
+            if self.quiet.began("shutdown.lock exists") {
+                tracing::info!(
+                    "town is shutting down (shutdown.lock): no pokes until it is removed"
+                );
+            }
+            Pokes::default()
         } else if self.dry_run {
             tracing::debug!("dry run: no pokes");
-            0
+            Pokes::default()
         } else {
             self.poke()
         };
+        let poked = pokes.poked.len();
         let pending = inbox::pending_count(&self.town.inbox());
+        let now = Utc::now();
         let result = self.state.update(|s| {
-            s.last_heartbeat = Some(Utc::now());
+            s.last_heartbeat = Some(now);
             s.heartbeat_count += 1;
             s.inbox_pending = pending;
+            if let Some(sessions) = &pokes.sessions {
+                s.last_pokes.retain(|session, _| sessions.contains(session));
+            }
+            for session in pokes.poked {
+                s.last_pokes.insert(session, now);
+            }
         });
         self.metrics.heartbeat();
         match result {
@@ -118,37 +144,73 @@ impl Heartbeat {
         }
     }
 
-    /// Pokes the Mayor and every Witness; returns how many were poked.
-    fn poke(&self) -> usize {
+    /// Pokes the Mayor and every Witness.
+    fn poke(&self) -> Pokes {
+        // Each condition is logged when it begins and when it ends: a town
+        // without agents would otherwise log the same line every beat.
         let sessions = match self.tmux.list_sessions() {
-            Ok(s) => s,
+            Ok(s) => {
+                if let Some(was) = self.quiet.ended() {
+                    tracing::info!("heartbeat: pokes resume (until now: {was})");
+                }
+                s
+            }
             Err(TmuxError::NoServer(_)) => {
-                tracing::info!("heartbeat: no tmux server is running, nobody to poke");
-                return 0;
+                if self.quiet.began("no tmux server") {
+                    tracing::info!("heartbeat: no tmux server is running, nobody to poke (said once, until that changes)");
+                } else {
+                    tracing::debug!("heartbeat: still no tmux server");
+                }
+                return Pokes {
+                    sessions: Some(Vec::new()),
+                    ..Pokes::default()
+                };
             }
             Err(e) => {
-                tracing::warn!("heartbeat: cannot list tmux sessions: {e}");
-                return 0;
+                let why = format!("cannot list tmux sessions: {e}");
+                if self.quiet.began(&why) {
+                    tracing::warn!("heartbeat: {why} (said once, until that changes)");
+                } else {
+                    tracing::debug!("heartbeat: {why}");
+                }
+                return Pokes::default();
             }
         };
-        let mut poked = 0;
-        for session in sessions {
+        let config = self.config.get();
+        let mut poked = Vec::new();
+        for session in &sessions {
+            let session = session.clone();
             let text = if session == "gt-mayor" {
-                MAYOR_POKE
+                &config.mayor_poke_text
             } else if session.starts_with("gt-") && session.ends_with("-witness") {
-                WITNESS_POKE
+                &config.witness_poke_text
             } else {
                 continue;
             };
+            if text.is_empty() {
+                continue;
+            }
+            self.service.alive();
             match self
                 .held
                 .unless_held(&session, || self.tmux.send_line(&session, text))
             {
-                Some(Ok(())) => poked += 1,
+                Some(Ok(())) => poked.push(session),
                 Some(Err(e)) => tracing::warn!(session, "heartbeat: cannot poke: {e}"),
                 None => tracing::debug!(session, "heartbeat: not poking a session being restarted"),
             }
         }
-        poked
+        Pokes {
+            poked,
+            sessions: Some(sessions),
+        }
     }
+}
+
+/// What one beat's pokes did: the sessions poked, and the sessions that
+/// exist (`None` when tmux could not say).
+#[derive(Debug, Default)]
+struct Pokes {
+    poked: Vec<String>,
+    sessions: Option<Vec<String>>,
 }

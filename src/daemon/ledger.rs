@@ -80,10 +80,12 @@ const STATE_EVERY: Duration = Duration::from_millis(100);
 /// Makes `sidecars` and the entries of `dirs` durable.
 ///
 /// One fdatasync after another would cost a journal commit each (a 64-file
-/// batch took ~170 ms on ext4 against ~10 ms for one syncfs): so writeback
-/// of every file is started first, the directories are synced (one commit
-/// carrying them all), and only then is each file fdatasynced, which finds
-/// little or nothing left to do. Measured in BENCHMARKS.md.
+/// batch took ~170 ms on ext4 when this was written, against ~10 ms for
+/// one syncfs): so writeback of every file is started first, the
+/// directories are synced (one commit carrying them all), and only then is
+/// each file fdatasynced, which finds little or nothing left to do (~8 ms).
+/// What it does to latency beside a busy disk: BENCHMARKS.md, "Durability
+/// beside a large concurrent writer".
 pub(crate) fn flush(sidecars: &[PathBuf], dirs: &[PathBuf]) -> std::io::Result<()> {
     for path in sidecars {
         start_writeback(&File::open(path)?);

@@ -36,7 +36,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use super::stop::StopFlag;
-use crate::config::{Config, ListenAddr};
+use crate::config::{ListenAddr, SharedConfig};
 use crate::duration::human;
 use crate::outcome::Outcome;
 use crate::request::Action;
@@ -127,13 +127,14 @@ struct Exported {
 impl Metrics {
     /// The record for a daemon with this config: series are registered
     /// only when `metrics_listen` is set.
-    pub(crate) fn new(town: &Town, config: &Config) -> Arc<Metrics> {
+    pub(crate) fn new(town: &Town, live: &SharedConfig) -> Arc<Metrics> {
+        let config = live.get();
         let exported = config
             .metrics_listen
             .is_some()
-            .then(|| Exported::new(town, config));
+            .then(|| Exported::new(town, live));
         Arc::new(Metrics {
-            health: Health::new(config.heartbeat_interval),
+            health: Health::new(live.clone()),
             exported,
         })
     }
@@ -281,7 +282,7 @@ fn unix_now() -> f64 {
 }
 
 impl Exported {
-    fn new(town: &Town, config: &Config) -> Exported {
+    fn new(town: &Town, live: &SharedConfig) -> Exported {
         let mut registry = Registry::with_prefix("gt");
         let e = Exported {
             filed: Family::default(),
@@ -342,12 +343,6 @@ impl Exported {
             e.last_heartbeat.clone(),
         );
         registry.register_with_unit(
-            "heartbeat_interval",
-            "The configured heartbeat_interval",
-            Unit::Seconds,
-            ConstGauge::new(config.heartbeat_interval.as_secs_f64()),
-        );
-        registry.register_with_unit(
             "start_timestamp",
             "When the daemon started, in seconds since the Unix epoch",
             Unit::Seconds,
@@ -381,6 +376,7 @@ impl Exported {
         registry.register_collector(Box::new(ReadAtScrape {
             inbox: town.inbox(),
             processing: town.processing(),
+            config: live.clone(),
         }));
         Exported { registry, ..e }
     }
@@ -391,6 +387,8 @@ impl Exported {
 struct ReadAtScrape {
     inbox: PathBuf,
     processing: PathBuf,
+    /// The config in force (a reload may change the heartbeat interval).
+    config: SharedConfig,
 }
 
 impl Collector for ReadAtScrape {
@@ -407,6 +405,13 @@ impl Collector for ReadAtScrape {
             let value = ConstGauge::new(crate::inbox::pending_count(dir) as i64);
             value.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
+        let interval = ConstGauge::new(self.config.get().heartbeat_interval.as_secs_f64());
+        interval.encode(encoder.encode_descriptor(
+            "heartbeat_interval",
+            "The heartbeat_interval in force.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?)?;
         let calls = &crate::tmux::CALLS;
         let total = ConstCounter::new(calls.calls.load(Ordering::Relaxed));
         total.encode(encoder.encode_descriptor(
@@ -441,7 +446,8 @@ pub(crate) enum Watching {
 /// What `/healthz`, `/readyz` and the notifier judge the daemon by.
 pub(crate) struct Health {
     started: Instant,
-    overdue_after: Duration,
+    /// For the heartbeat interval in force (a reload may change it).
+    config: SharedConfig,
     /// Nanoseconds after `started` of the last heartbeat, plus one; 0
     /// before the first.
     last_heartbeat: AtomicU64,
@@ -461,10 +467,10 @@ struct Check {
 }
 
 impl Health {
-    fn new(heartbeat_interval: Duration) -> Health {
+    fn new(config: SharedConfig) -> Health {
         Health {
             started: Instant::now(),
-            overdue_after: crate::state::heartbeat_overdue_after(heartbeat_interval),
+            config,
             last_heartbeat: AtomicU64::new(0),
             unfiled: AtomicU64::new(0),
             filing_error: Mutex::new(None),
@@ -486,11 +492,11 @@ impl Health {
 
     /// The heartbeat is overdue: the daemon may be hung.
     pub(crate) fn heartbeat_overdue(&self) -> bool {
-        self.heartbeat_age() > self.overdue_after
+        self.heartbeat_age() > self.overdue_after()
     }
 
     pub(crate) fn overdue_after(&self) -> Duration {
-        self.overdue_after
+        crate::state::heartbeat_overdue_after(self.config.get().heartbeat_interval)
     }
 
     fn healthz(&self) -> Vec<Check> {
@@ -516,7 +522,7 @@ impl Health {
             Check {
                 name: "heartbeat",
                 ok: !self.heartbeat_overdue(),
-                detail: format!("{beat}; overdue after {}", human(self.overdue_after)),
+                detail: format!("{beat}; overdue after {}", human(self.overdue_after())),
             },
             Check {
                 name: "filing",
@@ -748,6 +754,7 @@ fn verdict(checks: &[Check], json: bool) -> (u16, &'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn with_metrics() -> (tempfile::TempDir, Arc<Metrics>) {
         let dir = tempfile::tempdir().unwrap();
@@ -756,7 +763,7 @@ mod tests {
         let config =
             Config::parse(br#"{"metrics_listen": "127.0.0.1:9464", "heartbeat_interval": "30s"}"#)
                 .unwrap();
-        (dir, Metrics::new(&town, &config))
+        (dir, Metrics::new(&town, &SharedConfig::new(config)))
     }
 
     #[test]
@@ -820,7 +827,7 @@ mod tests {
     fn off_means_nothing_registered() {
         let dir = tempfile::tempdir().unwrap();
         let town = Town::at(dir.path()).unwrap();
-        let m = Metrics::new(&town, &Config::default());
+        let m = Metrics::new(&town, &SharedConfig::new(Config::default()));
         m.filed(Outcome::Processed, Some("cycle"), None);
         m.heartbeat();
         assert_eq!(m.exposition(), "");

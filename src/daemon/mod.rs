@@ -1,15 +1,16 @@
 //! The daemon's life: take the lock, recover, watch, serve, stop cleanly.
 //!
 //! Threads: the notify watcher (events in), the consumer (this thread), the
-//! heartbeat, and a signal thread that flips the stop switch.
+//! heartbeat, and a signal thread that flips the stop switch (SIGTERM,
+//! SIGINT) or reloads config.json (SIGHUP).
 //!
 //! The stages of a request, in the order it meets them: [`watch`] (a name
 //! to look at) → [`consumer`] (claim by rename, then drive the rest) →
 //! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
 //! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
-//! [`logging`], the [`stop`] switch, and for whoever watches the daemon
-//! [`metrics`] (`/metrics`, `/healthz`, `/readyz`) and [`alert`]
-//! (`notify_command`).
+//! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
+//! told), and for whoever watches the daemon [`metrics`] (`/metrics`,
+//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
 
 pub(crate) mod alert;
 pub(crate) mod consumer;
@@ -21,6 +22,7 @@ pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod retention;
+pub(crate) mod sdnotify;
 pub(crate) mod stop;
 pub(crate) mod supervisor;
 pub(crate) mod validate;
@@ -34,7 +36,7 @@ use chrono::Utc;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
 
-use crate::config::{Config, WatchMode};
+use crate::config::{changed_keys, Config, SharedConfig, WatchMode, RESTART_ONLY};
 use crate::duration::human;
 use crate::instance::{Displaced, Instance, InstanceError};
 use crate::state::{State, StateStore};
@@ -45,6 +47,7 @@ use consumer::{Consumer, Inlet};
 use execute::HeldSessions;
 use heartbeat::Heartbeat;
 use metrics::{Metrics, Monitoring, Watching};
+use sdnotify::Manager;
 use stop::StopFlag;
 use watch::Message;
 
@@ -73,8 +76,14 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT/SIGHUP.
-pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM/SIGINT. `source` is config.json as
+/// written, for telling which keys a reload changes.
+pub(crate) fn run(
+    town: &Town,
+    config: Config,
+    source: serde_json::Value,
+    hooks: &Hooks,
+) -> Result<(), DaemonError> {
     town.ensure_dirs()?;
     let instance = Instance::acquire(town)?;
     let pid = std::process::id();
@@ -86,10 +95,21 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         );
     }
     let stop = Arc::new(StopFlag::default());
+    let service = Arc::new(Manager::from_env());
+    // What the heartbeat and the executor read at each operation; `config`
+    // itself is what the daemon started with.
+    let live = SharedConfig::new(config.clone());
     let (tx, rx) = sync_channel(hooks.channel_capacity.unwrap_or(CHANNEL_CAPACITY));
-    spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm)
+    let reloader = Reloader {
+        path: town.config_file(),
+        live: live.clone(),
+        started_with: source.clone(),
+        source,
+        service: service.clone(),
+    };
+    spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm, reloader)
         .map_err(io("cannot install signal handlers"))?;
-    let metrics = Metrics::new(town, &config);
+    let metrics = Metrics::new(town, &live);
     metrics.locked(true);
     // Served from here on, so /readyz can say what start-up is waiting for.
     let server = match &config.metrics_listen {
@@ -101,6 +121,9 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         alerts: alert::start(town, &config, metrics.clone(), stop.clone())
             .map_err(io("cannot start the notifier thread"))?,
     };
+    if let Some(delay) = hooks.start_delay {
+        stop.wait(delay);
+    }
 
     let state = Arc::new(StateStore::new(
         town.state_file(),
@@ -110,6 +133,8 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
             town_root: town.root().to_path_buf(),
             version: env!("CARGO_PKG_VERSION").into(),
             dry_run: config.dry_run,
+            heartbeat_interval_secs: Some(config.heartbeat_interval.as_secs()),
+            tmux_socket: config.tmux_socket.clone(),
             ..State::default()
         },
     ));
@@ -130,7 +155,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
     let held = Arc::new(HeldSessions::default());
     let mut consumer = Consumer::new(
         town,
-        &config,
+        &live,
         state.clone(),
         inlet,
         stop.clone(),
@@ -154,18 +179,19 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
         .update(|s| {
             s.running = true;
             s.started_at = Some(Utc::now());
+            s.watch_mode = Some(if watch.is_some() { "notify" } else { "poll" }.into());
         })
         .map_err(io("cannot write state.json"))?;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    service.ready();
     tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
 
     let heartbeat = Heartbeat {
         town: town.clone(),
-        keep_processed: config.keep_processed,
-        keep_failed: config.keep_failed,
+        config: live,
         tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
-        interval: config.heartbeat_interval,
         dry_run: config.dry_run,
+        service: service.clone(),
+        quiet: Default::default(),
         state: state.clone(),
         stop: stop.clone(),
         held: held.clone(),
@@ -181,7 +207,7 @@ pub(crate) fn run(town: &Town, config: Config, hooks: &Hooks) -> Result<(), Daem
 
     consumer.run();
 
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    service.stopping();
     stop.set();
     drop(watch);
     metrics.locked(false);
@@ -266,10 +292,59 @@ fn start_watching(
     }
 }
 
+/// SIGHUP's work: config.json read again and, when valid, put in force.
+struct Reloader {
+    path: std::path::PathBuf,
+    live: SharedConfig,
+    /// config.json as the daemon started with it, and as last applied.
+    started_with: serde_json::Value,
+    source: serde_json::Value,
+    service: Arc<Manager>,
+}
+
+impl Reloader {
+    /// A valid config replaces the running one, but for the keys only a
+    /// start reads ([`RESTART_ONLY`]: said so in the log); an invalid one
+    /// is refused with its reason, and the running config stays.
+    fn reload(&mut self) {
+        self.service.reloading();
+        match Config::load_with_source(&self.path) {
+            Err(e) => tracing::error!("config reload refused; the running config stays: {e}"),
+            Ok((mut config, source)) => {
+                config.keep_restart_only(&self.live.get());
+                let changed: Vec<String> = changed_keys(&self.source, &source)
+                    .into_iter()
+                    .filter(|k| !RESTART_ONLY.contains(&k.as_str()))
+                    .collect();
+                let later: Vec<String> = changed_keys(&self.started_with, &source)
+                    .into_iter()
+                    .filter(|k| RESTART_ONLY.contains(&k.as_str()))
+                    .collect();
+                self.live.replace(config);
+                self.source = source;
+                if changed.is_empty() {
+                    tracing::info!("config reloaded: nothing this daemon can change has changed");
+                } else {
+                    tracing::info!(changed = %changed.join(", "), "config reloaded");
+                }
+                if !later.is_empty() {
+                    tracing::warn!(
+                        keys = %later.join(", "),
+                        "config.json changes keys that take effect at the next start \
+                         (gt daemon restart); until then the daemon keeps the values it started with"
+                    );
+                }
+            }
+        }
+        self.service.ready();
+    }
+}
+
 fn spawn_signal_thread(
     stop: Arc<StopFlag>,
     tx: SyncSender<Message>,
     ignore_term: bool,
+    mut reloader: Reloader,
 ) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
@@ -278,6 +353,11 @@ fn spawn_signal_thread(
             for signal in signals.forever() {
                 if signal == SIGTERM && ignore_term {
                     tracing::warn!("ignoring SIGTERM (test hook)");
+                    continue;
+                }
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading {}", reloader.path.display());
+                    reloader.reload();
                     continue;
                 }
                 tracing::info!(signal, "stop requested");

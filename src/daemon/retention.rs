@@ -44,7 +44,9 @@ pub(crate) fn prune(dir: &Path, keep: Duration, now: SystemTime) -> usize {
         let _ = std::fs::remove_file(capture);
         match gone.and_then(|()| std::fs::remove_file(entry.path())) {
             Ok(()) => removed += 1,
-            Err(e) => tracing::warn!(file = %request.display(), "cannot prune: {e}"),
+            Err(e) => {
+                tracing::warn!(file = %crate::text::escape_os(request.as_os_str()), "cannot prune: {e}")
+            }
         }
     }
     removed

@@ -28,6 +28,9 @@ use crate::supervise::{self, AgentState, Paused};
 use crate::tmux::Tmux;
 use crate::town::Town;
 
+/// The pause before a second look at the agents when one is found dead.
+const CONFIRM: Duration = Duration::from_millis(300);
+
 /// Lines of a dead pane kept beside the record of its restart.
 const CAPTURE_LINES: u32 = 200;
 
@@ -132,6 +135,21 @@ impl Supervisor {
             return;
         }
         tracing::debug!(agents = agents.len(), "supervision check");
+        let mut dead = self.observe(agents, now);
+        if !dead.is_empty() && !round.first {
+            // A second look, a moment later, before deciding: a tmux server
+            // going down takes its sessions one by one, and a mass death
+            // seen half-way would restart the first agents it took.
+            if self.stop.wait(CONFIRM) {
+                return;
+            }
+            dead = self.observe(agents, Utc::now());
+        }
+        self.decide(dead, now, round);
+    }
+
+    /// Looks at every agent: marks the living as running, returns the dead.
+    fn observe(&self, agents: &[(String, Agent)], now: DateTime<Utc>) -> Vec<Death> {
         let mut dead = Vec::new();
         for (name, agent) in agents {
             let session = agent.session();
@@ -166,7 +184,7 @@ impl Supervisor {
                 capture,
             });
         }
-        self.decide(dead, now, round);
+        dead
     }
 
     /// False while supervision is paused; ends a pause whose time is up.

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{canonical, plain, scope_mark, Scope, ServiceError};
+use crate::config::EXIT_CONFIG;
 use crate::town::{Town, TOWN_ENV};
 
 pub(crate) fn wanted_by(scope: Scope) -> &'static str {
@@ -105,9 +106,13 @@ pub(crate) fn unit(town: &Town, exe: &Path, scope: Scope) -> Result<String, Serv
         u.push_str("After=network.target\n");
     }
     u.push_str("\n[Service]\n");
-    u.push_str("# `gt daemon run` reports READY=1 once it holds the town lock.\n");
+    u.push_str("# `gt daemon run` reports READY=1 once it holds the town lock, and what\n");
+    u.push_str("# it does in STATUS= (systemctl status shows it).\n");
     u.push_str("Type=notify\n");
     let _ = writeln!(u, "ExecStart={}", exec.join(" "));
+    u.push_str("# SIGHUP reloads daemon/config.json; an invalid one is refused (see the\n");
+    u.push_str("# journal) and the running config stays.\n");
+    u.push_str("ExecReload=/bin/kill -HUP $MAINPID\n");
     let _ = writeln!(u, "WorkingDirectory={}", specifier_escape(root));
     let _ = writeln!(u, "Environment={}", env_assignment(TOWN_ENV, root));
     if let Some(path) = std::env::var_os("PATH").and_then(|p| p.into_string().ok()) {
@@ -130,6 +135,20 @@ pub(crate) fn unit(town: &Town, exe: &Path, scope: Scope) -> Result<String, Serv
     }
     u.push_str("Restart=on-failure\n");
     u.push_str("RestartSec=5s\n");
+    let _ = writeln!(
+        u,
+        "# Exit status {EXIT_CONFIG} (EX_CONFIG): the daemon refuses its configuration.\n\
+         # Restarting cannot fix that: fix config.json (gt daemon check), then\n\
+         # systemctl{scope_flag} restart {}.",
+        super::unit_name(town)
+    );
+    let _ = writeln!(u, "RestartPreventExitStatus={EXIT_CONFIG}");
+    u.push_str(
+        "# The heartbeat thread says it is alive at least every second, and\n\
+         # between the tmux calls of a beat (each bounded by tmux_timeout, at\n\
+         # most 1m): a daemon silent for this long is hung, and is restarted.\n",
+    );
+    u.push_str("WatchdogSec=5min\n");
     u.push_str(
         "# The agents live in tmux sessions, not in the daemon. If the daemon\n\
          # happened to start the tmux server, that server (and every agent in it)\n\

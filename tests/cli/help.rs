@@ -5,10 +5,12 @@ use serde_json::json;
 
 use crate::support::{gt_command, run, Out, Town};
 
-const DAEMON_COMMANDS: [&str; 13] = [
+const DAEMON_COMMANDS: [&str; 15] = [
     "start",
     "run",
     "stop",
+    "restart",
+    "check",
     "status",
     "logs",
     "send",

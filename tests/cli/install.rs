@@ -182,6 +182,14 @@ fn systemd_user_unit() {
     assert_eq!(one(&unit, "Service", "Restart"), "on-failure");
     assert_eq!(one(&unit, "Service", "RestartSec"), "5s");
     assert_eq!(one(&unit, "Service", "TimeoutStopSec"), "30");
+    // A refused configuration (exit 78) is not retried forever; a hung
+    // daemon is restarted; `systemctl reload` is SIGHUP.
+    assert_eq!(one(&unit, "Service", "RestartPreventExitStatus"), "78");
+    assert_eq!(one(&unit, "Service", "WatchdogSec"), "5min");
+    assert_eq!(
+        one(&unit, "Service", "ExecReload"),
+        "/bin/kill -HUP $MAINPID"
+    );
     assert!(["process", "mixed"].contains(&one(&unit, "Service", "KillMode")));
     assert_eq!(one(&unit, "Install", "WantedBy"), "default.target");
     assert_eq!(

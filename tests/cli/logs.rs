@@ -130,11 +130,34 @@ fn missing_log_is_a_clear_error() {
         "{err}"
     );
     assert!(err.contains("gt daemon start"), "{err}");
+}
 
-    // Following a log that does not exist is the same error, at once.
-    let out = t.gt(&["daemon", "logs", "-f"]);
-    assert!(!out.success(), "{out:#?}");
-    assert!(out.stderr.contains("no log at"), "{}", out.stderr);
+#[test]
+fn follow_waits_for_a_log_that_does_not_exist_yet() {
+    let t = Town::new();
+    let mut cmd = t.command(&["daemon", "logs", "-f", "-n", "1"]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let mut lines = Lines::new(child.child().stdout.take().unwrap());
+    let mut said = Lines::new(child.child().stderr.take().unwrap());
+    // It says it waits (it used to fail at once) and keeps running; the
+    // log then appears and every line of it is printed, not only the
+    // last -n.
+    let waiting = said.next(DEADLINE).unwrap_or_default();
+    assert!(
+        waiting.contains("no log at") && waiting.contains("waiting"),
+        "{waiting:?}"
+    );
+    assert!(child.alive(), "follow ended instead of waiting");
+    let mut log = open_append(&t.log_file());
+    append(&mut log, "first");
+    append(&mut log, "second");
+    lines.expect(&["first", "second"]);
+    append(&mut log, "third");
+    lines.expect(&["third"]);
+    assert!(child.alive(), "follow ended: {:?}", lines.seen);
 }
 
 #[test]

@@ -129,8 +129,8 @@ fn requests(town: &Town, extra: &[&str]) -> Out {
 fn assert_row(row: &[String], agent: &str, action: &str, outcome: &str, reason: Option<&str>) {
     assert!(row.len() >= 5, "short row {row:?}");
     assert!(
-        chrono::NaiveDateTime::parse_from_str(&row[0], "%Y-%m-%d %H:%M:%S").is_ok(),
-        "first column is the time: {row:?}"
+        chrono::NaiveDateTime::parse_from_str(&row[0], "%Y-%m-%d %H:%M:%SZ").is_ok(),
+        "first column is the time, in UTC: {row:?}"
     );
     assert_eq!(row[1], agent, "agent column: {row:?}");
     assert_eq!(row[2], action, "action column: {row:?}");

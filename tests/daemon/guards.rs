@@ -85,7 +85,7 @@ fn shutdown_lock_refuses_cycle_and_restart_but_runs_shutdown() {
 #[test]
 fn shutdown_lock_stops_heartbeat_pokes_and_respawns_with_real_tmux() {
     let mut t = Town::new();
-    t.config(json!({"heartbeat_interval": "300ms"}));
+    t.config(json!({"heartbeat_interval": "1s"}));
     let lock = t.shutdown_lock();
     fs::write(&lock, b"").unwrap();
     // Agents that would be poked, and one to be shut down.

@@ -141,8 +141,9 @@ fn the_heartbeat_never_types_into_a_pane_before_its_prime_text() {
     t.config(json!({
         "agent_command": ["sh", "-c", format!("exec cat > {}", typed.display())],
         "prime_text": "PRIME-7Q",
-        "prime_delay": "2s",
-        "heartbeat_interval": "100ms",
+        // Beats fall inside the prime delay (the shortest interval is 1s).
+        "prime_delay": "3s",
+        "heartbeat_interval": "1s",
     }));
     t.start();
     t.send_wait("restart", "mayor", &["--timeout", "30s"])
@@ -156,4 +157,30 @@ fn the_heartbeat_never_types_into_a_pane_before_its_prime_text() {
         Some("PRIME-7Q"),
         "the prime text comes first: {text:?}"
     );
+}
+
+#[test]
+fn nothing_is_claimed_to_wait_for_a_worker() {
+    let mut t = Town::new();
+    t.config(json!({"prime_delay": "10m", "max_parallel": 1}));
+    t.start();
+    let first = file_name(&t.send("restart", "mayor"));
+    t.wait_until("the first restart is in hand", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    let second = file_name(&t.send("restart", "deacon"));
+    // The daemon has looked at it (a bad request behind it is filed)...
+    t.publish("zz-bad.json", request_json("no such/agent/x", "cycle"));
+    t.wait_failed("zz-bad.json");
+    // ...and left it unclaimed: a stop or a crash now cannot call it
+    // interrupted, nor run it.
+    assert!(t.inbox().join(&second).exists(), "{}", t.snapshot());
+    t.stop();
+    t.wait_failed_with(&first, "before priming");
+    assert!(
+        t.inbox().join(&second).exists(),
+        "still waiting, never run\n{}",
+        t.snapshot()
+    );
+    assert!(!t.tmux.has_session("gt-deacon"));
 }

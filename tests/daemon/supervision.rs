@@ -90,7 +90,7 @@ fn start_debug(t: &Town) {
 #[test]
 fn without_the_supervise_key_nothing_is_restarted() {
     let mut t = Town::new();
-    t.config(json!({"heartbeat_interval": "100ms"}));
+    t.config(json!({"heartbeat_interval": "1s"}));
     t.start();
     t.send_wait("restart", "mayor", &["--timeout", "20s"])
         .assert_ok("restart");

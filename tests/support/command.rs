@@ -19,8 +19,9 @@ pub const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Variables that change where `gt` looks or what it prints; every `gt`
 /// the harness builds starts without them (and without the test hooks),
-/// so the caller's shell cannot leak in. A test sets what it means to.
-const CLEARED_ENV: [&str; 9] = [
+/// so the caller's shell (or a service manager running the tests) cannot
+/// leak in. A test sets what it means to.
+const CLEARED_ENV: [&str; 14] = [
     gt::town::TOWN_ENV,
     "GT_INSTALL_DIR",
     "NO_COLOR",
@@ -30,6 +31,11 @@ const CLEARED_ENV: [&str; 9] = [
     "RUST_BACKTRACE",
     "RUST_LIB_BACKTRACE",
     "TERM",
+    "JOURNAL_STREAM",
+    "INVOCATION_ID",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
 ];
 
 /// `gt` (the binary under test) with a clean environment: no town, no

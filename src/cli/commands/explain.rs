@@ -41,8 +41,8 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     if let Some(p) = &memory.paused {
         println!(
             "Supervision is paused until {} ({})",
-            p.until.format("%Y-%m-%d %H:%M:%S UTC"),
-            p.why
+            when(&p.until),
+            crate::text::escape(&p.why)
         );
     }
     let Some(record) = memory.agents.get(&session) else {
@@ -71,7 +71,12 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         } else {
             ""
         };
-        println!("  {}  {:<10} {}{pane}", when(&d.at), d.what, d.why);
+        println!(
+            "  {}  {:<10} {}{pane}",
+            when(&d.at),
+            d.what,
+            crate::text::escape(&d.why)
+        );
     }
     let captures = capture_files(town, &session);
     if !captures.is_empty() {
@@ -84,7 +89,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
 }
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+    crate::text::time(*t, crate::text::Zone::Utc)
 }
 
 /// The captures saved beside the records of this session's supervised

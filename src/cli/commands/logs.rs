@@ -31,16 +31,21 @@ const POLL: Duration = Duration::from_millis(150);
     after_help = "Examples:\n  \
                   gt daemon logs                 the last 50 lines\n  \
                   gt daemon logs -n 100\n  \
-                  gt daemon logs -f              keeps following across log rotation (Ctrl-C ends it)\n  \
+                  gt daemon logs -f              keeps following across log rotation (Ctrl-C ends it);\n  \
+                                                 with no log yet, waits for the daemon to write one\n  \
                   gt daemon logs -n 0 -f         only lines written from now on"
 )]
 pub struct Args {
     /// Number of lines to print.
     #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
     pub lines: usize,
-    /// Keep printing new lines as they are written, across log rotation.
+    /// Keep printing new lines as they are written, across log rotation
+    /// (waiting for the log when there is none yet).
     #[arg(short, long)]
     pub follow: bool,
+    /// Show the times of text lines in local time ($TZ) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Debug, Error)]
@@ -55,8 +60,13 @@ pub enum LogsError {
 
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let path = town.log_file();
-    let mut stdout = io::stdout().lock();
-    match show(&path, args.lines, args.follow, &mut stdout) {
+    // Lines are shown escaped: a log written by an older daemon, or
+    // anything else that wrote into it, must not reach the terminal raw.
+    let mut stdout =
+        crate::text::SafeLines::new(io::stdout().lock(), crate::text::Zone::local_if(args.local));
+    let shown = show(&path, args.lines, args.follow, &mut stdout)
+        .and_then(|()| stdout.finish().map_err(LogsError::Stdout));
+    match shown {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // The reader went away (`gt daemon logs -f | head`): a normal end.
         Err(LogsError::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
@@ -66,6 +76,8 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
 
 /// Prints the last `lines` lines of the log at `path` to `out`, then, with
 /// `follow`, whatever is appended (never returns unless an error occurs).
+/// Following a log that does not exist yet waits for it, then prints it
+/// from its first line.
 pub fn show(
     path: &Path,
     lines: usize,
@@ -76,8 +88,15 @@ pub fn show(
         let path = path.to_path_buf();
         move |source| LogsError::Read { path, source }
     };
-    let mut file = match File::open(path) {
-        Ok(f) => f,
+    let (mut file, fresh) = match File::open(path) {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && follow => {
+            eprintln!(
+                "gt: no log at {} yet (the daemon has not run in this town); waiting for it",
+                path.display()
+            );
+            (wait_for_file(path).map_err(read_err(path))?, true)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(LogsError::Missing {
                 path: path.to_path_buf(),
@@ -86,7 +105,12 @@ pub fn show(
         Err(e) => return Err(read_err(path)(e)),
     };
     let meta = file.metadata().map_err(read_err(path))?;
-    let (start, found) = tail_start(&mut file, meta.len(), lines).map_err(read_err(path))?;
+    // A log that appeared while we waited is new to the reader: all of it.
+    let (start, found) = if fresh {
+        (0, lines)
+    } else {
+        tail_start(&mut file, meta.len(), lines).map_err(read_err(path))?
+    };
 
     // Just after a rotation daemon.log is short: complete the tail from the
     // newest rotated file.
@@ -150,6 +174,17 @@ pub fn show(
             Err(e) => return Err(read_err(path)(e)),
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// Opens `path` once it exists, polling.
+fn wait_for_file(path: &Path) -> io::Result<File> {
+    loop {
+        match File::open(path) {
+            Ok(file) => return Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::thread::sleep(POLL),
+            Err(e) => return Err(e),
+        }
     }
 }
 

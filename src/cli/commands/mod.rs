@@ -1,11 +1,14 @@
 //! One module per subcommand: its arguments, help text and behaviour.
 
+pub mod check;
 pub mod clear_backoff;
 pub mod completions;
 pub mod explain;
 pub mod install;
 pub mod logs;
+pub mod man;
 pub mod requests;
+pub mod restart;
 pub mod retry;
 pub mod run;
 pub mod send;

@@ -1,18 +1,40 @@
-//! `gt daemon requests`: recent outcomes, newest first.
-use std::io::Write;
+//! `gt daemon requests`: recent outcomes, newest first; what is pending and
+//! in progress (`--pending`); outcomes as they are filed (`--follow`).
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use anstyle::{AnsiColor, Style};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-use crate::client::history::{self, Which};
-use crate::outcome::Outcome;
+use crate::client::history::{self, Entry, Which};
+use crate::outcome::{self, Outcome};
 use crate::town::Town;
+
+/// How often `--follow` looks for new outcomes.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// List recent request outcomes, newest first.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  gt daemon requests\n  gt daemon requests --failed -n 5\n  gt daemon requests --json | jq '.[0].error'"
-)]
+#[command(after_help = "\
+--pending lists what has not been filed yet: requests being executed
+(in processing/, since they were claimed) and requests waiting in the inbox
+(in the order they will be taken, since they were written).
+
+--follow prints the last N outcomes, then each new one as it is filed,
+until Ctrl-C (with --json: one JSON object per line).
+
+Examples:
+  gt daemon requests
+  gt daemon requests --failed -n 5
+  gt daemon requests --pending
+  gt daemon requests --follow -n 0        only outcomes filed from now on
+  gt daemon requests --json | jq '.[0].error'")]
 pub struct Args {
     /// Only failed requests.
     #[arg(long, conflicts_with = "processed")]
@@ -20,12 +42,21 @@ pub struct Args {
     /// Only processed requests.
     #[arg(long)]
     pub processed: bool,
+    /// Requests not filed yet: in progress, then pending in the inbox.
+    #[arg(long, conflicts_with_all = ["failed", "processed", "follow"])]
+    pub pending: bool,
+    /// Keep printing outcomes as they are filed (Ctrl-C ends it).
+    #[arg(short, long)]
+    pub follow: bool,
     /// How many to show.
     #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
     pub limit: usize,
-    /// Print a JSON array on stdout.
+    /// Print JSON on stdout: an array (with --follow, one object per line).
     #[arg(long)]
     pub json: bool,
+    /// Show times in local time ($TZ) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
 }
 
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
@@ -34,52 +65,328 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         (_, true) => Which::Processed,
         _ => Which::All,
     };
+    let result = if args.pending {
+        pending(town, &args)
+    } else if args.follow {
+        follow(town, which, &args)
+    } else {
+        outcomes(town, which, &args)
+    };
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The reader went away (`requests --follow | head`): a normal end.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn outcomes(town: &Town, which: Which, args: &Args) -> io::Result<()> {
     let entries = history::recent(town, which, args.limit);
     if args.json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &entries)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return crate::text::write_json(&mut io::stdout().lock(), &entries);
     }
     let mut out = anstream::stdout().lock();
     if entries.is_empty() {
+        if args.limit > 0 {
+            let what = match which {
+                Which::All => "No requests filed yet",
+                Which::Failed => "No failed requests",
+                Which::Processed => "No processed requests",
+            };
+            writeln!(
+                out,
+                "{what} in {}",
+                crate::text::escape_os(town.daemon_dir().as_os_str())
+            )?;
+        }
+        return Ok(());
+    }
+    let table = Table::for_entries(&entries, crate::text::Zone::local_if(args.local));
+    table.header(&mut out)?;
+    for e in &entries {
+        table.row(&mut out, e)?;
+    }
+    Ok(())
+}
+
+/// The outcome table: a file column as wide as the names shown.
+struct Table {
+    agent_width: usize,
+    file_width: usize,
+    zone: crate::text::Zone,
+}
+
+/// The widest an agent or action cell gets; the full value is in `--json`.
+const CELL_MAX: usize = 48;
+
+impl Table {
+    /// Columns as wide as the longest cell of `entries` (agent and action
+    /// cut at CELL_MAX; the file name never, it is what `retry` takes).
+    fn for_entries(entries: &[Entry], zone: crate::text::Zone) -> Table {
+        let widest = |cell: fn(&Entry) -> String, min: usize| {
+            entries
+                .iter()
+                .map(|e| cell(e).chars().count())
+                .max()
+                .unwrap_or(min)
+                .max(min)
+        };
+        Table {
+            agent_width: widest(|e| agent(e).into_owned(), 20),
+            file_width: widest(|e| shown(&e.file).into_owned(), 4),
+            zone,
+        }
+    }
+
+    fn header(&self, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
-            "No requests filed yet in {}",
-            town.daemon_dir().display()
-        )?;
-        return Ok(ExitCode::SUCCESS);
+            "{}  {}  {:<8}  {:<9}  {}  REASON",
+            crate::text::pad("TIME", 20),
+            crate::text::pad("AGENT", self.agent_width),
+            "ACTION",
+            "OUTCOME",
+            crate::text::pad("FILE", self.file_width),
+        )
     }
-    let (green, red) = (
-        Style::new().fg_color(Some(AnsiColor::Green.into())),
-        Style::new().fg_color(Some(AnsiColor::Red.into())),
-    );
-    let file_width = entries
-        .iter()
-        .map(|e| e.file.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<19}  {:<20}  {:<8}  {:<9}  {:<file_width$}  REASON",
-        "TIME (UTC)", "AGENT", "ACTION", "OUTCOME", "FILE"
-    )?;
-    for e in entries {
+
+    fn row(&self, out: &mut impl Write, e: &Entry) -> io::Result<()> {
+        let (green, red) = (
+            Style::new().fg_color(Some(AnsiColor::Green.into())),
+            Style::new().fg_color(Some(AnsiColor::Red.into())),
+        );
         let s = &e.sidecar;
         let (style, outcome) = match s.outcome {
             Outcome::Processed => (green, "processed"),
             Outcome::Failed => (red, "failed"),
         };
+        let action =
+            crate::text::clip(&shown(s.action.as_deref().unwrap_or("-")), CELL_MAX).into_owned();
         let row = format!(
-            "{:<19}  {:<20}  {:<8}  {style}{outcome:<9}{style:#}  {:<file_width$}  {}",
-            s.finished_at.format("%Y-%m-%d %H:%M:%S"),
-            s.from.as_deref().unwrap_or("-"),
-            s.action.as_deref().unwrap_or("-"),
-            e.file,
-            s.error.as_deref().unwrap_or("")
+            "{}  {}  {}  {style}{outcome:<9}{style:#}  {}  {}",
+            crate::text::pad(&crate::text::time(s.finished_at, self.zone), 20),
+            crate::text::pad(&agent(e), self.agent_width),
+            crate::text::pad(&action, 8),
+            crate::text::pad(&shown(&e.file), self.file_width),
+            shown(s.error.as_deref().unwrap_or("")),
+        );
+        writeln!(out, "{}", row.trim_end())
+    }
+}
+
+fn agent(e: &Entry) -> Cow<'_, str> {
+    Cow::Owned(
+        crate::text::clip(&shown(e.sidecar.from.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+    )
+}
+
+/// Untrusted text (names and fields of requests) made safe for a
+/// terminal: control characters are escaped, the rest is left as it is.
+/// Untrusted text (names and fields agents wrote), safe for a terminal.
+fn shown(text: &str) -> Cow<'_, str> {
+    crate::text::escape(text)
+}
+
+/// Prints the last `limit` outcomes, then each one filed from then on. A
+/// request is filed once it lies in `processed/` or `failed/` beside a
+/// complete sidecar (filing moves the request there last), so each poll
+/// looks for request names not seen before; the names remembered are the
+/// directories' current ones, so memory follows their size (retention
+/// bounds it), not how long this runs.
+fn follow(town: &Town, which: Which, args: &Args) -> io::Result<()> {
+    let dirs: Vec<PathBuf> = match which {
+        Which::All => vec![town.processed(), town.failed()],
+        Which::Processed => vec![town.processed()],
+        Which::Failed => vec![town.failed()],
+    };
+    let mut seen: HashSet<OsString> = HashSet::new();
+    for dir in &dirs {
+        seen.extend(request_names(dir));
+    }
+    let mut last = history::recent(town, which, args.limit);
+    last.reverse(); // oldest first, as a log reads
+    let mut table = Table::for_entries(&last, crate::text::Zone::local_if(args.local));
+    table.file_width = table.file_width.max(36); // names from `send` are 36 long
+    if !args.json {
+        let mut out = anstream::stdout().lock();
+        table.header(&mut out)?;
+    }
+    print_entries(&table, &last, args.json)?;
+    loop {
+        std::thread::sleep(FOLLOW_POLL);
+        let mut current = HashSet::new();
+        let mut new = Vec::new();
+        for dir in &dirs {
+            for name in request_names(dir) {
+                if !seen.contains(&name) {
+                    let path = dir.join(&name);
+                    // Not complete yet: looked at again at the next poll.
+                    let Some(sidecar) = outcome::read_sidecar(&outcome::sidecar_path(&path)) else {
+                        continue;
+                    };
+                    new.push(Entry {
+                        file: crate::text::escape_os(&name).into_owned(),
+                        path,
+                        sidecar,
+                    });
+                }
+                current.insert(name);
+            }
+        }
+        seen = current;
+        new.sort_by_key(|e| e.sidecar.finished_at);
+        print_entries(&table, &new, args.json)?;
+    }
+}
+
+fn print_entries(table: &Table, entries: &[Entry], json: bool) -> io::Result<()> {
+    if json {
+        let mut out = io::stdout().lock();
+        for e in entries {
+            serde_json::to_writer(&mut out, e)?;
+            writeln!(out)?;
+        }
+        return out.flush();
+    }
+    let mut out = anstream::stdout().lock();
+    for e in entries {
+        table.row(&mut out, e)?;
+    }
+    out.flush()
+}
+
+/// The request names (not sidecars, not dot-files) in an outcome directory.
+fn request_names(dir: &Path) -> Vec<OsString> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.as_encoded_bytes().starts_with(b".") && !outcome::is_sidecar_name(n))
+        .collect()
+}
+
+/// A request not filed yet.
+#[derive(Debug, Serialize)]
+struct Unfiled {
+    file: String,
+    path: PathBuf,
+    /// `in_progress` (claimed into processing/) or `pending` (in the inbox).
+    state: &'static str,
+    from: Option<String>,
+    action: Option<String>,
+    /// In progress: when it was claimed; pending: when it was written.
+    since: Option<DateTime<Utc>>,
+}
+
+/// What is being executed (processing/, oldest claim first), then what
+/// waits in the inbox, in the order the daemon takes it (name order).
+fn pending(town: &Town, args: &Args) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+
+    let mut in_progress: Vec<(OsString, Option<SystemTime>)> = std::fs::read_dir(town.processing())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+                .map(|e| {
+                    // A rename (the claim) sets ctime, not mtime.
+                    let claimed = e.metadata().ok().map(|m| {
+                        SystemTime::UNIX_EPOCH
+                            + Duration::new(m.ctime().max(0) as u64, m.ctime_nsec().max(0) as u32)
+                    });
+                    (e.file_name(), claimed)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    in_progress.sort_by_key(|(_, t)| *t);
+    let waiting = crate::inbox::scan(&town.inbox()).unwrap_or_default();
+    let (n_progress, n_waiting) = (in_progress.len(), waiting.len());
+
+    let mut rows = Vec::new();
+    for (name, claimed) in in_progress {
+        rows.push(unfiled(&town.processing(), name, "in_progress", claimed));
+        if rows.len() >= args.limit {
+            break;
+        }
+    }
+    for name in waiting {
+        if rows.len() >= args.limit {
+            break;
+        }
+        let path = town.inbox().join(&name);
+        let written = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok();
+        rows.push(unfiled(&town.inbox(), name, "pending", written));
+    }
+
+    if args.json {
+        return crate::text::write_json(&mut io::stdout().lock(), &rows);
+    }
+    let mut out = anstream::stdout().lock();
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "Nothing pending or in progress in {}",
+            town.daemon_dir().display()
+        )?;
+        return Ok(());
+    }
+    let file_width = rows
+        .iter()
+        .map(|r| shown(&r.file).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        "{:<11}  {:<19}  {:<20}  {:<8}  FILE",
+        "STATE", "SINCE (UTC)", "AGENT", "ACTION"
+    )?;
+    for r in &rows {
+        let row = format!(
+            "{:<11}  {:<19}  {:<20}  {:<8}  {:<file_width$}",
+            r.state.replace('_', " "),
+            r.since
+                .map(|t| crate::text::time(t, crate::text::Zone::local_if(args.local)))
+                .unwrap_or_else(|| "-".into()),
+            shown(r.from.as_deref().unwrap_or("-")),
+            shown(r.action.as_deref().unwrap_or("-")),
+            shown(&r.file),
         );
         writeln!(out, "{}", row.trim_end())?;
     }
-    Ok(ExitCode::SUCCESS)
+    if rows.len() < n_progress + n_waiting {
+        writeln!(
+            out,
+            "({n_progress} in progress, {n_waiting} pending; showing {}: -n N for more)",
+            rows.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads what a request says about itself, the way the daemon reads it
+/// (never following a link, never blocking on a FIFO, at most 64 KiB).
+fn unfiled(dir: &Path, name: OsString, state: &'static str, since: Option<SystemTime>) -> Unfiled {
+    let path = dir.join(&name);
+    let fields = crate::daemon::validate::read_request(&path)
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let field = |key: &str| {
+        fields
+            .as_ref()
+            .and_then(|v| v.get(key)?.as_str().map(str::to_string))
+    };
+    Unfiled {
+        file: crate::text::escape_os(&name).into_owned(),
+        from: field("from"),
+        action: field("action"),
+        path,
+        state,
+        since: since.map(DateTime::<Utc>::from),
+    }
 }

@@ -6,6 +6,7 @@ use color_eyre::eyre::{bail, WrapErr};
 
 use crate::outcome::{self, Outcome, Sidecar};
 use crate::request::{Action, Agent};
+use crate::state::State;
 use crate::town::Town;
 
 /// Publish a lifecycle request into the inbox (atomically).
@@ -25,7 +26,7 @@ pub struct Args {
     #[arg(value_parser = ["cycle", "restart", "shutdown"])]
     pub action: String,
     /// The requesting agent: mayor, deacon, <rig>/witness, <rig>-witness or <rig>/refinery.
-    #[arg(long, value_name = "AGENT")]
+    #[arg(long, value_name = "AGENT", value_parser = crate::cli::commands::completions::AgentName, hide_possible_values = true)]
     pub from: String,
     /// Block until the request is filed, print its outcome and reason.
     #[arg(long)]
@@ -56,6 +57,17 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let deadline = Instant::now() + args.timeout;
     loop {
         if let Some(filed) = outcome::filed(town, &name) {
+            // Filed is not yet counted: the daemon counts an outcome once
+            // it is durable. Wait for that too (within the same timeout),
+            // so a `status` right after this shows it.
+            while Instant::now() < deadline
+                && State::load(&town.state_file())
+                    .ok()
+                    .and_then(|s| s.counts(&filed.sidecar))
+                    == Some(false)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return Ok(report(&filed.sidecar));
         }
         if Instant::now() >= deadline {
@@ -77,7 +89,10 @@ fn report(sidecar: &Sidecar) -> ExitCode {
             ExitCode::SUCCESS
         }
         (Outcome::Failed, reason) => {
-            println!("failed: {}", reason.as_deref().unwrap_or("no reason given"));
+            println!(
+                "failed: {}",
+                crate::text::escape(reason.as_deref().unwrap_or("no reason given"))
+            );
             ExitCode::FAILURE
         }
     }
