@@ -835,6 +835,17 @@ mod tests {
     }
 
     #[test]
+    fn a_reloaded_heartbeat_interval_moves_the_overdue_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        let live = SharedConfig::new(Config::parse(br#"{"heartbeat_interval": "1h"}"#).unwrap());
+        let m = Metrics::new(&town, &live);
+        assert_eq!(m.health().overdue_after(), Duration::from_secs(7210));
+        live.replace(Config::parse(br#"{"heartbeat_interval": "10s"}"#).unwrap());
+        assert_eq!(m.health().overdue_after(), Duration::from_secs(30));
+    }
+
+    #[test]
     fn health_fails_on_unfiled_outcomes() {
         let (_dir, m) = with_metrics();
         m.heartbeat();
