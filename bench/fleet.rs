@@ -47,7 +47,8 @@ struct Args {
     /// Only with the endpoint off (for a `gt` that predates it).
     #[arg(long)]
     off_only: bool,
-    /// Smoke run: 1 and 5 daemons, 6 s windows, scraped every 2 s.
+    /// Smoke run: 1 and 5 daemons, 6 s windows, scraped every 2 s (flags
+    /// given as well override these).
     #[arg(long)]
     quick: bool,
     /// Passed by `cargo bench` to every bench target; ignored.
@@ -285,9 +286,17 @@ fn main() -> Result<()> {
     color_eyre::install()?;
     let mut args = Args::parse();
     if args.quick {
-        args.towns = vec![1, 5];
-        args.window_secs = 6;
-        args.scrape_secs = 2;
+        // Only where no flag said otherwise.
+        let given = |flag: &str| std::env::args().any(|a| a.starts_with(flag));
+        if !given("--towns") {
+            args.towns = vec![1, 5];
+        }
+        if !given("--window-secs") {
+            args.window_secs = 6;
+        }
+        if !given("--scrape-secs") {
+            args.scrape_secs = 2;
+        }
     }
     let gt = match &args.gt {
         Some(gt) => gt
