@@ -7,6 +7,7 @@
 //! setting).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -106,6 +107,37 @@ impl std::fmt::Display for CommandLine {
     }
 }
 
+/// Where the metrics endpoint listens: `IP:PORT`, or an absolute path for
+/// a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.starts_with('/') {
+            return Ok(ListenAddr::Unix(text.into()));
+        }
+        text.parse().map(ListenAddr::Tcp).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is neither IP:PORT (such as 127.0.0.1:9464) nor an absolute unix socket path"
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// A duration: text such as `"60s"`, or a number of seconds. A negative
 /// one is refused in plain words (serde's own message for it names an
 /// untagged enum, which means nothing to an operator).
@@ -171,6 +203,18 @@ pub struct Config {
     pub agent_commands: BTreeMap<String, CommandLine>,
     pub prime_text: String,
     pub tmux_socket: Option<String>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (README "Monitoring").
+    pub metrics_listen: Option<ListenAddr>,
+    /// Allow a `metrics_listen` address beyond this machine (it has no
+    /// authentication).
+    pub metrics_allow_remote: bool,
+    /// Run on events a person must act on, the event as JSON on stdin.
+    pub notify_command: Option<CommandLine>,
+    #[serde(deserialize_with = "duration")]
+    pub notify_timeout: Duration,
+    /// The same event is sent at most once within this window.
+    #[serde(deserialize_with = "duration")]
+    pub notify_window: Duration,
     pub watch_mode: WatchMode,
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
@@ -241,6 +285,11 @@ impl Default for Config {
             agent_commands: BTreeMap::new(),
             prime_text: "gt prime".into(),
             tmux_socket: None,
+            metrics_listen: None,
+            metrics_allow_remote: false,
+            notify_command: None,
+            notify_timeout: Duration::from_secs(10),
+            notify_window: Duration::from_secs(3600),
             watch_mode: WatchMode::Notify,
             poll_interval: Duration::from_secs(1),
             dry_run: false,
@@ -278,7 +327,7 @@ pub const ROLES: [&str; 4] = ["mayor", "deacon", "witness", "refinery"];
 /// the tmux server, the log file, whether anything is executed at all); a
 /// reload that changes them says they take effect at the next start. Kept
 /// by [`Config::keep_restart_only`].
-pub const RESTART_ONLY: [&str; 19] = [
+pub const RESTART_ONLY: [&str; 24] = [
     "supervise",
     "supervise_interval",
     "supervise_backoff",
@@ -298,6 +347,11 @@ pub const RESTART_ONLY: [&str; 19] = [
     "dry_run",
     "log_max_bytes",
     "log_keep",
+    "metrics_listen",
+    "metrics_allow_remote",
+    "notify_command",
+    "notify_timeout",
+    "notify_window",
 ];
 
 /// The configuration of a running daemon, replaced whole when it reloads
@@ -445,7 +499,7 @@ impl Config {
             |n: u64| Duration::from_secs(3600 * n),
         );
         // (key, value, at least, at most, why the bound)
-        let bounds: [(&str, Duration, Duration, Duration, &str); 11] = [
+        let bounds: [(&str, Duration, Duration, Duration, &str); 12] = [
             (
                 "heartbeat_interval",
                 self.heartbeat_interval,
@@ -517,6 +571,7 @@ impl Config {
                 "the service manager's watchdog outlasts any one tmux call",
             ),
             ("write_timeout", self.write_timeout, ms(100), h(24), ""),
+            ("notify_timeout", self.notify_timeout, ms(100), m(10), ""),
         ];
         for (key, value, min, max, why) in bounds {
             let why = if why.is_empty() {
@@ -561,6 +616,9 @@ impl Config {
         if !(1..=256).contains(&self.max_parallel) {
             return bad("max_parallel", "must be between 1 and 256");
         }
+        if let Some(problem) = self.metrics_listen_problem() {
+            return bad("metrics_listen", &problem);
+        }
         if self.log_max_bytes < 1024 {
             return bad("log_max_bytes", "must be at least 1024");
         }
@@ -583,6 +641,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Loopback only unless `metrics_allow_remote`: the endpoints answer
+    /// anyone who can connect.
+    fn metrics_listen_problem(&self) -> Option<String> {
+        match self.metrics_listen.as_ref()? {
+            ListenAddr::Tcp(addr) if !addr.ip().is_loopback() && !self.metrics_allow_remote => Some(format!(
+                "{addr} is not a loopback address and the metrics endpoints have no authentication; \
+                 use 127.0.0.1 or [::1] (behind a proxy), or set metrics_allow_remote: true"
+            )),
+            // sun_path holds 108 bytes with its terminating NUL.
+            ListenAddr::Unix(path) if path.as_os_str().len() > 107 => Some(format!(
+                "unix socket path is {} bytes long, at most 107",
+                path.as_os_str().len()
+            )),
+            _ => None,
+        }
     }
 
     /// Keeps the running daemon's values of the keys in [`RESTART_ONLY`]:
@@ -608,6 +683,12 @@ impl Config {
         self.mass_death = running.mass_death;
         self.mass_death_window = running.mass_death_window;
         self.mass_death_pause = running.mass_death_pause;
+        // The endpoint is bound and the notifier started once, at the start.
+        self.metrics_listen.clone_from(&running.metrics_listen);
+        self.metrics_allow_remote = running.metrics_allow_remote;
+        self.notify_command.clone_from(&running.notify_command);
+        self.notify_timeout = running.notify_timeout;
+        self.notify_window = running.notify_window;
     }
 
     /// The agent command for a role, falling back to `agent_command`.
@@ -670,6 +751,28 @@ mod tests {
         let (key, msg) = Config::parse(br#"{"prime_delay": "soon"}"#).unwrap_err();
         assert_eq!(key, "prime_delay");
         assert!(msg.contains("not a duration"), "{msg}");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        let c = Config::parse(br#"{"metrics_listen": "127.0.0.1:9464"}"#).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(ListenAddr::Tcp(([127, 0, 0, 1], 9464).into()))
+        );
+        let c = Config::parse(br#"{"metrics_listen": "/run/gt/metrics.sock"}"#).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(ListenAddr::Unix("/run/gt/metrics.sock".into()))
+        );
+        let (key, msg) = Config::parse(br#"{"metrics_listen": "0.0.0.0:9464"}"#).unwrap_err();
+        assert_eq!(key, "metrics_listen");
+        assert!(msg.contains("metrics_allow_remote"), "{msg}");
+        Config::parse(br#"{"metrics_listen": "0.0.0.0:9464", "metrics_allow_remote": true}"#)
+            .unwrap();
+        let (key, msg) = Config::parse(br#"{"metrics_listen": "localhost"}"#).unwrap_err();
+        assert_eq!(key, "metrics_listen");
+        assert!(msg.contains("IP:PORT"), "{msg}");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! survive and keep burning tokens. We walk `/proc` for the whole tree.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
@@ -105,6 +109,70 @@ pub fn terminate_tree(roots: &[u32], grace: Duration) -> usize {
         std::thread::sleep(Duration::from_millis(10));
     }
     left.len()
+}
+
+/// Runs `cmd` to completion with `input` on its stdin and its output
+/// captured, killing its whole process group past `limit`: `Ok(None)`
+/// then. Input and output go through memory-backed files rather than
+/// pipes, so neither a command that never reads nor one with much to say
+/// can block us while we wait for it to exit; its own process group lets a
+/// shell pipeline be ended whole.
+pub(crate) fn run_bounded(
+    cmd: &mut Command,
+    input: &[u8],
+    limit: Duration,
+) -> io::Result<Option<Output>> {
+    let stdin = if input.is_empty() {
+        Stdio::null()
+    } else {
+        let mut file = memfile("stdin")?;
+        file.write_all(input)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.into()
+    };
+    let stdout = memfile("stdout")?;
+    let stderr = memfile("stderr")?;
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
+        .process_group(0)
+        .spawn()?;
+    let deadline = Instant::now() + limit;
+    // tmux answers in a few milliseconds: poll finely at first.
+    let mut pause = Duration::from_micros(200);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            if let Some(group) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process_group(group, Signal::KILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    Ok(Some(Output {
+        status,
+        stdout: read_all(stdout)?,
+        stderr: read_all(stderr)?,
+    }))
+}
+
+fn memfile(name: &str) -> io::Result<File> {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    Ok(File::from(fd))
+}
+
+fn read_all(mut file: File) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// One `flock` in `/proc/locks`: held, or waited for (`waiting`).

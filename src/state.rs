@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,15 @@ impl State {
         bytes.push(b'\n');
         crate::fs::write_atomic(path, &bytes, None)
     }
+}
+
+/// How long after the last heartbeat the daemon counts as degraded (it may
+/// hang): two intervals and 10 s. `status`, `/healthz` and the degraded
+/// notification all use this.
+pub fn heartbeat_overdue_after(interval: Duration) -> Duration {
+    interval
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(10))
 }
 
 /// The daemon's live state, shared by the consumer and the heartbeat thread.

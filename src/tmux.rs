@@ -6,11 +6,11 @@
 //! `gt-mayor-2`.
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -48,6 +48,20 @@ fn socket_note(socket: &Option<String>) -> String {
         .as_ref()
         .map(|s| format!(" on socket {s:?}"))
         .unwrap_or_default()
+}
+
+/// Every tmux call this process made, and the ones that failed or timed
+/// out: the daemon's metrics read them (every `Tmux` here is the daemon's).
+pub(crate) static CALLS: CallCounts = CallCounts {
+    calls: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+    timed_out: AtomicU64::new(0),
+};
+
+pub(crate) struct CallCounts {
+    pub(crate) calls: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
 }
 
 /// One pane, as [`Tmux::panes`] lists it.
@@ -89,17 +103,24 @@ impl Tmux {
         if let Some(socket) = &self.socket {
             cmd.arg("-L").arg(socket);
         }
-        let output = match run_bounded(cmd.args(&args), self.timeout) {
+        CALLS.calls.fetch_add(1, Ordering::Relaxed);
+        let output = match crate::process::run_bounded(cmd.args(&args), b"", self.timeout) {
             Ok(Some(output)) => output,
             Ok(None) => {
+                CALLS.timed_out.fetch_add(1, Ordering::Relaxed);
                 return Err(TmuxError::TimedOut {
                     args: join(&args),
                     limit: self.timeout,
                     socket: self.socket.clone(),
-                })
+                });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TmuxError::NotInstalled),
-            Err(e) => return Err(TmuxError::Io(e)),
+            Err(e) => {
+                CALLS.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(match e.kind() {
+                    io::ErrorKind::NotFound => TmuxError::NotInstalled,
+                    _ => TmuxError::Io(e),
+                });
+            }
         };
         if output.status.success() {
             return Ok(output);
@@ -115,6 +136,10 @@ impl Tmux {
         ];
         if gone.iter().any(|g| stderr.contains(g)) {
             return Err(TmuxError::NoServer(self.socket.clone()));
+        }
+        // A session that is not there is an answer, not a failure.
+        if !stderr.contains("can't find") {
+            CALLS.failed.fetch_add(1, Ordering::Relaxed);
         }
         Err(TmuxError::Failed {
             args: join(&args),
@@ -277,52 +302,6 @@ fn join(args: &[std::ffi::OsString]) -> String {
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Runs `cmd` to completion with its output captured, killing it past
-/// `limit`: `Ok(None)` then. Output goes to memory-backed files rather than
-/// pipes, so a command with much to say never blocks on a full pipe while
-/// we wait for it to exit.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<Option<Output>> {
-    let stdout = memfile("tmux-stdout")?;
-    let stderr = memfile("tmux-stderr")?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(stdout.try_clone()?)
-        .stderr(stderr.try_clone()?)
-        .spawn()?;
-    let deadline = Instant::now() + limit;
-    // tmux answers in a few milliseconds: poll finely at first.
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    };
-    Ok(Some(Output {
-        status,
-        stdout: read_all(stdout)?,
-        stderr: read_all(stderr)?,
-    }))
-}
-
-fn memfile(name: &str) -> io::Result<File> {
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
-    Ok(File::from(fd))
-}
-
-fn read_all(mut file: File) -> io::Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// An agent's pane: its id and, once its process has exited, the status.

@@ -13,6 +13,7 @@ mod daemon {
     mod lock_faults;
     mod log_output;
     mod log_rotation;
+    mod metrics;
     mod parallel;
     mod requests;
     mod restart;

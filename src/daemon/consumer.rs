@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::alert::Event;
 use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filed, Filer};
 use super::ledger::{self, Ledger, Tally};
+use super::metrics::Monitoring;
 use super::stop::StopFlag;
 use super::supervisor::Restart;
 use super::validate::{self, SETTLE};
@@ -117,9 +119,15 @@ pub(crate) struct Consumer {
     rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
+    monitoring: Monitoring,
+    /// When each request in `processing/` was claimed, for the duration
+    /// metric; bounded, like `processing/`, by the requests in hand.
+    claimed_at: HashMap<OsString, Instant>,
 }
 
 impl Consumer {
+    // The consumer meets every other part of the daemon; `run` wires it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         town: &Town,
         config: &SharedConfig,
@@ -128,6 +136,7 @@ impl Consumer {
         stop: Arc<StopFlag>,
         held: Arc<HeldSessions>,
         hooks: &Hooks,
+        monitoring: Monitoring,
     ) -> io::Result<Self> {
         let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
         let dispatcher =
@@ -157,6 +166,8 @@ impl Consumer {
             rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
+            monitoring,
+            claimed_at: HashMap::new(),
         })
     }
 
@@ -600,6 +611,7 @@ impl Consumer {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
+                    self.claimed_at.remove(&claimed_name);
                     let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
                     self.defer(back, session);
                     return Ok(None);
@@ -644,6 +656,7 @@ impl Consumer {
             match rename_unique(&source, &self.town.processing(), &target) {
                 Ok(path) => {
                     let claimed = path.file_name().unwrap_or(&target).to_os_string();
+                    self.claimed_at.insert(claimed.clone(), Instant::now());
                     return Ok(Some((claimed, original)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => {
@@ -861,10 +874,14 @@ impl Consumer {
     }
 
     /// A request is filed: logged, its journal entry gone, counted once
-    /// the ledger has made it durable.
+    /// the ledger has made it durable (and in the metrics at once).
     fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
         self.filed_count += 1;
         log_outcome(&filed.path, sidecar);
+        let took = self.claimed_at.remove(name).map(|at| at.elapsed());
+        self.monitoring
+            .metrics
+            .filed(sidecar.outcome, sidecar.action.as_deref(), took);
         self.filer.forget_journal(name);
         match sidecar.outcome {
             Outcome::Processed => tally.processed += 1,
@@ -912,10 +929,18 @@ impl Consumer {
         }
     }
 
-    /// Tells `status` how many outcomes wait to be filed, and why.
+    /// Tells `status`, the metrics and a person (`notify_command`) how
+    /// many outcomes wait to be filed, and why.
     fn publish_unfiled(&self) {
         let count = self.unfiled.len() as u64;
         let error = self.unfiled.first().map(|u| u.error.clone());
+        self.monitoring.metrics.unfiled(count, error.as_deref());
+        if let (1.., Some(error)) = (count, &error) {
+            self.monitoring.alerts.send(Event::FilingFailing {
+                unfiled: count,
+                error: error.clone(),
+            });
+        }
         if let Err(e) = self.state.update(|s| {
             s.outcomes_unfiled = count;
             s.filing_error = error;

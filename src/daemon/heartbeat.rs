@@ -14,6 +14,7 @@ use chrono::Utc;
 
 use super::execute::HeldSessions;
 use super::logging::Repeats;
+use super::metrics::Metrics;
 use super::retention;
 use super::sdnotify::{self, Manager};
 use super::stop::StopFlag;
@@ -53,6 +54,7 @@ pub(crate) struct Heartbeat {
     pub service: Arc<Manager>,
     /// Why nobody is poked, logged when it begins and ends, not per beat.
     pub quiet: Repeats,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Heartbeat {
@@ -135,6 +137,7 @@ impl Heartbeat {
                 s.last_pokes.insert(session, now);
             }
         });
+        self.metrics.heartbeat();
         match result {
             Ok(()) => tracing::debug!(poked, pending, "heartbeat"),
             Err(e) => tracing::error!("heartbeat cannot write state.json: {e}"),

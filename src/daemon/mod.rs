@@ -8,9 +8,11 @@
 //! to look at) → [`consumer`] (claim by rename, then drive the rest) →
 //! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
 //! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
-//! [`logging`], the [`stop`] switch, and [`sdnotify`] (what systemd is
-//! told).
+//! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
+//! told), and for whoever watches the daemon [`metrics`] (`/metrics`,
+//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
 
+pub(crate) mod alert;
 pub(crate) mod consumer;
 pub(crate) mod dispatch;
 pub(crate) mod execute;
@@ -18,6 +20,7 @@ pub(crate) mod filing;
 pub(crate) mod heartbeat;
 pub(crate) mod ledger;
 pub(crate) mod logging;
+pub(crate) mod metrics;
 pub(crate) mod retention;
 pub(crate) mod sdnotify;
 pub(crate) mod stop;
@@ -43,6 +46,7 @@ use crate::town::{Town, TownError};
 use consumer::{Consumer, Inlet};
 use execute::HeldSessions;
 use heartbeat::Heartbeat;
+use metrics::{Metrics, Monitoring, Watching};
 use sdnotify::Manager;
 use stop::StopFlag;
 use watch::Message;
@@ -59,6 +63,8 @@ pub(crate) enum DaemonError {
     Instance(#[from] InstanceError),
     #[error("this daemon no longer owns its town, so it stops: {0}")]
     Displaced(Displaced),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -103,6 +109,18 @@ pub(crate) fn run(
     };
     spawn_signal_thread(stop.clone(), tx.clone(), hooks.ignore_sigterm, reloader)
         .map_err(io("cannot install signal handlers"))?;
+    let metrics = Metrics::new(town, &live);
+    metrics.locked(true);
+    // Served from here on, so /readyz can say what start-up is waiting for.
+    let server = match &config.metrics_listen {
+        Some(listen) => Some(metrics::serve(listen, metrics.clone(), stop.clone())?),
+        None => None,
+    };
+    let monitoring = Monitoring {
+        metrics: metrics.clone(),
+        alerts: alert::start(town, &config, metrics.clone(), stop.clone())
+            .map_err(io("cannot start the notifier thread"))?,
+    };
     if let Some(delay) = hooks.start_delay {
         stop.wait(delay);
     }
@@ -123,6 +141,11 @@ pub(crate) fn run(
     let overflow = Arc::new(AtomicBool::new(false));
     let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
+    metrics.watching(match (&watch, config.watch_mode) {
+        (Some(_), _) => Watching::Notify,
+        (None, WatchMode::Poll) => Watching::Poll,
+        (None, WatchMode::Notify) => Watching::PollFallback,
+    });
     let inlet = Inlet {
         rx,
         wake: wake.clone(),
@@ -138,6 +161,7 @@ pub(crate) fn run(
         stop.clone(),
         held.clone(),
         hooks,
+        monitoring.clone(),
     )
     .map_err(io("cannot open the daemon directories"))?;
     let interrupted = consumer
@@ -149,6 +173,7 @@ pub(crate) fn run(
             "requests left in processing/ by a stopped daemon were filed as failed"
         );
     }
+    metrics.recovered();
 
     state
         .update(|s| {
@@ -172,18 +197,21 @@ pub(crate) fn run(
         held: held.clone(),
         ownership: instance.ownership(),
         wake: wake.clone(),
+        metrics: metrics.clone(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || heartbeat.run())
         .map_err(io("cannot start the heartbeat thread"))?;
-    let supervising = start_supervision(town, &config, &stop, held, wake)?;
+    let supervising = start_supervision(town, &config, &stop, held, wake, monitoring)?;
 
     consumer.run();
 
     service.stopping();
     stop.set();
     drop(watch);
+    metrics.locked(false);
+    drop(server);
     if let Some(supervising) = supervising {
         let _ = supervising.join();
     }
@@ -209,6 +237,7 @@ fn start_supervision(
     stop: &Arc<StopFlag>,
     held: Arc<HeldSessions>,
     tx: SyncSender<Message>,
+    monitoring: Monitoring,
 ) -> Result<Option<std::thread::JoinHandle<()>>, DaemonError> {
     if config.supervise.is_empty() {
         return Ok(None);
@@ -224,6 +253,7 @@ fn start_supervision(
         stop: stop.clone(),
         held,
         tx,
+        monitoring,
     };
     std::thread::Builder::new()
         .name("supervisor".into())

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::alert::Event;
 use super::execute::HeldSessions;
+use super::metrics::Monitoring;
 use super::stop::StopFlag;
 use super::watch::Message;
 use crate::config::Config;
@@ -49,6 +51,7 @@ pub(crate) struct Supervisor {
     pub(crate) stop: Arc<StopFlag>,
     pub(crate) held: Arc<HeldSessions>,
     pub(crate) tx: SyncSender<Message>,
+    pub(crate) monitoring: Monitoring,
 }
 
 /// The agents `supervise` names: the listed ones, and for `auto` every
@@ -104,6 +107,7 @@ impl Supervisor {
         };
         loop {
             self.check(&agents, &mut round);
+            self.publish(&agents);
             round.first = false;
             if self.stop.wait(self.config.supervise_interval) {
                 return;
@@ -159,7 +163,9 @@ impl Supervisor {
                     continue;
                 }
             };
-            if pane.as_ref().is_some_and(|p| p.exit.is_none()) {
+            let alive = pane.as_ref().is_some_and(|p| p.exit.is_none());
+            self.monitoring.metrics.agent_up(&session, alive);
+            if alive {
                 self.mark_running(&session, now);
                 continue;
             }
@@ -223,6 +229,9 @@ impl Supervisor {
             chrono::Duration::from_std(c.mass_death_window).unwrap_or(chrono::Duration::MAX);
         let first = round.first;
         let mut restarts = Vec::new();
+        // For the notifier, once supervise.json has them.
+        let mut quarantined: Vec<(String, String)> = Vec::new();
+        let mut paused = None;
         let result = supervise::update(&self.town, |s| {
             // Which deaths are new and count: a deliberate stop, a wait
             // already running, or the first look at a fresh start are not.
@@ -289,6 +298,11 @@ impl Supervisor {
                     distinct.into_iter().collect::<Vec<_>>().join(", ")
                 );
                 tracing::error!("supervision paused: {why}");
+                let mut sessions: Vec<String> =
+                    round.deaths.iter().map(|(_, s)| s.clone()).collect();
+                sessions.sort();
+                sessions.dedup();
+                paused = Some((sessions, why.clone()));
                 let until =
                     now + chrono::Duration::from_std(c.mass_death_pause).unwrap_or_default();
                 for d in &new_deaths {
@@ -343,6 +357,7 @@ impl Supervisor {
                         human(c.quarantine)
                     );
                     tracing::error!(session = d.session, "{why}");
+                    quarantined.push((d.session.clone(), why.clone()));
                     agent.decide(now, "quarantine", why.clone(), d.capture.clone());
                     agent.state = AgentState::Quarantined { until, why };
                     continue;
@@ -380,13 +395,41 @@ impl Supervisor {
             tracing::error!("cannot write supervise.json, not restarting anyone: {e}");
             return;
         }
+        let alerts = &self.monitoring.alerts;
+        for (session, detail) in quarantined {
+            alerts.send(Event::AgentQuarantined { session, detail });
+        }
+        if let Some((sessions, detail)) = paused {
+            alerts.send(Event::SupervisionPaused { sessions, detail });
+        }
         for (d, why) in restarts {
             tracing::warn!(session = d.session, "restarting a supervised agent: {why}");
+            let reason = match d.exit {
+                None => "session_missing",
+                Some(_) => "pane_exited",
+            };
+            self.monitoring.metrics.agent_restarted(&d.session, reason);
             self.send(Restart {
                 agent: d.name.clone(),
                 reason: why,
                 capture: d.capture.clone(),
             });
+        }
+    }
+
+    /// Tells the metrics what supervise.json says now (also what
+    /// `gt daemon clear-backoff` and `supervise resume` changed).
+    fn publish(&self, agents: &[(String, Agent)]) {
+        let now = Utc::now();
+        let state = supervise::load(&self.town);
+        let metrics = &self.monitoring.metrics;
+        metrics.supervision_paused(state.paused.is_some_and(|p| p.until > now));
+        for (_, agent) in agents {
+            let session = agent.session();
+            let quarantined = state.agents.get(&session).is_some_and(
+                |a| matches!(a.state, AgentState::Quarantined { until, .. } if until > now),
+            );
+            metrics.agent_quarantined(&session, quarantined);
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`proc`]: children killed on drop, signals, and what the tests read
 //!   from `/proc` beyond `gt::process`;
 //! - [`tmux`]: a private tmux server per test, killed on drop;
+//! - [`http`]: GET on loopback (the metrics endpoint, a test Prometheus);
 //! - [`town`]: a temporary town with its config, its daemon (killed on
 //!   drop) and its tmux server;
 //! - [`catalogue`]: the request fixtures under `fixtures/`.
@@ -15,6 +16,7 @@
 
 pub mod catalogue;
 pub mod command;
+pub mod http;
 pub mod proc;
 pub mod tmux;
 pub mod town;

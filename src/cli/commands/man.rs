@@ -357,6 +357,36 @@ pub const KEYS: &[Key] = &[
         bounds: None,
         meaning: "how long such a pause lasts, unless gt daemon supervise resume",
     },
+    Key {
+        name: "metrics_listen",
+        default: "null",
+        bounds: Some("IP:PORT on loopback, or an absolute unix socket path"),
+        meaning: "serve /metrics (Prometheus), /healthz and /readyz there; null: off",
+    },
+    Key {
+        name: "metrics_allow_remote",
+        default: "false",
+        bounds: None,
+        meaning: "allow a metrics_listen address that is not loopback (the endpoints have no authentication)",
+    },
+    Key {
+        name: "notify_command",
+        default: "null",
+        bounds: None,
+        meaning: "run on events a person must act on (agent_quarantined, supervision_paused, filing_failing, degraded), the event as JSON on stdin",
+    },
+    Key {
+        name: "notify_timeout",
+        default: r#""10s""#,
+        bounds: Some("100ms to 10m"),
+        meaning: "then notify_command's process group is killed",
+    },
+    Key {
+        name: "notify_window",
+        default: r#""1h""#,
+        bounds: None,
+        meaning: "the same event is sent at most once within it",
+    },
 ];
 
 fn configuration(roff: &mut Roff) {

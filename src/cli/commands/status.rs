@@ -213,7 +213,7 @@ pub fn report(town: &Town) -> Report {
     let interval = Duration::from_secs(settings.heartbeat_interval_secs);
     let age = |t: Option<DateTime<Utc>>| t.map(|t| now.signed_duration_since(t).num_seconds());
     let heartbeat_age_secs = age(state.last_heartbeat).filter(|_| state.running);
-    let overdue_after = 2 * interval.as_secs() as i64 + 10;
+    let overdue_after = crate::state::heartbeat_overdue_after(interval).as_secs() as i64;
     let heartbeat_overdue = heartbeat_age_secs.is_some_and(|a| a > overdue_after);
     let binary_newer = state.running && binary_newer_than(state.pid, state.started_at);
     let mut warnings = Vec::new();

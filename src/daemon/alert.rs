@@ -1,0 +1,318 @@
+//! Notifications without code: `notify_command` runs on the events a
+//! person must act on, the event as one JSON object on its stdin (README
+//! "Monitoring" shows ntfy and Slack one-liners).
+//!
+//! Sending never blocks the thread that sends: events go through a small
+//! queue to the notifier's own thread, which runs the command with a
+//! deadline (`notify_timeout`, then its whole process group is killed),
+//! one at a time. The same event (kind, and agent where there is one) is
+//! sent at most once within `notify_window`; one whose command failed may
+//! be sent again at once. The notifier also watches the heartbeat, so a
+//! daemon whose heartbeat hangs still says so.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::metrics::Metrics;
+use super::stop::StopFlag;
+use crate::config::{CommandLine, Config};
+use crate::duration::human;
+use crate::town::Town;
+
+/// Events waiting for the command; past this they are dropped (and
+/// counted), never waited for.
+const QUEUE: usize = 64;
+
+/// Free text in an event (an error message) is cut to this many bytes.
+const MAX_DETAIL: usize = 500;
+
+/// An event a person must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Supervision gave up restarting an agent for a while.
+    AgentQuarantined { session: String, detail: String },
+    /// Several agents died at once, so supervision stopped restarting.
+    SupervisionPaused {
+        sessions: Vec<String>,
+        detail: String,
+    },
+    /// Executed requests cannot be filed (a full disk, a directory gone).
+    FilingFailing { unfiled: u64, error: String },
+    /// The daemon runs but is not doing its job (its heartbeat is late).
+    Degraded { detail: String },
+}
+
+impl Event {
+    /// The event's name, in the JSON and in metric labels.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Event::AgentQuarantined { .. } => "agent_quarantined",
+            Event::SupervisionPaused { .. } => "supervision_paused",
+            Event::FilingFailing { .. } => "filing_failing",
+            Event::Degraded { .. } => "degraded",
+        }
+    }
+
+    /// Events with the same key are one event repeated.
+    fn key(&self) -> String {
+        match self {
+            Event::AgentQuarantined { session, .. } => format!("{}/{session}", self.kind()),
+            _ => self.kind().to_string(),
+        }
+    }
+
+    fn summary(&self, town: &str) -> String {
+        match self {
+            Event::AgentQuarantined { session, detail } => {
+                format!(
+                    "gt daemon {town}: agent {session} quarantined: {}",
+                    cut(detail)
+                )
+            }
+            Event::SupervisionPaused { sessions, detail } => format!(
+                "gt daemon {town}: supervision paused, {} agents died at once ({}): {}",
+                sessions.len(),
+                sessions.join(", "),
+                cut(detail)
+            ),
+            Event::FilingFailing { unfiled, error } => format!(
+                "gt daemon {town}: cannot file request outcomes ({unfiled} waiting): {}",
+                cut(error)
+            ),
+            Event::Degraded { detail } => format!("gt daemon {town}: degraded: {}", cut(detail)),
+        }
+    }
+
+    fn fields(&self) -> Value {
+        match self {
+            Event::AgentQuarantined { session, detail } => {
+                json!({"session": session, "detail": cut(detail)})
+            }
+            Event::SupervisionPaused { sessions, detail } => {
+                json!({"sessions": sessions, "detail": cut(detail)})
+            }
+            Event::FilingFailing { unfiled, error } => {
+                json!({"unfiled": unfiled, "detail": cut(error)})
+            }
+            Event::Degraded { detail } => json!({"detail": cut(detail)}),
+        }
+    }
+}
+
+fn cut(text: &str) -> &str {
+    if text.len() <= MAX_DETAIL {
+        return text;
+    }
+    let mut end = MAX_DETAIL;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The sending side: cheap to clone, never blocks. Without
+/// `notify_command` sending does nothing.
+#[derive(Clone)]
+pub(crate) struct Alerts {
+    tx: Option<SyncSender<Event>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Alerts {
+    pub(crate) fn send(&self, event: Event) {
+        let Some(tx) = &self.tx else { return };
+        let kind = event.kind();
+        if let Err(TrySendError::Full(_)) = tx.try_send(event) {
+            self.metrics.notification(kind, "dropped");
+            tracing::warn!(
+                event = kind,
+                "notification dropped: {QUEUE} are already waiting for notify_command"
+            );
+        }
+    }
+}
+
+/// Starts the notifier when `notify_command` is set.
+pub(crate) fn start(
+    town: &Town,
+    config: &Config,
+    metrics: Arc<Metrics>,
+    stop: Arc<StopFlag>,
+) -> io::Result<Alerts> {
+    let Some(command) = config.notify_command.clone() else {
+        return Ok(Alerts { tx: None, metrics });
+    };
+    let (tx, rx) = sync_channel(QUEUE);
+    let notifier = Notifier {
+        command,
+        timeout: config.notify_timeout,
+        window: config.notify_window,
+        // Often enough to notice a late heartbeat soon after it is
+        // overdue, rarely enough to cost nothing.
+        tick: config
+            .heartbeat_interval
+            .clamp(Duration::from_secs(1), Duration::from_secs(15)),
+        town: town.root().to_path_buf(),
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        metrics: metrics.clone(),
+        stop,
+        last_sent: HashMap::new(),
+        degraded: false,
+    };
+    std::thread::Builder::new()
+        .name("notifier".into())
+        .spawn(move || notifier.run(rx))?;
+    Ok(Alerts {
+        tx: Some(tx),
+        metrics,
+    })
+}
+
+struct Notifier {
+    command: CommandLine,
+    timeout: Duration,
+    window: Duration,
+    tick: Duration,
+    town: PathBuf,
+    host: String,
+    metrics: Arc<Metrics>,
+    stop: Arc<StopFlag>,
+    /// When each event key was last sent; only keys sent within the
+    /// window are kept, so it stays as small as the set of events.
+    last_sent: HashMap<String, Instant>,
+    /// The heartbeat was overdue at the last look.
+    degraded: bool,
+}
+
+impl Notifier {
+    fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            match rx.recv_timeout(self.tick) {
+                Ok(event) => self.notify(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self.stop.is_set() {
+                return;
+            }
+            self.watch_heartbeat();
+        }
+    }
+
+    /// Sends `degraded` when the heartbeat becomes overdue (again).
+    fn watch_heartbeat(&mut self) {
+        let health = self.metrics.health();
+        let overdue = health.heartbeat_overdue();
+        if overdue && !self.degraded {
+            let detail = format!(
+                "no heartbeat for {} (overdue after {}): the daemon may be hung (a wedged tmux server?); see gt daemon status and gt daemon logs",
+                human(health.heartbeat_age()),
+                human(health.overdue_after())
+            );
+            tracing::warn!("{detail}");
+            self.notify(Event::Degraded { detail });
+        }
+        self.degraded = overdue;
+    }
+
+    fn notify(&mut self, event: Event) {
+        let kind = event.kind();
+        let now = Instant::now();
+        self.last_sent
+            .retain(|_, sent| now.duration_since(*sent) < self.window);
+        let key = event.key();
+        if self.last_sent.contains_key(&key) {
+            tracing::debug!(
+                event = kind,
+                "notification already sent within notify_window"
+            );
+            self.metrics.notification(kind, "deduplicated");
+            return;
+        }
+        let town = self.town.display().to_string();
+        let summary = event.summary(&town);
+        let mut body = json!({
+            "event": kind,
+            "summary": summary,
+            "town": town,
+            "host": self.host,
+            "daemon_pid": std::process::id(),
+            "at": Utc::now(),
+        });
+        if let (Value::Object(body), Value::Object(fields)) = (&mut body, event.fields()) {
+            body.extend(fields);
+        }
+        let mut input = body.to_string().into_bytes();
+        input.push(b'\n');
+        let mut cmd = Command::new(&self.command.0[0]);
+        cmd.args(&self.command.0[1..])
+            .env("GT_EVENT", kind)
+            .env("GT_EVENT_SUMMARY", &summary)
+            .env("GT_TOWN_ROOT", &self.town)
+            .env_remove("NOTIFY_SOCKET");
+        let failure = match crate::process::run_bounded(&mut cmd, &input, self.timeout) {
+            Ok(Some(out)) if out.status.success() => None,
+            Ok(Some(out)) => Some(format!(
+                "exited with {}: {:?}",
+                out.status,
+                cut(String::from_utf8_lossy(&out.stderr).trim())
+            )),
+            Ok(None) => Some(format!(
+                "did not finish within {} (notify_timeout): killed",
+                human(self.timeout)
+            )),
+            Err(e) => Some(format!("cannot run it: {e}")),
+        };
+        match failure {
+            None => {
+                self.last_sent.insert(key, now);
+                self.metrics.notification(kind, "sent");
+                tracing::info!(event = kind, "notification sent: {summary}");
+            }
+            Some(why) => {
+                self.metrics.notification(kind, "failed");
+                tracing::warn!(event = kind, command = %self.command, "notify_command failed ({why}); the event was: {summary}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_share_a_key_and_agents_do_not() {
+        let q = |s: &str| Event::AgentQuarantined {
+            session: s.into(),
+            detail: "5 restarts in 15m".into(),
+        };
+        assert_eq!(q("gt-mayor").key(), q("gt-mayor").key());
+        assert_ne!(q("gt-mayor").key(), q("gt-deacon").key());
+        let f = |n| Event::FilingFailing {
+            unfiled: n,
+            error: "disk full".into(),
+        };
+        assert_eq!(f(1).key(), f(7).key());
+    }
+
+    #[test]
+    fn long_details_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_DETAIL);
+        let c = cut(&long);
+        assert!(c.len() <= MAX_DETAIL && c.chars().all(|ch| ch == 'é'));
+        let e = Event::Degraded { detail: long };
+        assert!(e.fields()["detail"].as_str().unwrap().len() <= MAX_DETAIL);
+    }
+}

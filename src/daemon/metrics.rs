@@ -1,0 +1,869 @@
+//! What the daemon tells a monitoring system, served on its own thread
+//! when `metrics_listen` is set: `/metrics` (the Prometheus text format),
+//! `/healthz` (heartbeat fresh, filing working) and `/readyz` (lock held,
+//! recovery done, inbox watched), each as plain text or JSON. README
+//! "Monitoring" lists every series.
+//!
+//! The daemon's threads record what happens through [`Metrics`]: atomic
+//! counters and gauges, so a scrape never holds up a request and a request
+//! never waits for a scrape. What is cheaper to read than to track (the
+//! inbox's size, the requests in hand, tmux calls) is read at scrape time.
+//! Label values come from fixed sets or from agents' session names (which
+//! only valid agents have), never from file names or free text.
+//!
+//! With `metrics_listen` unset nothing is registered and nothing served;
+//! only the health record (a few atomics) is kept, for the notifier.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use serde_json::json;
+use thiserror::Error;
+
+use super::stop::StopFlag;
+use crate::config::{ListenAddr, SharedConfig};
+use crate::duration::human;
+use crate::outcome::Outcome;
+use crate::request::Action;
+use crate::town::Town;
+
+/// Claim-to-filing durations, in seconds: a dry run files in well under a
+/// millisecond, a restart takes `prime_delay` (2 s) and more.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+const ACTIONS: [&str; 4] = ["cycle", "restart", "shutdown", "invalid"];
+
+/// The `action` label of a filed request: its action when it is one, else
+/// `invalid` (a typo is free text, and must not make a series).
+pub(crate) fn action_label(action: Option<&str>) -> &'static str {
+    action
+        .and_then(|a| Action::parse(a).ok())
+        .map_or("invalid", Action::as_str)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FiledLabels {
+    outcome: &'static str,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    session: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestartLabels {
+    session: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    event: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// What a part of the daemon needs to be watched: the metrics it counts
+/// into, and the notifier for what a person must act on.
+#[derive(Clone)]
+pub(crate) struct Monitoring {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) alerts: super::alert::Alerts,
+}
+
+/// The daemon's record for monitoring: shared by every thread that has
+/// something to count.
+pub(crate) struct Metrics {
+    health: Health,
+    exported: Option<Exported>,
+}
+
+/// The series served at `/metrics`.
+struct Exported {
+    registry: Registry,
+    filed: Family<FiledLabels, Counter>,
+    duration: Histograms<ActionLabels>,
+    heartbeats: Counter,
+    last_heartbeat: Gauge<f64, AtomicU64>,
+    unfiled: Gauge,
+    agent_up: Family<SessionLabels, Gauge>,
+    agent_quarantined: Family<SessionLabels, Gauge>,
+    restarts: Family<RestartLabels, Counter>,
+    supervision_paused: Gauge,
+    notifications: Family<NotificationLabels, Counter>,
+}
+
+impl Metrics {
+    /// The record for a daemon with this config: series are registered
+    /// only when `metrics_listen` is set.
+    pub(crate) fn new(town: &Town, live: &SharedConfig) -> Arc<Metrics> {
+        let config = live.get();
+        let exported = config
+            .metrics_listen
+            .is_some()
+            .then(|| Exported::new(town, live));
+        Arc::new(Metrics {
+            health: Health::new(live.clone()),
+            exported,
+        })
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// A request was filed, `took` after it was claimed (when this daemon
+    /// claimed it).
+    pub(crate) fn filed(&self, outcome: Outcome, action: Option<&str>, took: Option<Duration>) {
+        let Some(e) = &self.exported else { return };
+        let action = action_label(action);
+        let outcome = match outcome {
+            Outcome::Processed => "processed",
+            Outcome::Failed => "failed",
+        };
+        e.filed
+            .get_or_create(&FiledLabels { outcome, action })
+            .inc();
+        if let Some(took) = took {
+            e.duration
+                .get_or_create(&ActionLabels { action })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// A heartbeat ran (pokes sent, state.json rewritten).
+    pub(crate) fn heartbeat(&self) {
+        self.health.last_heartbeat.store(
+            self.health.started.elapsed().as_nanos() as u64 + 1,
+            Ordering::Release,
+        );
+        if let Some(e) = &self.exported {
+            e.heartbeats.inc();
+            e.last_heartbeat.set(unix_now());
+        }
+    }
+
+    /// How many executed requests wait to be filed, and the last reason.
+    pub(crate) fn unfiled(&self, count: u64, error: Option<&str>) {
+        self.health.unfiled.store(count, Ordering::Release);
+        *self
+            .health
+            .filing_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = error.map(str::to_string);
+        if let Some(e) = &self.exported {
+            e.unfiled.set(count as i64);
+        }
+    }
+
+    /// The town lock is ours (until the daemon stops or is displaced).
+    pub(crate) fn locked(&self, held: bool) {
+        self.health.locked.store(held, Ordering::Release);
+    }
+
+    /// What `processing/` held at the start has been filed.
+    pub(crate) fn recovered(&self) {
+        self.health.recovered.store(true, Ordering::Release);
+    }
+
+    /// The inbox is watched, and how.
+    pub(crate) fn watching(&self, how: Watching) {
+        self.health.watch.store(how as u8, Ordering::Release);
+    }
+
+    /// What became of a notification: `sent`, `failed`, `deduplicated` or
+    /// `dropped`.
+    pub(crate) fn notification(&self, event: &'static str, result: &'static str) {
+        if let Some(e) = &self.exported {
+            e.notifications
+                .get_or_create(&NotificationLabels { event, result })
+                .inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub(crate) fn exposition(&self) -> String {
+        let mut text = String::new();
+        if let Some(e) = &self.exported {
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &e.registry);
+        }
+        text
+    }
+}
+
+/// The supervisor's series (config `supervise`): agents up or down,
+/// quarantined, restarted, supervision paused.
+impl Metrics {
+    /// A supervised agent is up (its session there, its pane's process
+    /// alive) or down. `session` must be a configured agent's: each one
+    /// makes a series.
+    pub(crate) fn agent_up(&self, session: &str, up: bool) {
+        if let Some(e) = &self.exported {
+            e.agent_up
+                .get_or_create(&session_labels(session))
+                .set(up.into());
+        }
+    }
+
+    /// A supervised agent is quarantined (restarts given up until the
+    /// quarantine expires), or no longer.
+    pub(crate) fn agent_quarantined(&self, session: &str, quarantined: bool) {
+        if let Some(e) = &self.exported {
+            e.agent_quarantined
+                .get_or_create(&session_labels(session))
+                .set(quarantined.into());
+        }
+    }
+
+    /// Supervision restarted an agent; `reason` is one of a fixed set
+    /// (such as `session_missing`, `pane_exited`).
+    pub(crate) fn agent_restarted(&self, session: &str, reason: &'static str) {
+        if let Some(e) = &self.exported {
+            e.restarts
+                .get_or_create(&RestartLabels {
+                    session: session.to_string(),
+                    reason,
+                })
+                .inc();
+        }
+    }
+
+    /// Supervision is paused (several agents died at once), or resumed.
+    pub(crate) fn supervision_paused(&self, paused: bool) {
+        if let Some(e) = &self.exported {
+            e.supervision_paused.set(paused.into());
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn session_labels(session: &str) -> SessionLabels {
+    SessionLabels {
+        session: session.to_string(),
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Exported {
+    fn new(town: &Town, live: &SharedConfig) -> Exported {
+        let mut registry = Registry::with_prefix("gt");
+        let e = Exported {
+            filed: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            heartbeats: Counter::default(),
+            last_heartbeat: Gauge::default(),
+            unfiled: Gauge::default(),
+            agent_up: Family::default(),
+            agent_quarantined: Family::default(),
+            restarts: Family::default(),
+            supervision_paused: Gauge::default(),
+            notifications: Family::default(),
+            registry: Registry::default(),
+        };
+        // Every outcome and action from the start, so that the first
+        // request of a kind is an increase, not a new series.
+        for outcome in ["processed", "failed"] {
+            for action in ACTIONS {
+                let _ = e.filed.get_or_create(&FiledLabels { outcome, action });
+            }
+        }
+        for action in ACTIONS {
+            let _ = e.duration.get_or_create(&ActionLabels { action });
+        }
+        registry.register(
+            "build",
+            "The running daemon's version and the commit it was built from",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: env!("GT_BUILD_COMMIT"),
+            }),
+        );
+        registry.register(
+            "requests_filed",
+            "Requests filed, by outcome and action (invalid: not one of cycle, restart, shutdown)",
+            e.filed.clone(),
+        );
+        registry.register_with_unit(
+            "request_duration",
+            "Time from claiming a request to filing it",
+            Unit::Seconds,
+            e.duration.clone(),
+        );
+        registry.register(
+            "outcomes_unfiled",
+            "Executed requests whose outcome waits to be filed (filing is failing)",
+            e.unfiled.clone(),
+        );
+        registry.register(
+            "heartbeats",
+            "Heartbeats run since the daemon started",
+            e.heartbeats.clone(),
+        );
+        registry.register_with_unit(
+            "last_heartbeat_timestamp",
+            "When the last heartbeat ran, in seconds since the Unix epoch",
+            Unit::Seconds,
+            e.last_heartbeat.clone(),
+        );
+        registry.register_with_unit(
+            "start_timestamp",
+            "When the daemon started, in seconds since the Unix epoch",
+            Unit::Seconds,
+            ConstGauge::new(unix_now()),
+        );
+        registry.register(
+            "agent_up",
+            "1 while a supervised agent's session and pane process are alive, else 0",
+            e.agent_up.clone(),
+        );
+        registry.register(
+            "agent_quarantined",
+            "1 while supervision has given up restarting an agent, else 0",
+            e.agent_quarantined.clone(),
+        );
+        registry.register(
+            "agent_restarts",
+            "Agents restarted by supervision, by reason",
+            e.restarts.clone(),
+        );
+        registry.register(
+            "supervision_paused",
+            "1 while supervision is paused because several agents died at once",
+            e.supervision_paused.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Events for notify_command, by what became of them",
+            e.notifications.clone(),
+        );
+        registry.register_collector(Box::new(ReadAtScrape {
+            inbox: town.inbox(),
+            processing: town.processing(),
+            config: live.clone(),
+        }));
+        Exported { registry, ..e }
+    }
+}
+
+/// Series read when scraped rather than tracked.
+#[derive(Debug)]
+struct ReadAtScrape {
+    inbox: PathBuf,
+    processing: PathBuf,
+    /// The config in force (a reload may change the heartbeat interval).
+    config: SharedConfig,
+}
+
+impl Collector for ReadAtScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges = [
+            ("inbox_pending", "Requests waiting in inbox/.", &self.inbox),
+            (
+                "requests_in_progress",
+                "Requests claimed into processing/ and not yet filed.",
+                &self.processing,
+            ),
+        ];
+        for (name, help, dir) in gauges {
+            let value = ConstGauge::new(crate::inbox::pending_count(dir) as i64);
+            value.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        let interval = ConstGauge::new(self.config.get().heartbeat_interval.as_secs_f64());
+        interval.encode(encoder.encode_descriptor(
+            "heartbeat_interval",
+            "The heartbeat_interval in force.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?)?;
+        let calls = &crate::tmux::CALLS;
+        let total = ConstCounter::new(calls.calls.load(Ordering::Relaxed));
+        total.encode(encoder.encode_descriptor(
+            "tmux_calls",
+            "tmux commands run.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let mut failures = encoder.encode_descriptor(
+            "tmux_call_failures",
+            "tmux commands that failed (error) or were killed at tmux_timeout (timeout).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in [("error", &calls.failed), ("timeout", &calls.timed_out)] {
+            ConstCounter::new(count.load(Ordering::Relaxed))
+                .encode(failures.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// How the inbox is watched, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watching {
+    Notify = 1,
+    Poll = 2,
+    /// Polling because notify could not be set up.
+    PollFallback = 3,
+}
+
+/// What `/healthz`, `/readyz` and the notifier judge the daemon by.
+pub(crate) struct Health {
+    started: Instant,
+    /// For the heartbeat interval in force (a reload may change it).
+    config: SharedConfig,
+    /// Nanoseconds after `started` of the last heartbeat, plus one; 0
+    /// before the first.
+    last_heartbeat: AtomicU64,
+    unfiled: AtomicU64,
+    filing_error: Mutex<Option<String>>,
+    locked: AtomicBool,
+    recovered: AtomicBool,
+    watch: AtomicU8,
+}
+
+/// One line of a health or readiness answer.
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+impl Health {
+    fn new(config: SharedConfig) -> Health {
+        Health {
+            started: Instant::now(),
+            config,
+            last_heartbeat: AtomicU64::new(0),
+            unfiled: AtomicU64::new(0),
+            filing_error: Mutex::new(None),
+            locked: AtomicBool::new(false),
+            recovered: AtomicBool::new(false),
+            watch: AtomicU8::new(0),
+        }
+    }
+
+    /// Since the last heartbeat, or since the start before the first (a
+    /// first heartbeat that never comes is as bad as a late one).
+    pub(crate) fn heartbeat_age(&self) -> Duration {
+        let now = self.started.elapsed();
+        match self.last_heartbeat.load(Ordering::Acquire) {
+            0 => now,
+            at => now.saturating_sub(Duration::from_nanos(at - 1)),
+        }
+    }
+
+    /// The heartbeat is overdue: the daemon may be hung.
+    pub(crate) fn heartbeat_overdue(&self) -> bool {
+        self.heartbeat_age() > self.overdue_after()
+    }
+
+    pub(crate) fn overdue_after(&self) -> Duration {
+        crate::state::heartbeat_overdue_after(self.config.get().heartbeat_interval)
+    }
+
+    fn healthz(&self) -> Vec<Check> {
+        let age = self.heartbeat_age();
+        let beat = if self.last_heartbeat.load(Ordering::Acquire) == 0 {
+            format!("no heartbeat yet, {} after the start", human(age))
+        } else {
+            format!("last one {} ago", human(age))
+        };
+        let unfiled = self.unfiled.load(Ordering::Acquire);
+        let filing = match unfiled {
+            0 => "every outcome filed".to_string(),
+            n => format!(
+                "{n} outcome(s) wait to be filed: {}",
+                self.filing_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_deref()
+                    .unwrap_or("unknown error")
+            ),
+        };
+        vec![
+            Check {
+                name: "heartbeat",
+                ok: !self.heartbeat_overdue(),
+                detail: format!("{beat}; overdue after {}", human(self.overdue_after())),
+            },
+            Check {
+                name: "filing",
+                ok: unfiled == 0,
+                detail: filing,
+            },
+        ]
+    }
+
+    fn readyz(&self, stopping: bool) -> Vec<Check> {
+        let locked = self.locked.load(Ordering::Acquire);
+        let recovered = self.recovered.load(Ordering::Acquire);
+        let watch = match self.watch.load(Ordering::Acquire) {
+            1 => Some("notify events"),
+            2 => Some("polling (watch_mode: poll)"),
+            3 => Some("polling (notify could not be set up)"),
+            _ => None,
+        };
+        vec![
+            Check {
+                name: "lock",
+                ok: locked && !stopping,
+                detail: match (locked, stopping) {
+                    (_, true) => "the daemon is stopping".into(),
+                    (true, false) => "daemon.lock held".into(),
+                    (false, false) => "daemon.lock not held".into(),
+                },
+            },
+            Check {
+                name: "recovery",
+                ok: recovered,
+                detail: if recovered {
+                    "processing/ recovered".into()
+                } else {
+                    "recovering what a stopped daemon left in processing/".into()
+                },
+            },
+            Check {
+                name: "watch",
+                ok: watch.is_some(),
+                detail: watch.unwrap_or("the inbox is not watched yet").into(),
+            },
+        ]
+    }
+}
+
+#[derive(Debug, Error)]
+pub(crate) enum MetricsError {
+    #[error("cannot serve metrics on {addr} (metrics_listen): {source}")]
+    Listen {
+        addr: ListenAddr,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot serve metrics on {addr} (metrics_listen): {why}")]
+    Socket { addr: ListenAddr, why: String },
+    #[error("cannot start the metrics thread: {0}")]
+    Thread(io::Error),
+}
+
+/// The HTTP endpoint: one thread answering requests in turn (tiny_http
+/// reads them on its own threads). Closed when dropped.
+pub(crate) struct Server {
+    http: Arc<tiny_http::Server>,
+    closing: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    socket: Option<PathBuf>,
+}
+
+/// Starts serving `metrics` on `listen`.
+pub(crate) fn serve(
+    listen: &ListenAddr,
+    metrics: Arc<Metrics>,
+    stop: Arc<StopFlag>,
+) -> Result<Server, MetricsError> {
+    let listen_error = |source| MetricsError::Listen {
+        addr: listen.clone(),
+        source,
+    };
+    let (http, socket) = match listen {
+        ListenAddr::Tcp(addr) => (tiny_http::Server::http(addr).map_err(listen_error)?, None),
+        ListenAddr::Unix(path) => {
+            clear_stale_socket(path).map_err(|why| MetricsError::Socket {
+                addr: listen.clone(),
+                why,
+            })?;
+            let http = tiny_http::Server::http_unix(path).map_err(listen_error)?;
+            (http, Some(path.clone()))
+        }
+    };
+    let http = Arc::new(http);
+    let closing = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (http, closing) = (http.clone(), closing.clone());
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || answer(&http, &metrics, &stop, &closing))
+            .map_err(MetricsError::Thread)?
+    };
+    let shown = match http.server_addr() {
+        tiny_http::ListenAddr::IP(addr) => addr.to_string(),
+        tiny_http::ListenAddr::Unix(_) => listen.to_string(),
+    };
+    tracing::info!(listen = %shown, "serving /metrics, /healthz and /readyz");
+    Ok(Server {
+        http,
+        closing,
+        thread: Some(thread),
+        socket,
+    })
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
+        self.http.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A socket left by a daemon that died is removed; a live one (another
+/// town's daemon configured with the same path) or anything that is not a
+/// socket is left alone, and the start fails.
+fn clear_stale_socket(path: &std::path::Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.to_string()),
+        Ok(m) if !m.file_type().is_socket() => {
+            Err("the path exists and is not a socket; remove it or choose another".into())
+        }
+        Ok(_) if UnixStream::connect(path).is_ok() => {
+            Err("another process is serving on this socket".into())
+        }
+        Ok(_) => {
+            std::fs::remove_file(path).map_err(|e| format!("cannot remove a stale socket: {e}"))
+        }
+    }
+}
+
+fn answer(http: &tiny_http::Server, metrics: &Metrics, stop: &StopFlag, closing: &AtomicBool) {
+    loop {
+        match http.recv() {
+            Ok(request) => respond(request, metrics, stop),
+            Err(_) if closing.load(Ordering::Acquire) => return,
+            Err(e) => {
+                tracing::error!("the metrics endpoint stopped accepting connections: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn respond(request: tiny_http::Request, metrics: &Metrics, stop: &StopFlag) {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let wants_json = query.split('&').any(|p| p == "format=json")
+        || request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
+    let get = matches!(
+        request.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    );
+    let (status, content_type, body) = if !get {
+        (405, TEXT, "only GET and HEAD are served\n".to_string())
+    } else {
+        match path {
+            "/metrics" if metrics.exported.is_some() => (
+                200,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                metrics.exposition(),
+            ),
+            "/healthz" => verdict(&metrics.health.healthz(), wants_json),
+            "/readyz" => verdict(&metrics.health.readyz(stop.is_set()), wants_json),
+            "/" => (
+                200,
+                TEXT,
+                "gt daemon: /metrics /healthz /readyz (?format=json)\n".into(),
+            ),
+            _ => (
+                404,
+                TEXT,
+                "not found: try /metrics, /healthz or /readyz\n".into(),
+            ),
+        }
+    };
+    let header = tiny_http::Header::from_bytes("Content-Type", content_type)
+        .expect("a constant, valid header");
+    let response = tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header);
+    if let Err(e) = request.respond(response) {
+        tracing::debug!("metrics endpoint: cannot answer {path}: {e}");
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// 200 when every check passes, else 503; one line per check, or JSON.
+fn verdict(checks: &[Check], json: bool) -> (u16, &'static str, String) {
+    let ok = checks.iter().all(|c| c.ok);
+    let status = if ok { 200 } else { 503 };
+    if json {
+        let checks: serde_json::Map<String, serde_json::Value> = checks
+            .iter()
+            .map(|c| (c.name.to_string(), json!({"ok": c.ok, "detail": c.detail})))
+            .collect();
+        let body = json!({"status": if ok { "ok" } else { "failing" }, "checks": checks});
+        return (status, JSON, format!("{body}\n"));
+    }
+    let mut body = String::from(if ok { "ok\n" } else { "failing\n" });
+    for c in checks {
+        body += &format!(
+            "{}: {} ({})\n",
+            c.name,
+            if c.ok { "ok" } else { "FAILING" },
+            c.detail
+        );
+    }
+    (status, TEXT, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn with_metrics() -> (tempfile::TempDir, Arc<Metrics>) {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        let config =
+            Config::parse(br#"{"metrics_listen": "127.0.0.1:9464", "heartbeat_interval": "30s"}"#)
+                .unwrap();
+        (dir, Metrics::new(&town, &SharedConfig::new(config)))
+    }
+
+    #[test]
+    fn labels_come_from_fixed_sets() {
+        assert_eq!(action_label(Some("cycle")), "cycle");
+        assert_eq!(action_label(Some("CYCLE")), "invalid");
+        assert_eq!(action_label(Some("reboot\"\n{x=\"y\"}")), "invalid");
+        assert_eq!(action_label(None), "invalid");
+        let (_dir, m) = with_metrics();
+        m.filed(Outcome::Failed, Some("evil\"} 1\nfake 2"), None);
+        let text = m.exposition();
+        assert!(!text.contains("evil"), "{text}");
+        assert!(
+            text.contains(r#"gt_requests_filed_total{outcome="failed",action="invalid"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_series_is_exposed() {
+        let (_dir, m) = with_metrics();
+        m.filed(
+            Outcome::Processed,
+            Some("restart"),
+            Some(Duration::from_millis(3)),
+        );
+        m.heartbeat();
+        m.agent_up("gt-mayor", true);
+        m.agent_quarantined("gt-gastown-witness", true);
+        m.agent_restarted("gt-mayor", "pane_exited");
+        m.supervision_paused(true);
+        m.notification("agent_quarantined", "sent");
+        let text = m.exposition();
+        for line in [
+            r#"gt_requests_filed_total{outcome="processed",action="restart"} 1"#,
+            r#"gt_request_duration_seconds_bucket{action="restart",le="0.005"} 1"#,
+            r#"gt_request_duration_seconds_count{action="cycle"} 0"#,
+            "gt_heartbeats_total 1",
+            "gt_heartbeat_interval_seconds 30",
+            "gt_inbox_pending 0",
+            "gt_requests_in_progress 0",
+            "gt_outcomes_unfiled 0",
+            "gt_tmux_calls_total ",
+            r#"gt_tmux_call_failures_total{reason="timeout"} "#,
+            r#"gt_agent_up{session="gt-mayor"} 1"#,
+            r#"gt_agent_quarantined{session="gt-gastown-witness"} 1"#,
+            r#"gt_agent_restarts_total{session="gt-mayor",reason="pane_exited"} 1"#,
+            "gt_supervision_paused 1",
+            r#"gt_notifications_total{event="agent_quarantined",result="sent"} 1"#,
+            r#"gt_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(
+            text.contains("gt_last_heartbeat_timestamp_seconds "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn off_means_nothing_registered() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        let m = Metrics::new(&town, &SharedConfig::new(Config::default()));
+        m.filed(Outcome::Processed, Some("cycle"), None);
+        m.heartbeat();
+        assert_eq!(m.exposition(), "");
+        assert!(!m.health().heartbeat_overdue());
+    }
+
+    #[test]
+    fn a_reloaded_heartbeat_interval_moves_the_overdue_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        let live = SharedConfig::new(Config::parse(br#"{"heartbeat_interval": "1h"}"#).unwrap());
+        let m = Metrics::new(&town, &live);
+        assert_eq!(m.health().overdue_after(), Duration::from_secs(7210));
+        live.replace(Config::parse(br#"{"heartbeat_interval": "10s"}"#).unwrap());
+        assert_eq!(m.health().overdue_after(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn health_fails_on_unfiled_outcomes() {
+        let (_dir, m) = with_metrics();
+        m.heartbeat();
+        let (status, _, body) = verdict(&m.health.healthz(), false);
+        assert_eq!(status, 200, "{body}");
+        m.unfiled(2, Some("No space left on device (os error 28)"));
+        let (status, _, body) = verdict(&m.health.healthz(), true);
+        assert_eq!(status, 503);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "failing");
+        assert_eq!(v["checks"]["filing"]["ok"], false);
+        assert_eq!(v["checks"]["heartbeat"]["ok"], true);
+        let (status, _, body) = verdict(&m.health.readyz(false), false);
+        assert_eq!(status, 503, "not locked nor recovered yet: {body}");
+        m.locked(true);
+        m.recovered();
+        m.watching(Watching::Notify);
+        assert_eq!(verdict(&m.health.readyz(false), false).0, 200);
+        assert_eq!(verdict(&m.health.readyz(true), false).0, 503);
+    }
+}
