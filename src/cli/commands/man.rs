@@ -162,7 +162,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "heartbeat_interval",
         default: r#""60s""#,
-        bounds: Some("greater than zero"),
+        bounds: Some("1s to 24h"),
         meaning: "how often to poke the Mayor and the Witnesses and rewrite state.json",
     },
     Key {
@@ -180,31 +180,31 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "max_request_age",
         default: r#""6h""#,
-        bounds: Some("greater than zero"),
+        bounds: Some("at least 1s"),
         meaning: "older requests fail as stale",
     },
     Key {
         name: "rescan_interval",
         default: r#""30s""#,
-        bounds: Some("greater than zero"),
+        bounds: Some("1s to 24h"),
         meaning: "a full inbox scan, the safety net under notify",
     },
     Key {
         name: "prime_delay",
         default: r#""2s""#,
-        bounds: None,
+        bounds: Some("at most 10m"),
         meaning: "wait after creating a session before typing the prime text",
     },
     Key {
         name: "kill_grace",
         default: r#""2s""#,
-        bounds: None,
+        bounds: Some("at most 10m"),
         meaning: "SIGTERM to SIGKILL grace when ending a session",
     },
     Key {
         name: "restart_window",
         default: r#""15m""#,
-        bounds: Some("greater than zero"),
+        bounds: Some("at least 1s"),
         meaning: "the crash-loop guard's window",
     },
     Key {
@@ -246,7 +246,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "poll_interval",
         default: r#""1s""#,
-        bounds: Some("greater than zero"),
+        bounds: Some("100ms to 1h"),
         meaning: "the scan interval when polling",
     },
     Key {
@@ -270,13 +270,13 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "keep_processed",
         default: r#""7d""#,
-        bounds: None,
+        bounds: Some("at least 1m"),
         meaning: "processed requests (with their sidecars) older than this are pruned",
     },
     Key {
         name: "keep_failed",
         default: r#""30d""#,
-        bounds: None,
+        bounds: Some("at least 1m"),
         meaning: "failed requests older than this are pruned",
     },
     Key {
@@ -288,13 +288,13 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "tmux_timeout",
         default: r#""10s""#,
-        bounds: Some("at least 100ms"),
+        bounds: Some("100ms to 1m"),
         meaning: "the longest one tmux command may take",
     },
     Key {
         name: "write_timeout",
         default: r#""60s""#,
-        bounds: Some("at least 100ms"),
+        bounds: Some("100ms to 24h"),
         meaning: "how long a file created directly in the inbox may take to be written",
     },
     Key {
