@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::support::proc::{alive, cmdline, daemon_processes, kill9, signal, tree, Signal};
-use crate::support::{ls, parse_pid, request_json, wait_for, Town, DEADLINE};
+use crate::support::{ls, request_json, started_pid, wait_for, Town, DEADLINE};
 
 /// The line a daemon that lost its town leaves, in the log and on stderr.
 const DISPLACED: &str = "no longer owns its town";
@@ -200,11 +200,7 @@ fn start_waits_for_a_dying_predecessor_instead_of_reporting_it_running() {
     let code = start.wait("start finishes once the lock is free");
     let out = start.output();
     assert_eq!(code, 0, "start: {out}\n{}", t.snapshot());
-    let started = out
-        .lines()
-        .find(|l| l.contains("Daemon started"))
-        .unwrap_or_else(|| panic!("no \"Daemon started\" in: {out}"));
-    let pid = parse_pid(started).expect("start names its PID");
+    let pid = started_pid(&out);
     assert_ne!(pid, holder.dead);
     assert_eq!(t.status_json()["pid"], pid);
     assert_serves(&t);
@@ -254,12 +250,7 @@ fn start_right_after_kill9_of_a_busy_daemon_starts_one() {
 
     let out = t.gt(&["daemon", "start", "--dry-run"]);
     out.assert_ok("start right after kill -9");
-    let started = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("Daemon started"))
-        .unwrap_or_else(|| panic!("start reported no new daemon: {out:#?}\n{}", t.snapshot()));
-    let pid = parse_pid(started).unwrap();
+    let pid = started_pid(&out.stdout);
     assert_ne!(pid, old);
     assert!(alive(pid), "{}", t.snapshot());
     assert_serves(&t);
@@ -331,11 +322,7 @@ fn start_waits_for_a_daemon_displaced_from_the_town() {
     let code = start.wait("start finishes once the displaced daemon is gone");
     let out = start.output();
     assert_eq!(code, 0, "start: {out}\n{}", t.snapshot());
-    let started = out
-        .lines()
-        .find(|l| l.contains("Daemon started"))
-        .unwrap_or_else(|| panic!("no \"Daemon started\" in: {out}"));
-    let new = parse_pid(started).unwrap();
+    let new = started_pid(&out);
     assert!(!alive(old), "{}", t.snapshot());
     assert!(log_text(&t).contains(DISPLACED), "{}", t.snapshot());
     assert_eq!(daemons_of(t.root()), [new], "exactly one daemon");

@@ -352,13 +352,7 @@ fn a_hung_heartbeat_fails_health_and_notifies_degraded() {
         "notify_command": ["sh", "-c", format!("cat >> '{}'", log.display())],
     }));
     t.tmux.new_session("gt-mayor", &["sleep", "600"]);
-    let server: u32 = t
-        .tmux
-        .run(&["display-message", "-p", "#{pid}"])
-        .stdout
-        .trim()
-        .parse()
-        .expect("tmux server pid");
+    let server = t.tmux.server_pid();
     t.start();
     t.wait_first_heartbeat();
     wait_reply(&t, port, "/healthz", |r| r.status == 200);

@@ -80,13 +80,7 @@ fn a_wedged_tmux_server_fails_the_request_within_the_deadline_and_others_go_on()
     t.start();
     t.send_wait("restart", "mayor", &["--timeout", "20s"])
         .assert_ok("restart starts the private tmux server");
-    let server: u32 = t
-        .tmux
-        .run(&["display-message", "-p", "#{pid}"])
-        .stdout
-        .trim()
-        .parse()
-        .expect("tmux server pid");
+    let server = t.tmux.server_pid();
     let resume = Resume(server);
     gt::process::signal(server, Signal::STOP);
     let wedged = t.send_wait("shutdown", "mayor", &["--timeout", "20s"]);

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::support::proc::cmdline;
-use crate::support::{parse_pid, Town, DEADLINE};
+use crate::support::{started_pid, Town, DEADLINE};
 
 fn daemon_pid(town: &Town) -> u32 {
     town.status_json()["pid"]
@@ -23,12 +23,7 @@ fn restart_keeps_dry_run_and_leaves_the_daemon_alone_when_the_new_one_could_not_
             .contains(&format!("Daemon stopped (PID {first})")),
         "{out:#?}"
     );
-    let started = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("Daemon started"))
-        .unwrap_or_else(|| panic!("no \"Daemon started\": {out:#?}"));
-    let second = parse_pid(started).unwrap();
+    let second = started_pid(&out.stdout);
     assert_ne!(second, first);
     t.wait_until("the first daemon gone", DEADLINE, || {
         !crate::support::proc::alive(first)
@@ -63,13 +58,4 @@ fn restart_keeps_dry_run_and_leaves_the_daemon_alone_when_the_new_one_could_not_
     let fourth = started_pid(&out.stdout);
     assert_ne!(fourth, third);
     assert_eq!(t.state()["dry_run"], false);
-}
-
-/// The PID a start (or restart) reported in its "Daemon started" line.
-fn started_pid(stdout: &str) -> u32 {
-    stdout
-        .lines()
-        .find(|l| l.starts_with("Daemon started"))
-        .and_then(parse_pid)
-        .unwrap_or_else(|| panic!("no \"Daemon started (PID N)\" in {stdout:?}"))
 }

@@ -208,6 +208,16 @@ pub fn parse_pid(text: &str) -> Option<u32> {
     rest[..rest.find(')')?].trim().parse().ok()
 }
 
+/// The PID of the daemon a `start` (or `restart`) reports in its
+/// "Daemon started (PID N)" line; panics with the output when there is none.
+pub fn started_pid(output: &str) -> u32 {
+    output
+        .lines()
+        .find(|l| l.contains("Daemon started"))
+        .and_then(parse_pid)
+        .unwrap_or_else(|| panic!("no \"Daemon started (PID N)\" in: {output}"))
+}
+
 /// Finds the `*.json` path that `gt daemon send` printed.
 pub fn printed_path(stdout: &str) -> Option<PathBuf> {
     stdout

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub use command::{gt_command, parse_pid, printed_path, run, try_run, Out};
+pub use command::{gt_command, parse_pid, printed_path, run, started_pid, try_run, Out};
 pub use town::Town;
 
 /// Deadline for any one condition a test waits for: generous, because CI

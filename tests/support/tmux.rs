@@ -42,6 +42,15 @@ impl Tmux {
         run(self.command(args))
     }
 
+    /// The PID of the running tmux server.
+    pub fn server_pid(&self) -> u32 {
+        self.run(&["display-message", "-p", "#{pid}"])
+            .stdout
+            .trim()
+            .parse()
+            .expect("tmux server pid")
+    }
+
     /// Does a session with exactly this name exist?
     pub fn has_session(&self, name: &str) -> bool {
         self.run(&["has-session", "-t", &format!("={name}")])
