@@ -3,7 +3,7 @@
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::support::proc::{KillOnDrop, Lines};
-use crate::support::{gt_command, require_tool, run, DEADLINE};
+use crate::support::{bash_completions, gt_command, require_tool, run, DEADLINE};
 
 fn completions(shell: &str) -> String {
     let mut cmd = gt_command();
@@ -40,18 +40,12 @@ fn bash_script_parses_and_completes() {
     run(check).assert_ok("bash -n");
 
     // Ask the function what `gt daemon s<TAB>` completes to.
-    let probe = r#"
-        source "$1"
-        COMP_WORDS=(gt daemon s); COMP_CWORD=2; COMP_LINE="gt daemon s"; COMP_POINT=${#COMP_LINE}
-        _gt gt s daemon
-        printf '%s\n' "${COMPREPLY[@]}"
-    "#;
-    let mut cmd = Command::new("bash");
-    cmd.args(["--norc", "--noprofile", "-c", probe, "probe"])
-        .arg(&file);
-    let out = run(cmd);
-    out.assert_ok("the completion probe");
-    let words: Vec<&str> = out.stdout.lines().collect();
+    let words = bash_completions(
+        completions("bash").as_bytes(),
+        r#"COMP_WORDS=(gt daemon s); COMP_CWORD=2; COMP_LINE="gt daemon s"; COMP_POINT=${#COMP_LINE}
+        _gt gt s daemon"#,
+    );
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     for want in ["start", "stop", "status", "send"] {
         assert!(words.contains(&want), "{want} not offered: {words:?}");
     }

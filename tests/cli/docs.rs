@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{gt_command, require_tool, run, Out, Town};
+use crate::support::{bash_completions, gt_command, require_tool, run, Out, Town};
 
 fn gt(args: &[&str]) -> Out {
     let mut cmd = gt_command();
@@ -147,22 +147,13 @@ fn from_completes_agent_names() {
     cmd.current_dir(town.root()).args(["completions", "bash"]);
     let script = run(cmd);
     script.assert_ok("completions bash");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("gt.bash");
-    std::fs::write(&file, &script.stdout).unwrap();
-    let probe = r#"
-        source "$1"
-        COMP_WORDS=(gt daemon send cycle --from ""); COMP_CWORD=5
+    let words = bash_completions(
+        script.stdout.as_bytes(),
+        r#"COMP_WORDS=(gt daemon send cycle --from ""); COMP_CWORD=5
         COMP_LINE="gt daemon send cycle --from "; COMP_POINT=${#COMP_LINE}
-        _gt gt "" --from
-        printf '%s\n' "${COMPREPLY[@]}"
-    "#;
-    let mut cmd = Command::new("bash");
-    cmd.args(["--norc", "--noprofile", "-c", probe, "probe"])
-        .arg(&file);
-    let out = run(cmd);
-    out.assert_ok("the completion probe");
-    let words: Vec<&str> = out.stdout.lines().collect();
+        _gt gt "" --from"#,
+    );
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     for want in ["mayor", "deacon", "gastown/witness", "gastown/refinery"] {
         assert!(words.contains(&want), "{want} not offered: {words:?}");
     }

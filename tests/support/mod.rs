@@ -80,6 +80,22 @@ pub fn filed(town: &gt::town::Town, name: &str) -> Option<(PathBuf, Value)> {
     Some((dir, serde_json::to_value(filed.sidecar).ok()?))
 }
 
+/// What the bash completion `script` offers for a command line: `setup`
+/// sets COMP_WORDS, COMP_CWORD, COMP_LINE and COMP_POINT, then calls
+/// `_gt` as bash would; the replies come back one per element.
+pub fn bash_completions(script: &[u8], setup: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gt.bash");
+    fs::write(&file, script).unwrap();
+    let probe = format!("source \"$1\"\n{setup}\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["--norc", "--noprofile", "-c", &probe, "probe"])
+        .arg(&file);
+    let out = run(cmd);
+    out.assert_ok("the completion probe");
+    out.stdout.lines().map(str::to_string).collect()
+}
+
 /// Set to `1` (CI does) to make a missing tool fail the tests that need it
 /// instead of skipping them.
 pub const REQUIRE_TOOLS: &str = "GT_REQUIRE_TOOLS";
