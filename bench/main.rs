@@ -12,6 +12,7 @@
 
 mod args;
 mod baseline;
+mod binary;
 mod daemon;
 mod durability;
 mod guard;
@@ -22,77 +23,31 @@ mod report;
 mod scenarios;
 mod settle;
 mod storm;
-mod tmux;
 mod town;
 mod watch;
 mod writer;
+
+// The tests' harness: how a command runs with a clean environment and a
+// deadline, and the private tmux server with everything its panes started
+// killed at the end (tests/support/mod.rs). The bench makes those the same
+// way, with the same files.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/command.rs"]
+mod command;
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/proc.rs"]
+mod proc;
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/tmux.rs"]
+mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use color_eyre::eyre::{bail, Result, WrapErr};
+use color_eyre::eyre::{Result, WrapErr};
 
 use args::{Args, Opts, Scenario};
-
-/// A `gt` binary to measure.
-pub struct GtBin {
-    pub label: String,
-    pub path: PathBuf,
-    /// The one cargo built with this bench (so of this commit).
-    pub built: bool,
-}
-
-/// The binaries `--gt` names, else the one cargo built.
-fn gt_binaries(o: &Opts) -> Result<Vec<GtBin>> {
-    let built = |label: Option<&str>| -> Result<GtBin> {
-        Ok(GtBin {
-            label: label.map_or_else(|| format!("gt {}", procfs::commit()), str::to_string),
-            path: find_gt()?,
-            built: true,
-        })
-    };
-    if o.gts.is_empty() {
-        return Ok(vec![built(None)?]);
-    }
-    let mut bins = Vec::new();
-    for spec in &o.gts {
-        // LABEL=PATH, unless what is before the `=` looks like a path.
-        let (label, path) = match spec.split_once('=') {
-            Some((label, path)) if !label.contains('/') && !label.is_empty() => (Some(label), path),
-            _ => (None, spec.as_str()),
-        };
-        if path == "built" {
-            bins.push(built(label)?);
-            continue;
-        }
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("--gt {spec}: {} is not a file", path.display());
-        }
-        let path = path
-            .canonicalize()
-            .wrap_err_with(|| format!("--gt {spec}"))?;
-        bins.push(GtBin {
-            label: label.map_or_else(|| path.display().to_string(), str::to_string),
-            path,
-            built: false,
-        });
-    }
-    Ok(bins)
-}
-
-/// The `gt` binary cargo built for this bench (same profile, same commit).
-fn find_gt() -> Result<PathBuf> {
-    let gt = PathBuf::from(env!("CARGO_BIN_EXE_gt"));
-    if !gt.is_file() {
-        bail!(
-            "{} not found: run the bench through cargo (`cargo bench --bench daemon`), which builds it",
-            gt.display()
-        );
-    }
-    Ok(gt)
-}
 
 /// Where towns are made: `--dir`s, else the temp dir and /dev/shm.
 fn town_dirs(o: &Opts) -> Result<Vec<PathBuf>> {
@@ -213,7 +168,7 @@ fn run() -> Result<bool> {
         guard::cleanup_all();
     }));
 
-    let gts = gt_binaries(&o)?;
+    let gts = binary::from_specs(&o.gts)?;
     let dirs = town_dirs(&o)?;
     let machine = procfs::machine_info(&gts);
     let baseline_missing = if o.skip_baseline {
@@ -224,7 +179,7 @@ fn run() -> Result<bool> {
     if let Some(why) = &baseline_missing {
         eprintln!("bench: {why}");
     }
-    let storm_missing = tmux::missing().filter(|_| o.wants(Scenario::Storm));
+    let storm_missing = storm::missing().filter(|_| o.wants(Scenario::Storm));
     if let Some(why) = &storm_missing {
         eprintln!("bench: {why}");
     }
