@@ -11,7 +11,7 @@
 //! one cycle alone, one shutdown alone (no session to end: near-instant),
 //! then the storm and the shutdown behind it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -216,6 +216,47 @@ fn one(town: &TempTown, watch: &DirWatch, req: &Req, d: &mut Daemon) -> Result<D
     Ok(seen[&req.name].saturating_duration_since(t0))
 }
 
+/// Every agent really cycled: a new pane process in each session.
+fn not_cycled(
+    sessions: impl Iterator<Item = String>,
+    before: &BTreeMap<String, u32>,
+    after: &BTreeMap<String, u32>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for s in sessions {
+        match (before.get(&s), after.get(&s)) {
+            (_, None) => problems.push(format!("session {s} is gone after its cycle")),
+            (Some(b), Some(a)) if a == b => problems.push(format!(
+                "session {s} has the same pane process {a} as before"
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// Every request processed, as asked, by daemon `pid`; nothing else filed
+/// or left.
+fn misfiled(town: &TempTown, reqs: &[&Req], pid: u32) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in reqs {
+        let sidecar = outcome::sidecar_of(&town.processed().join(town::request_file(&r.name)));
+        let want = Expected {
+            from: &r.from,
+            action: r.action,
+            daemon_pid: Some(pid),
+        };
+        if let Some(what) = outcome::check(&sidecar, &want) {
+            problems.push(format!("{}: {what}", r.name));
+        }
+    }
+    let c = town.counts();
+    if c.processed != reqs.len() || c.inbox + c.processing + c.failed > 0 {
+        problems.push(format!("expected {} processed requests: {c}", reqs.len()));
+    }
+    problems
+}
+
 pub fn run(
     gt: &Path,
     base: &Path,
@@ -288,19 +329,9 @@ pub fn run(
         .map_or(Duration::ZERO, |t| t.saturating_duration_since(t0));
     let cycles_before_shutdown = cycles.iter().filter(|t| **t < shutdown_at).count();
 
-    // Every agent really cycled: a new pane process in each session.
     let after = server.tmux.pane_pids().map_err(|e| eyre!(e))?;
-    let mut problems = Vec::new();
-    for rig in rigs.iter().map(String::as_str).chain([SOLO]) {
-        let s = session(rig);
-        match (before.get(&s), after.get(&s)) {
-            (_, None) => problems.push(format!("session {s} is gone after its cycle")),
-            (Some(b), Some(a)) if a == b => problems.push(format!(
-                "session {s} has the same pane process {a} as before"
-            )),
-            _ => {}
-        }
-    }
+    let sessions = rigs.iter().map(String::as_str).chain([SOLO]).map(session);
+    let mut problems = not_cycled(sessions, &before, &after);
     drop(watch);
     let pid = d.pid;
     notes.extend(d.stop()?);
@@ -310,21 +341,7 @@ pub fn run(
         .chain(&storm)
         .chain([&behind])
         .collect();
-    for r in &reqs {
-        let sidecar = outcome::sidecar_of(&town.processed().join(town::request_file(&r.name)));
-        let want = Expected {
-            from: &r.from,
-            action: r.action,
-            daemon_pid: Some(pid as u32),
-        };
-        if let Some(what) = outcome::check(&sidecar, &want) {
-            problems.push(format!("{}: {what}", r.name));
-        }
-    }
-    let c = town.counts();
-    if c.processed != reqs.len() || c.inbox + c.processing + c.failed > 0 {
-        problems.push(format!("expected {} processed requests: {c}", reqs.len()));
-    }
+    problems.extend(misfiled(&town, &reqs, pid as u32));
     if !problems.is_empty() {
         problems.truncate(5);
         bail!("storm of {}: {}", case.n, problems.join("; "));
