@@ -82,7 +82,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
             };
             [
                 when(&d.at),
-                d.what.clone(),
+                crate::text::escape(&d.what).into_owned(),
                 format!("{}{pane}", crate::text::escape(&d.why)),
             ]
         })
