@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{bail, eyre, Result, WrapErr};
@@ -11,10 +11,6 @@ use rustix::process::{kill_process, Pid, Signal};
 
 use crate::guard::{self, Entry, Registration};
 use crate::town::TempTown;
-
-/// Env vars that would change what is measured (town choice, logging);
-/// the test hooks in `gt::testing::NAMES` are scrubbed too.
-const SCRUB_ENV: [&str; 3] = ["GT_TOWN_ROOT", "RUST_LOG", "RUST_BACKTRACE"];
 
 /// A running daemon; SIGKILLed on drop unless [`Daemon::stop`] ran.
 pub struct Daemon {
@@ -41,7 +37,9 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(&out)?;
-        let mut cmd = Command::new(gt);
+        // The environment the tests give `gt`: nothing that changes where it
+        // looks or what it logs, no test hooks.
+        let mut cmd = crate::command::program_command(gt);
         cmd.arg("--town")
             .arg(town.root())
             .args(["daemon", "run"])
@@ -49,9 +47,6 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
-        for var in SCRUB_ENV.iter().chain(gt::testing::NAMES) {
-            cmd.env_remove(var);
-        }
         let started = Instant::now();
         let child = cmd
             .spawn()

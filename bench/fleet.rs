@@ -9,11 +9,16 @@
 //! that cargo built for it; every daemon is SIGKILLed if the run fails.
 
 #[allow(dead_code)]
+mod binary;
+#[allow(dead_code)]
+#[path = "../tests/support/command.rs"]
+mod command;
+#[allow(dead_code)]
 mod procfs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -56,14 +61,6 @@ struct Args {
     bench: bool,
 }
 
-/// A `gt` to measure, as `procfs::machine_info` describes it.
-pub struct GtBin {
-    pub label: String,
-    pub path: PathBuf,
-    /// The one cargo built with this bench (so of this commit).
-    pub built: bool,
-}
-
 /// One running daemon of the fleet; SIGKILLed on drop unless stopped.
 struct Member {
     child: Child,
@@ -90,17 +87,6 @@ struct Usage {
     threads: u64,
 }
 
-fn find_gt() -> Result<PathBuf> {
-    let gt = PathBuf::from(env!("CARGO_BIN_EXE_gt"));
-    if !gt.is_file() {
-        bail!(
-            "{} not found: run through `cargo bench --bench fleet`",
-            gt.display()
-        );
-    }
-    Ok(gt)
-}
-
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -116,19 +102,13 @@ fn spawn(gt: &Path, root: &Path, metrics: bool) -> Result<Member> {
         config["metrics_listen"] = format!("127.0.0.1:{port}").into();
     }
     fs::write(daemon.join("config.json"), config.to_string())?;
-    let mut cmd = Command::new(gt);
+    let mut cmd = command::program_command(gt);
     cmd.arg("--town")
         .arg(root)
         .args(["daemon", "run", "--dry-run"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for var in ["GT_TOWN_ROOT", "RUST_LOG"]
-        .iter()
-        .chain(gt::testing::NAMES)
-    {
-        cmd.env_remove(var);
-    }
     let child = cmd.spawn().wrap_err("cannot start gt daemon run")?;
     Ok(Member {
         pid: child.id() as i32,
@@ -302,7 +282,7 @@ fn main() -> Result<()> {
         Some(gt) => gt
             .canonicalize()
             .wrap_err_with(|| format!("--gt {}", gt.display()))?,
-        None => find_gt()?,
+        None => binary::find_gt()?,
     };
     let modes: &[bool] = if args.off_only {
         &[false]
@@ -335,7 +315,7 @@ fn main() -> Result<()> {
         format!(" -- {}", given.join(" "))
     };
     println!("Command: `cargo bench --bench fleet{given}`\n");
-    let described = GtBin {
+    let described = binary::GtBin {
         label: "gt".into(),
         path: gt.clone(),
         built: args.gt.is_none(),

@@ -12,6 +12,7 @@
 
 mod args;
 mod baseline;
+mod binary;
 mod daemon;
 mod durability;
 mod guard;
@@ -22,77 +23,32 @@ mod report;
 mod scenarios;
 mod settle;
 mod storm;
-mod tmux;
 mod town;
 mod watch;
 mod writer;
+
+// The tests' harness: how a command runs with a clean environment and a
+// deadline, and the private tmux server with everything its panes started
+// killed at the end (tests/support/mod.rs). The bench makes those the same
+// way, with the same files.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/command.rs"]
+mod command;
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/proc.rs"]
+mod proc;
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/tmux.rs"]
+mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use color_eyre::eyre::{bail, Result, WrapErr};
+use color_eyre::eyre::{Result, WrapErr};
 
 use args::{Args, Opts, Scenario};
-
-/// A `gt` binary to measure.
-pub struct GtBin {
-    pub label: String,
-    pub path: PathBuf,
-    /// The one cargo built with this bench (so of this commit).
-    pub built: bool,
-}
-
-/// The binaries `--gt` names, else the one cargo built.
-fn gt_binaries(o: &Opts) -> Result<Vec<GtBin>> {
-    let built = |label: Option<&str>| -> Result<GtBin> {
-        Ok(GtBin {
-            label: label.map_or_else(|| format!("gt {}", procfs::commit()), str::to_string),
-            path: find_gt()?,
-            built: true,
-        })
-    };
-    if o.gts.is_empty() {
-        return Ok(vec![built(None)?]);
-    }
-    let mut bins = Vec::new();
-    for spec in &o.gts {
-        // LABEL=PATH, unless what is before the `=` looks like a path.
-        let (label, path) = match spec.split_once('=') {
-            Some((label, path)) if !label.contains('/') && !label.is_empty() => (Some(label), path),
-            _ => (None, spec.as_str()),
-        };
-        if path == "built" {
-            bins.push(built(label)?);
-            continue;
-        }
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("--gt {spec}: {} is not a file", path.display());
-        }
-        let path = path
-            .canonicalize()
-            .wrap_err_with(|| format!("--gt {spec}"))?;
-        bins.push(GtBin {
-            label: label.map_or_else(|| path.display().to_string(), str::to_string),
-            path,
-            built: false,
-        });
-    }
-    Ok(bins)
-}
-
-/// The `gt` binary cargo built for this bench (same profile, same commit).
-fn find_gt() -> Result<PathBuf> {
-    let gt = PathBuf::from(env!("CARGO_BIN_EXE_gt"));
-    if !gt.is_file() {
-        bail!(
-            "{} not found: run the bench through cargo (`cargo bench --bench daemon`), which builds it",
-            gt.display()
-        );
-    }
-    Ok(gt)
-}
+use binary::GtBin;
 
 /// Where towns are made: `--dir`s, else the temp dir and /dev/shm.
 fn town_dirs(o: &Opts) -> Result<Vec<PathBuf>> {
@@ -122,19 +78,6 @@ pub fn progress(msg: &str) {
 
 /// A scenario's outcome: not run, failed (why), or its result.
 pub type Outcome<T> = Option<Result<T, String>>;
-
-fn attempt<T>(what: &str, errors: &mut Vec<String>, f: impl FnOnce() -> Result<T>) -> Outcome<T> {
-    progress(what);
-    match f() {
-        Ok(v) => Some(Ok(v)),
-        Err(e) => {
-            let msg = format!("{what}: FAILED: {e:#}");
-            eprintln!("bench: {msg}");
-            errors.push(msg);
-            Some(Err(format!("{e}")))
-        }
-    }
-}
 
 /// The run with the highest `key`; else the first failure; else not run.
 fn best<T>(runs: Vec<Outcome<T>>, key: impl Fn(&T) -> f64) -> Outcome<T> {
@@ -176,6 +119,233 @@ pub struct DirResults {
     pub storms: Vec<(storm::Case, Outcome<storm::StormResult>)>,
 }
 
+impl DirResults {
+    /// Nothing run yet.
+    fn new(gt: &str, dir: &Path, fs: &str) -> DirResults {
+        DirResults {
+            gt: gt.to_string(),
+            dir: dir.to_path_buf(),
+            fs: fs.to_string(),
+            limit: None,
+            limit_durable: None,
+            burst: None,
+            latency: None,
+            backlogs: Vec::new(),
+            idle: None,
+            baseline_burst: None,
+            burst_at_baseline_size: None,
+            baseline_latency: None,
+            durability: None,
+            storms: Vec::new(),
+        }
+    }
+}
+
+/// What the whole run collects beside the results: the scenarios that
+/// failed, and what the bench saw and did not expect.
+#[derive(Default)]
+struct Log {
+    errors: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Log {
+    /// Runs one scenario, saying so; a failure is logged and the run goes on.
+    fn attempt<T>(&mut self, what: &str, f: impl FnOnce() -> Result<T>) -> Outcome<T> {
+        progress(what);
+        match f() {
+            Ok(v) => Some(Ok(v)),
+            Err(e) => {
+                let msg = format!("{what}: FAILED: {e:#}");
+                eprintln!("bench: {msg}");
+                self.errors.push(msg);
+                Some(Err(format!("{e}")))
+            }
+        }
+    }
+}
+
+/// What the run measures with and where, and what it cannot run here.
+struct Setup {
+    gts: Vec<GtBin>,
+    dirs: Vec<PathBuf>,
+    machine: Vec<String>,
+    /// Why the baseline does not run, when it does not.
+    baseline_missing: Option<String>,
+    /// Why the storm does not run, when it does not.
+    storm_missing: Option<String>,
+}
+
+impl Setup {
+    fn new(o: &Opts) -> Result<Setup> {
+        let gts = binary::from_specs(&o.gts)?;
+        let dirs = town_dirs(o)?;
+        let machine = procfs::machine_info(&gts);
+        let baseline_missing = if o.skip_baseline {
+            Some("baseline skipped (--skip-baseline)".to_string())
+        } else {
+            baseline::missing_tools()
+        };
+        if let Some(why) = &baseline_missing {
+            eprintln!("bench: {why}");
+        }
+        let storm_missing = storm::missing().filter(|_| o.wants(Scenario::Storm));
+        if let Some(why) = &storm_missing {
+            eprintln!("bench: {why}");
+        }
+        Ok(Setup {
+            gts,
+            dirs,
+            machine,
+            baseline_missing,
+            storm_missing,
+        })
+    }
+}
+
+/// One `gt` on one directory: every scenario that runs there.
+struct Place<'a> {
+    o: &'a Opts,
+    setup: &'a Setup,
+    gt: &'a GtBin,
+    dir: &'a Path,
+    fs: String,
+    /// Idle and storm run on the first directory only.
+    first: bool,
+    /// How progress lines name it.
+    at: String,
+    settle: &'a settle::Settle,
+}
+
+impl Place<'_> {
+    fn measure(&self, log: &mut Log) -> DirResults {
+        let (o, gt, dir) = (self.o, &self.gt.path, self.dir);
+        let mut r = DirResults::new(&self.gt.label, dir, &self.fs);
+        let mut n = Vec::new();
+        self.limit_and_burst(&mut r, log, &mut n);
+        if o.wants(Scenario::Latency) {
+            r.latency = log.attempt(
+                &format!("latency, {} samples, on {}", o.latency, self.at),
+                || scenarios::daemon_latency(gt, dir, o.latency, o.gap, self.settle, &mut n),
+            );
+        }
+        for &size in &o.backlogs {
+            let b = o.wants(Scenario::Backlog).then(|| {
+                log.attempt(
+                    &format!("backlog of {size} at start on {}", self.at),
+                    || scenarios::daemon_backlog(gt, dir, size, self.settle, &mut n),
+                )
+            });
+            r.backlogs.push((size, b.flatten()));
+        }
+        if self.first && o.idle_secs > 0 && o.wants(Scenario::Idle) {
+            r.idle = log.attempt(
+                &format!("idle for {} s on {}", o.idle_secs, self.at),
+                || scenarios::daemon_idle(gt, dir, o.idle_secs, self.settle, &mut n),
+            );
+        }
+        if self.setup.baseline_missing.is_none() && o.wants(Scenario::Baseline) {
+            self.baseline(&mut r, log, &mut n);
+        }
+        if o.wants(Scenario::Durability) && disk_backed(&self.fs) {
+            r.durability = log.attempt(
+                &format!(
+                    "durability beside a writer of {} MiB on {}",
+                    o.writer_bytes >> 20,
+                    self.at
+                ),
+                || {
+                    durability::run(
+                        gt,
+                        dir,
+                        o.writer_bytes,
+                        o.durable_samples,
+                        self.settle,
+                        &mut n,
+                    )
+                },
+            );
+        }
+        if self.first && o.wants(Scenario::Storm) && self.setup.storm_missing.is_none() {
+            self.storms(&mut r, log, &mut n);
+        }
+        n.extend(self.settle.take_notes());
+        log.notes.extend(
+            n.into_iter()
+                .map(|w| format!("{} ({}): {w}", dir.display(), self.fs)),
+        );
+        r
+    }
+
+    /// Limit and burst alternate, best of `repeat` each, so that both see
+    /// the same conditions and another load's burst spoils neither.
+    fn limit_and_burst(&self, r: &mut DirResults, log: &mut Log, n: &mut Vec<String>) {
+        let (o, at) = (self.o, &self.at);
+        let (mut limits, mut durables, mut bursts) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 1..=o.repeat {
+            let run = if o.repeat > 1 {
+                format!(" (run {i} of {})", o.repeat)
+            } else {
+                String::new()
+            };
+            if o.wants(Scenario::Limit) {
+                limits.push(log.attempt(
+                    &format!("physical limit, {} requests, on {at}{run}", o.burst),
+                    || limit::run(self.dir, o.burst, false, self.settle),
+                ));
+                durables.push(log.attempt(
+                    &format!("physical limit with batched syncfs on {at}{run}"),
+                    || limit::run(self.dir, o.burst, true, self.settle),
+                ));
+            }
+            if o.wants(Scenario::Burst) {
+                bursts.push(
+                    log.attempt(&format!("burst of {} on {at}{run}", o.burst), || {
+                        scenarios::daemon_burst(&self.gt.path, self.dir, o.burst, self.settle, n)
+                    }),
+                );
+            }
+        }
+        r.limit = best(limits, limit::Limit::rate);
+        r.limit_durable = best(durables, limit::Limit::rate);
+        r.burst = best(bursts, scenarios::Burst::rate);
+    }
+
+    /// The baseline is too slow for the big burst; gt runs a burst of the
+    /// baseline's size next to it, so their ratio is like for like.
+    fn baseline(&self, r: &mut DirResults, log: &mut Log, n: &mut Vec<String>) {
+        let (o, at, dir) = (self.o, &self.at, self.dir);
+        r.burst_at_baseline_size = log.attempt(
+            &format!(
+                "burst of {} (the baseline's size) on {at}",
+                o.baseline_burst
+            ),
+            || scenarios::daemon_burst(&self.gt.path, dir, o.baseline_burst, self.settle, n),
+        );
+        r.baseline_burst = log.attempt(
+            &format!("baseline burst of {} on {at}", o.baseline_burst),
+            || scenarios::baseline_burst(dir, o.baseline_burst, self.settle),
+        );
+        r.baseline_latency = log.attempt(
+            &format!("baseline latency, {} samples, on {at}", o.baseline_latency),
+            || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, self.settle),
+        );
+    }
+
+    fn storms(&self, r: &mut DirResults, log: &mut Log, n: &mut Vec<String>) {
+        for case in storm::cases(&self.o.storms) {
+            let pool = case.pool.map_or("max_parallel not set".into(), |p| {
+                format!("max_parallel {p}")
+            });
+            let outcome = log.attempt(
+                &format!("storm of {} cycles, {pool}, with {}", case.n, self.gt.label),
+                || storm::run(&self.gt.path, self.dir, case, self.settle, n),
+            );
+            r.storms.push((case, outcome));
+        }
+    }
+}
+
 /// Whether the filesystem has a disk under it for a flush to wait for.
 fn disk_backed(fs: &str) -> bool {
     !matches!(fs, "tmpfs" | "ramfs")
@@ -195,7 +365,6 @@ fn main() -> ExitCode {
 
 /// Ok(false) when some scenario failed (the table is still printed).
 fn run() -> Result<bool> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = Args::parse();
     if let Some(path) = &parsed.internal_writer {
         let mib = parsed
@@ -205,211 +374,89 @@ fn run() -> Result<bool> {
         return Ok(true);
     }
     let o = Opts::from(parsed);
-    guard::install_signal_cleanup()?;
-    // A panic unwinds through the Drop guards; make sure nothing survives.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        guard::cleanup_all();
-    }));
-
-    let gts = gt_binaries(&o)?;
-    let dirs = town_dirs(&o)?;
-    let machine = procfs::machine_info(&gts);
-    let baseline_missing = if o.skip_baseline {
-        Some("baseline skipped (--skip-baseline)".to_string())
-    } else {
-        baseline::missing_tools()
-    };
-    if let Some(why) = &baseline_missing {
-        eprintln!("bench: {why}");
-    }
-    let storm_missing = tmux::missing().filter(|_| o.wants(Scenario::Storm));
-    if let Some(why) = &storm_missing {
-        eprintln!("bench: {why}");
-    }
-
+    clean_up_at_any_end()?;
+    let setup = Setup::new(&o)?;
     let settle = settle::Settle::new(o.settle);
-    let mut errors = Vec::new();
-    let mut notes = Vec::new();
+    let mut log = Log::default();
     let mut results = Vec::new();
-    for (gt, (k, dir)) in gts
-        .iter()
-        .flat_map(|gt| dirs.iter().enumerate().map(move |d| (gt, d)))
-    {
-        let fs = procfs::fs_type(dir);
-        let at = if gts.len() > 1 {
-            format!("{} ({fs}), {}", dir.display(), gt.label)
-        } else {
-            format!("{} ({fs})", dir.display())
-        };
-        let gt_label = &gt.label;
-        let gt = &gt.path;
-        let mut r = DirResults {
-            gt: gt_label.clone(),
-            dir: dir.clone(),
-            fs: fs.clone(),
-            limit: None,
-            limit_durable: None,
-            burst: None,
-            latency: None,
-            backlogs: Vec::new(),
-            idle: None,
-            baseline_burst: None,
-            burst_at_baseline_size: None,
-            baseline_latency: None,
-            durability: None,
-            storms: Vec::new(),
-        };
-        let mut n = Vec::new();
-        // Limit and burst alternate, best of `repeat` each, so that both
-        // see the same conditions and another load's burst spoils neither.
-        let (mut limits, mut durables, mut bursts) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 1..=o.repeat {
-            let run = if o.repeat > 1 {
-                format!(" (run {i} of {})", o.repeat)
+    for gt in &setup.gts {
+        for (k, dir) in setup.dirs.iter().enumerate() {
+            let fs = procfs::fs_type(dir);
+            let at = if setup.gts.len() > 1 {
+                format!("{} ({fs}), {}", dir.display(), gt.label)
             } else {
-                String::new()
+                format!("{} ({fs})", dir.display())
             };
-            if o.wants(Scenario::Limit) {
-                limits.push(attempt(
-                    &format!("physical limit, {} requests, on {at}{run}", o.burst),
-                    &mut errors,
-                    || limit::run(dir, o.burst, false, &settle),
-                ));
-                durables.push(attempt(
-                    &format!("physical limit with batched syncfs on {at}{run}"),
-                    &mut errors,
-                    || limit::run(dir, o.burst, true, &settle),
-                ));
-            }
-            if o.wants(Scenario::Burst) {
-                bursts.push(attempt(
-                    &format!("burst of {} on {at}{run}", o.burst),
-                    &mut errors,
-                    || scenarios::daemon_burst(gt, dir, o.burst, &settle, &mut n),
-                ));
-            }
-        }
-        r.limit = best(limits, limit::Limit::rate);
-        r.limit_durable = best(durables, limit::Limit::rate);
-        r.burst = best(bursts, scenarios::Burst::rate);
-        if o.wants(Scenario::Latency) {
-            r.latency = attempt(
-                &format!("latency, {} samples, on {at}", o.latency),
-                &mut errors,
-                || scenarios::daemon_latency(gt, dir, o.latency, o.gap, &settle, &mut n),
-            );
-        }
-        for &size in &o.backlogs {
-            let b = if o.wants(Scenario::Backlog) {
-                attempt(
-                    &format!("backlog of {size} at start on {at}"),
-                    &mut errors,
-                    || scenarios::daemon_backlog(gt, dir, size, &settle, &mut n),
-                )
-            } else {
-                None
+            let place = Place {
+                o: &o,
+                setup: &setup,
+                gt,
+                dir,
+                fs,
+                first: k == 0,
+                at,
+                settle: &settle,
             };
-            r.backlogs.push((size, b));
+            results.push(place.measure(&mut log));
         }
-        if k == 0 && o.idle_secs > 0 && o.wants(Scenario::Idle) {
-            r.idle = attempt(
-                &format!("idle for {} s on {at}", o.idle_secs),
-                &mut errors,
-                || scenarios::daemon_idle(gt, dir, o.idle_secs, &settle, &mut n),
-            );
-        }
-        if baseline_missing.is_none() && o.wants(Scenario::Baseline) {
-            // The baseline is too slow for the big burst; gt runs a burst of
-            // the baseline's size next to it, so their ratio is like for like.
-            r.burst_at_baseline_size = attempt(
-                &format!(
-                    "burst of {} (the baseline's size) on {at}",
-                    o.baseline_burst
-                ),
-                &mut errors,
-                || scenarios::daemon_burst(gt, dir, o.baseline_burst, &settle, &mut n),
-            );
-            r.baseline_burst = attempt(
-                &format!("baseline burst of {} on {at}", o.baseline_burst),
-                &mut errors,
-                || scenarios::baseline_burst(dir, o.baseline_burst, &settle),
-            );
-            r.baseline_latency = attempt(
-                &format!("baseline latency, {} samples, on {at}", o.baseline_latency),
-                &mut errors,
-                || scenarios::baseline_latency(dir, o.baseline_latency, o.gap, &settle),
-            );
-        }
-        if o.wants(Scenario::Durability) && disk_backed(&fs) {
-            r.durability = attempt(
-                &format!(
-                    "durability beside a writer of {} MiB on {at}",
-                    o.writer_bytes >> 20
-                ),
-                &mut errors,
-                || durability::run(gt, dir, o.writer_bytes, o.durable_samples, &settle, &mut n),
-            );
-        }
-        if k == 0 && o.wants(Scenario::Storm) && storm_missing.is_none() {
-            for case in storm::cases(&o.storms) {
-                let pool = case.pool.map_or("max_parallel not set".into(), |p| {
-                    format!("max_parallel {p}")
-                });
-                let outcome = attempt(
-                    &format!("storm of {} cycles, {pool}, with {gt_label}", case.n),
-                    &mut errors,
-                    || storm::run(gt, dir, case, &settle, &mut n),
-                );
-                r.storms.push((case, outcome));
-            }
-        }
-        n.extend(settle.take_notes());
-        notes.extend(
-            n.into_iter()
-                .map(|w| format!("{} ({fs}): {w}", dir.display())),
-        );
-        results.push(r);
     }
-
     if o.only.contains(&Scenario::Durability) && results.iter().all(|r| r.durability.is_none()) {
-        notes.push(
+        log.notes.push(
             "the durability scenario runs only on a disk-backed filesystem, and none of the \
              towns' directories is on one (give one with --dir)"
                 .into(),
         );
     }
+    let report = report::Report {
+        o: &o,
+        machine: &setup.machine,
+        command: &command_line(),
+        results: &results,
+        baseline_missing: setup.baseline_missing.as_deref(),
+        storm_missing: setup.storm_missing.as_deref(),
+        notes: &log.notes,
+        errors: &log.errors,
+    };
+    print!("{}", report.render());
+    say_again(&o, &setup, &log.errors);
+    Ok(log.errors.is_empty())
+}
+
+/// Kill and remove whatever the bench started, however it ends: on a
+/// signal (a thread waits for it), or a panic (which unwinds through the
+/// `Drop` guards first).
+fn clean_up_at_any_end() -> Result<()> {
+    guard::install_signal_cleanup()?;
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        guard::cleanup_all();
+    }));
+    Ok(())
+}
+
+/// The command that reproduces this run.
+fn command_line() -> String {
     let command = std::iter::once("cargo bench --bench daemon --".to_string())
-        .chain(args.iter().filter(|a| *a != "--bench").cloned())
+        .chain(std::env::args().skip(1).filter(|a| *a != "--bench"))
         .collect::<Vec<_>>()
         .join(" ");
-    let command = command.trim_end_matches(" --").to_string();
-    print!(
-        "{}",
-        report::render(
-            &o,
-            &machine,
-            &command,
-            &results,
-            baseline_missing.as_deref(),
-            storm_missing.as_deref(),
-            &notes,
-            &errors
-        )
-    );
-    // Said again at the end, where it is seen after a long run.
-    if let Some(why) = baseline_missing.filter(|_| !o.skip_baseline) {
+    command.trim_end_matches(" --").to_string()
+}
+
+/// What did not run or failed, said again at the end, where it is seen
+/// after a long run.
+fn say_again(o: &Opts, setup: &Setup, errors: &[String]) {
+    if let Some(why) = setup.baseline_missing.as_ref().filter(|_| !o.skip_baseline) {
         eprintln!("bench: {why}");
     }
-    if let Some(why) = storm_missing {
+    if let Some(why) = &setup.storm_missing {
         eprintln!("bench: {why}");
     }
     if !errors.is_empty() {
         eprintln!("bench: {} scenario(s) FAILED:", errors.len());
-        for e in &errors {
+        for e in errors {
             eprintln!("bench:   {}", e.lines().next().unwrap_or(""));
         }
     }
-    Ok(errors.is_empty())
 }

@@ -127,7 +127,7 @@ pub fn commit() -> String {
 }
 
 /// Lines describing the machine, for the report.
-pub fn machine_info(gts: &[crate::GtBin]) -> Vec<String> {
+pub fn machine_info(gts: &[crate::binary::GtBin]) -> Vec<String> {
     let nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

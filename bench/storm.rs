@@ -11,7 +11,7 @@
 //! one cycle alone, one shutdown alone (no session to end: near-instant),
 //! then the storm and the shutdown behind it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{bail, eyre, Result};
 
 use crate::daemon::Daemon;
+use crate::guard::{self, Entry, Registration};
 use crate::outcome::{self, Expected};
 use crate::scenarios::{READY, STALL};
 use crate::settle::Settle;
-use crate::tmux;
+use crate::tmux::Tmux;
 use crate::town::{self, TempTown};
 use crate::watch::DirWatch;
 
@@ -35,6 +36,40 @@ const SOLO: &str = "solo";
 const SHUTDOWN_FROM: &str = "deacon";
 /// Samples of the shutdown alone; the median counts.
 const ALONE: usize = 3;
+
+/// Why the storm cannot run here, if it cannot.
+pub fn missing() -> Option<String> {
+    let missing: Vec<&str> = ["tmux", "sleep"]
+        .into_iter()
+        .filter(|tool| which::which(tool).is_err())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "STORM SKIPPED: {} not found; install tmux (Debian/Ubuntu: apt-get install tmux) \
+             to run it",
+            missing.join(", ")
+        )
+    })
+}
+
+/// The private tmux server of one case (the tests' [`Tmux`]), killed with
+/// every process its panes started when dropped, or by the guard when the
+/// bench is interrupted.
+struct Server {
+    // Field order matters: the server is killed before it is forgotten.
+    tmux: Tmux,
+    _reg: Registration,
+}
+
+impl Server {
+    fn private() -> Server {
+        let tmux = Tmux::private_named("gt-bench");
+        Server {
+            _reg: guard::register(Entry::Tmux(tmux.sock.clone())),
+            tmux,
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 pub struct Case {
@@ -181,6 +216,47 @@ fn one(town: &TempTown, watch: &DirWatch, req: &Req, d: &mut Daemon) -> Result<D
     Ok(seen[&req.name].saturating_duration_since(t0))
 }
 
+/// Every agent really cycled: a new pane process in each session.
+fn not_cycled(
+    sessions: impl Iterator<Item = String>,
+    before: &BTreeMap<String, u32>,
+    after: &BTreeMap<String, u32>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for s in sessions {
+        match (before.get(&s), after.get(&s)) {
+            (_, None) => problems.push(format!("session {s} is gone after its cycle")),
+            (Some(b), Some(a)) if a == b => problems.push(format!(
+                "session {s} has the same pane process {a} as before"
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// Every request processed, as asked, by daemon `pid`; nothing else filed
+/// or left.
+fn misfiled(town: &TempTown, reqs: &[&Req], pid: u32) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in reqs {
+        let sidecar = outcome::sidecar_of(&town.processed().join(town::request_file(&r.name)));
+        let want = Expected {
+            from: &r.from,
+            action: r.action,
+            daemon_pid: Some(pid),
+        };
+        if let Some(what) = outcome::check(&sidecar, &want) {
+            problems.push(format!("{}: {what}", r.name));
+        }
+    }
+    let c = town.counts();
+    if c.processed != reqs.len() || c.inbox + c.processing + c.failed > 0 {
+        problems.push(format!("expected {} processed requests: {c}", reqs.len()));
+    }
+    problems
+}
+
 pub fn run(
     gt: &Path,
     base: &Path,
@@ -188,8 +264,8 @@ pub fn run(
     settle: &Settle,
     notes: &mut Vec<String>,
 ) -> Result<StormResult> {
-    let server = tmux::Server::private();
-    let town = TempTown::with_config(base, &config(&server.socket, case.pool))?;
+    let server = Server::private();
+    let town = TempTown::with_config(base, &config(&server.tmux.sock, case.pool))?;
     let mut d = Daemon::spawn_with(gt, &town, false)?;
     if let Err(e) = d.wait_ready(READY) {
         let why = format!("{e:#}");
@@ -204,9 +280,12 @@ pub fn run(
     // The agents, running before anything is asked of them.
     let rigs: Vec<String> = (0..case.n).map(|i| format!("r{i:02}")).collect();
     for rig in rigs.iter().map(String::as_str).chain([SOLO]) {
-        server.new_session(&session(rig), town.root(), &["sleep", "600"])?;
+        server
+            .tmux
+            .try_new_session(&session(rig), Some(town.root()), &["sleep", "600"])
+            .map_err(|e| eyre!(e))?;
     }
-    let before = server.pane_pids()?;
+    let before = server.tmux.pane_pids().map_err(|e| eyre!(e))?;
     let watch = DirWatch::new(&town.processed())?;
     settle.at(base)?;
 
@@ -250,19 +329,9 @@ pub fn run(
         .map_or(Duration::ZERO, |t| t.saturating_duration_since(t0));
     let cycles_before_shutdown = cycles.iter().filter(|t| **t < shutdown_at).count();
 
-    // Every agent really cycled: a new pane process in each session.
-    let after = server.pane_pids()?;
-    let mut problems = Vec::new();
-    for rig in rigs.iter().map(String::as_str).chain([SOLO]) {
-        let s = session(rig);
-        match (before.get(&s), after.get(&s)) {
-            (_, None) => problems.push(format!("session {s} is gone after its cycle")),
-            (Some(b), Some(a)) if a == b => problems.push(format!(
-                "session {s} has the same pane process {a} as before"
-            )),
-            _ => {}
-        }
-    }
+    let after = server.tmux.pane_pids().map_err(|e| eyre!(e))?;
+    let sessions = rigs.iter().map(String::as_str).chain([SOLO]).map(session);
+    let mut problems = not_cycled(sessions, &before, &after);
     drop(watch);
     let pid = d.pid;
     notes.extend(d.stop()?);
@@ -272,21 +341,7 @@ pub fn run(
         .chain(&storm)
         .chain([&behind])
         .collect();
-    for r in &reqs {
-        let sidecar = outcome::sidecar_of(&town.processed().join(town::request_file(&r.name)));
-        let want = Expected {
-            from: &r.from,
-            action: r.action,
-            daemon_pid: Some(pid as u32),
-        };
-        if let Some(what) = outcome::check(&sidecar, &want) {
-            problems.push(format!("{}: {what}", r.name));
-        }
-    }
-    let c = town.counts();
-    if c.processed != reqs.len() || c.inbox + c.processing + c.failed > 0 {
-        problems.push(format!("expected {} processed requests: {c}", reqs.len()));
-    }
+    problems.extend(misfiled(&town, &reqs, pid as u32));
     if !problems.is_empty() {
         problems.truncate(5);
         bail!("storm of {}: {}", case.n, problems.join("; "));

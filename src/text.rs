@@ -298,24 +298,6 @@ impl<W: Write> Write for SafeLines<W> {
     }
 }
 
-/// Pads `cell` with spaces to `width` characters (never cuts it).
-pub fn pad(cell: &str, width: usize) -> String {
-    let len = cell.chars().count();
-    let mut out = cell.to_string();
-    out.extend(std::iter::repeat_n(' ', width.saturating_sub(len)));
-    out
-}
-
-/// `cell`, cut to at most `max` characters with a `…` when longer.
-pub fn clip(cell: &str, max: usize) -> Cow<'_, str> {
-    if cell.chars().count() <= max {
-        return Cow::Borrowed(cell);
-    }
-    let mut out: String = cell.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,13 +373,5 @@ mod tests {
             String::from_utf8(out.inner).unwrap(),
             "one\\x1b[2J\tx\n\\u{202e}back\nlast"
         );
-    }
-
-    #[test]
-    fn cells() {
-        assert_eq!(pad("ab", 4), "ab  ");
-        assert_eq!(pad("abcdef", 4), "abcdef");
-        assert_eq!(clip("abcdef", 4), "abc…");
-        assert_eq!(clip("abc", 4), "abc");
     }
 }

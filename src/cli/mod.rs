@@ -2,6 +2,7 @@
 //! `commands/`, so each command's arguments, help and behaviour sit together.
 
 pub mod commands;
+pub mod table;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -261,6 +261,52 @@ fn requests_shows_reasons_of_rejected_files_with_unknown_fields_as_dashes() {
     );
 }
 
+/// Where `needle` starts in `line`, in terminal columns.
+fn display_column(line: &str, needle: &str) -> usize {
+    let at = line
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {line:?}"));
+    unicode_width::UnicodeWidthStr::width(&line[..at])
+}
+
+#[test]
+fn requests_table_lines_up_wide_characters_by_display_width() {
+    let town = Town::new();
+    town.start_dry();
+    // Both are two columns wide per character in a terminal: counted as
+    // characters, the agent (17) and the file name (11) would seem to fit
+    // narrower columns than they take.
+    let (wide_agent, wide_file) = ("ラボラトリー日本語/witness", "作業-日本語.json");
+    town.publish(wide_file, request_json(wide_agent, "cycle"));
+    let sidecar = town.wait_failed(wide_file);
+    assert_eq!(sidecar["from"], wide_agent, "{sidecar:#}");
+    town.publish("plain.json", request_json("mayor", "shutdown"));
+    town.wait_processed("plain.json");
+
+    let out = requests(&town, &[]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two rows: {}", out.stdout);
+    let (header, plain, wide) = (lines[0], lines[1], lines[2]);
+    assert!(
+        wide.contains(wide_agent) && plain.contains("plain.json"),
+        "{}",
+        out.stdout
+    );
+    let action = display_column(header, "ACTION");
+    assert_eq!(display_column(wide, "cycle"), action, "{}", out.stdout);
+    assert_eq!(display_column(plain, "shutdown"), action, "{}", out.stdout);
+    let reason = display_column(header, "REASON");
+    assert_eq!(
+        display_column(wide, "bad \"from\""),
+        reason,
+        "{}",
+        out.stdout
+    );
+    let file = display_column(header, "FILE");
+    assert_eq!(display_column(plain, "plain.json"), file, "{}", out.stdout);
+    assert_eq!(display_column(wide, wide_file), file, "{}", out.stdout);
+}
+
 #[test]
 fn requests_with_nothing_filed_says_so() {
     let town = Town::new();

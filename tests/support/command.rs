@@ -1,5 +1,8 @@
 //! The `gt` command line with a clean environment, and running any command
 //! with a deadline.
+//!
+//! Shared with the benchmarks (bench/main.rs and bench/fleet.rs include
+//! this file), so it uses nothing of the harness: only std and `gt`.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -8,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::DEADLINE;
+/// Deadline for any one condition a test waits for: generous, because CI
+/// runs on a loaded 2-core machine; every wait ends as soon as it holds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Path of the binary under test.
 pub const GT: &str = env!("CARGO_BIN_EXE_gt");
@@ -18,9 +23,9 @@ pub const GT: &str = env!("CARGO_BIN_EXE_gt");
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Variables that change where `gt` looks or what it prints; every `gt`
-/// the harness builds starts without them (and without the test hooks),
-/// so the caller's shell (or a service manager running the tests) cannot
-/// leak in. A test sets what it means to.
+/// the harness (or the benchmark) starts goes without them and without the
+/// test hooks, so the caller's shell (or a service manager running the
+/// tests) cannot leak in. A test sets what it means to.
 const CLEARED_ENV: [&str; 14] = [
     gt::town::TOWN_ENV,
     "GT_INSTALL_DIR",

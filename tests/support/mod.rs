@@ -12,6 +12,11 @@
 //! - [`catalogue`]: the request fixtures under `fixtures/`.
 //!
 //! Waiting is always for a condition with a deadline, never a fixed sleep.
+//!
+//! `command`, `proc` and `tmux` are also the benchmarks' (bench/main.rs
+//! includes them with `#[path]`), so that a tmux server and a clean
+//! environment are made one way: they use only std, rustix, `gt` and each
+//! other, never the rest of the harness.
 #![allow(dead_code, unused_imports)]
 
 pub mod catalogue;
@@ -29,12 +34,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub use command::{gt_command, parse_pid, printed_path, run, started_pid, try_run, Out};
+pub use command::{gt_command, parse_pid, printed_path, run, started_pid, try_run, Out, DEADLINE};
 pub use town::Town;
-
-/// Deadline for any one condition a test waits for: generous, because CI
-/// runs on a loaded 2-core machine; every wait ends as soon as it holds.
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `cond` every ~20 ms until it holds; on timeout panics with `what`
 /// and whatever `snapshot` says about the situation.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub use gt::process::{alive, signal, tree};
 pub use rustix::process::Signal;
 
-use super::DEADLINE;
+use super::command::DEADLINE;
 
 pub fn kill9(pid: u32) {
     signal(pid, Signal::KILL);

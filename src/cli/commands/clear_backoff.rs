@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use chrono::Utc;
 use color_eyre::eyre::bail;
 
+use crate::cli::table::Table;
 use crate::config::Config;
 use crate::crash_loop::CrashLoopGuard;
 use crate::duration::exact;
 use crate::request::Agent;
-use crate::text::{escape, pad, time, Zone};
+use crate::text::{escape, time, Zone};
 use crate::town::Town;
 
 /// Reset the crash-loop guard of an agent (--list: who it holds).
@@ -81,25 +82,10 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         let header = ["SESSION", "RESTARTS", "HELD"];
-        let mut widths = header.map(|h| h.chars().count());
+        let table = Table::new(&header).fitting(&rows);
+        writeln!(out, "{}", table.line(&header))?;
         for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let line = |cells: [&str; 3]| {
-            format!(
-                "{}  {}  {}",
-                pad(cells[0], widths[0]),
-                pad(cells[1], widths[1]),
-                cells[2]
-            )
-            .trim_end()
-            .to_string()
-        };
-        writeln!(out, "{}", line(header))?;
-        for row in &rows {
-            writeln!(out, "{}", line([&row[0], &row[1], &row[2]]))?;
+            writeln!(out, "{}", table.line(row))?;
         }
         writeln!(
             out,

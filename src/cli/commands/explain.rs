@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use color_eyre::eyre::eyre;
 
+use crate::cli::table::Table;
 use crate::outcome::{Outcome, CAPTURE_SUFFIX};
 use crate::request::Agent;
 use crate::supervise::{self, AgentState};
@@ -54,7 +55,11 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         AgentState::Running { since } => format!("running since {}", when(since)),
         AgentState::Backoff { until } => format!("backing off until {}", when(until)),
         AgentState::Quarantined { until, why } => {
-            format!("quarantined until {} ({why})", when(until))
+            format!(
+                "quarantined until {} ({})",
+                when(until),
+                crate::text::escape(why)
+            )
         }
         AgentState::StoppedOnRequest { since } => {
             format!("stopped on request since {} (not restarted)", when(since))
@@ -65,24 +70,32 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         "Deaths counted within restart_window: {}",
         record.deaths.len()
     );
-    for d in &record.decisions {
-        let pane = if d.capture.is_some() {
-            " [pane captured]"
-        } else {
-            ""
-        };
-        println!(
-            "  {}  {:<10} {}{pane}",
-            when(&d.at),
-            d.what,
-            crate::text::escape(&d.why)
-        );
+    // Time, what was decided, why: a table so that the reasons line up.
+    let rows: Vec<[String; 3]> = record
+        .decisions
+        .iter()
+        .map(|d| {
+            let pane = if d.capture.is_some() {
+                " [pane captured]"
+            } else {
+                ""
+            };
+            [
+                when(&d.at),
+                crate::text::escape(&d.what).into_owned(),
+                format!("{}{pane}", crate::text::escape(&d.why)),
+            ]
+        })
+        .collect();
+    let table = Table::new(&["", "", ""]).indent(2).fitting(&rows);
+    for row in &rows {
+        println!("{}", table.line(row));
     }
     let captures = capture_files(town, &session);
     if !captures.is_empty() {
         println!("Last lines of dead panes, newest first:");
         for path in captures.iter().take(5) {
-            println!("  {}", path.display());
+            println!("  {}", crate::text::escape_os(path.as_os_str()));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,5 @@
 //! `gt daemon requests`: recent outcomes, newest first; what is pending and
 //! in progress (`--pending`); outcomes as they are filed (`--follow`).
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -12,8 +11,10 @@ use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::cli::table::{clip, Styled, Table};
 use crate::client::history::{self, Entry, Which};
 use crate::outcome::{self, Outcome};
+use crate::text::{escape, Zone};
 use crate::town::Town;
 
 /// How often `--follow` looks for new outcomes.
@@ -101,7 +102,7 @@ fn outcomes(town: &Town, which: Which, args: &Args) -> io::Result<()> {
         }
         return Ok(());
     }
-    let table = Table::for_entries(&entries, crate::text::Zone::local_if(args.local));
+    let table = Outcomes::for_entries(&entries, Zone::local_if(args.local), 0);
     table.header(&mut out)?;
     for e in &entries {
         table.row(&mut out, e)?;
@@ -109,82 +110,71 @@ fn outcomes(town: &Town, which: Which, args: &Args) -> io::Result<()> {
     Ok(())
 }
 
-/// The outcome table: a file column as wide as the names shown.
-struct Table {
-    agent_width: usize,
-    file_width: usize,
-    zone: crate::text::Zone,
+/// The outcome table: time, agent, action, outcome, file, reason.
+struct Outcomes {
+    table: Table,
+    zone: Zone,
 }
 
 /// The widest an agent or action cell gets; the full value is in `--json`.
 const CELL_MAX: usize = 48;
 
-impl Table {
+const OUTCOMES: [&str; 6] = ["TIME", "AGENT", "ACTION", "OUTCOME", "FILE", "REASON"];
+
+impl Outcomes {
     /// Columns as wide as the longest cell of `entries` (agent and action
-    /// cut at CELL_MAX; the file name never, it is what `retry` takes).
-    fn for_entries(entries: &[Entry], zone: crate::text::Zone) -> Table {
-        let widest = |cell: fn(&Entry) -> String, min: usize| {
-            entries
-                .iter()
-                .map(|e| cell(e).chars().count())
-                .max()
-                .unwrap_or(min)
-                .max(min)
-        };
-        Table {
-            agent_width: widest(|e| agent(e).into_owned(), 20),
-            file_width: widest(|e| shown(&e.file).into_owned(), 4),
-            zone,
-        }
+    /// cut at CELL_MAX; the file name never, it is what `retry` takes), the
+    /// file names' at least `file` wide.
+    fn for_entries(entries: &[Entry], zone: Zone, file: usize) -> Outcomes {
+        let rows: Vec<[String; 6]> = entries.iter().map(|e| cells(e, zone)).collect();
+        let table = Table::new(&OUTCOMES)
+            .at_least(0, 20)
+            .at_least(1, 20)
+            .at_least(2, 8)
+            .at_least(3, "processed".len())
+            .at_least(4, file)
+            .fitting(&rows);
+        Outcomes { table, zone }
     }
 
     fn header(&self, out: &mut impl Write) -> io::Result<()> {
-        writeln!(
-            out,
-            "{}  {}  {:<8}  {:<9}  {}  REASON",
-            crate::text::pad("TIME", 20),
-            crate::text::pad("AGENT", self.agent_width),
-            "ACTION",
-            "OUTCOME",
-            crate::text::pad("FILE", self.file_width),
-        )
+        writeln!(out, "{}", self.table.line(&OUTCOMES))
     }
 
     fn row(&self, out: &mut impl Write, e: &Entry) -> io::Result<()> {
-        let (green, red) = (
-            Style::new().fg_color(Some(AnsiColor::Green.into())),
-            Style::new().fg_color(Some(AnsiColor::Red.into())),
-        );
-        let s = &e.sidecar;
-        let (style, outcome) = match s.outcome {
-            Outcome::Processed => (green, "processed"),
-            Outcome::Failed => (red, "failed"),
+        let style = match e.sidecar.outcome {
+            Outcome::Processed => Style::new().fg_color(Some(AnsiColor::Green.into())),
+            Outcome::Failed => Style::new().fg_color(Some(AnsiColor::Red.into())),
         };
-        let action =
-            crate::text::clip(&shown(s.action.as_deref().unwrap_or("-")), CELL_MAX).into_owned();
-        let row = format!(
-            "{}  {}  {}  {style}{outcome:<9}{style:#}  {}  {}",
-            crate::text::pad(&crate::text::time(s.finished_at, self.zone), 20),
-            crate::text::pad(&agent(e), self.agent_width),
-            crate::text::pad(&action, 8),
-            crate::text::pad(&shown(&e.file), self.file_width),
-            shown(s.error.as_deref().unwrap_or("")),
-        );
-        writeln!(out, "{}", row.trim_end())
+        let [time, agent, action, outcome, file, reason] = cells(e, self.zone);
+        let line = self.table.styled_line(&[
+            (&time).into(),
+            (&agent).into(),
+            (&action).into(),
+            Styled(&outcome, style),
+            (&file).into(),
+            (&reason).into(),
+        ]);
+        writeln!(out, "{line}")
     }
 }
 
-fn agent(e: &Entry) -> Cow<'_, str> {
-    Cow::Owned(
-        crate::text::clip(&shown(e.sidecar.from.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
-    )
-}
-
-/// Untrusted text (names and fields of requests) made safe for a
-/// terminal: control characters are escaped, the rest is left as it is.
-/// Untrusted text (names and fields agents wrote), safe for a terminal.
-fn shown(text: &str) -> Cow<'_, str> {
-    crate::text::escape(text)
+/// One outcome's cells, each safe for a terminal (names and fields are
+/// untrusted text).
+fn cells(e: &Entry, zone: Zone) -> [String; 6] {
+    let s = &e.sidecar;
+    let outcome = match s.outcome {
+        Outcome::Processed => "processed",
+        Outcome::Failed => "failed",
+    };
+    [
+        crate::text::time(s.finished_at, zone),
+        clip(&escape(s.from.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+        clip(&escape(s.action.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+        outcome.to_string(),
+        escape(&e.file).into_owned(),
+        escape(s.error.as_deref().unwrap_or("")).into_owned(),
+    ]
 }
 
 /// Prints the last `limit` outcomes, then each one filed from then on. A
@@ -205,8 +195,8 @@ fn follow(town: &Town, which: Which, args: &Args) -> io::Result<()> {
     }
     let mut last = history::recent(town, which, args.limit);
     last.reverse(); // oldest first, as a log reads
-    let mut table = Table::for_entries(&last, crate::text::Zone::local_if(args.local));
-    table.file_width = table.file_width.max(36); // names from `send` are 36 long
+                    // Names from `send` are 36 long: room for those that come later.
+    let table = Outcomes::for_entries(&last, Zone::local_if(args.local), 36);
     if !args.json {
         let mut out = anstream::stdout().lock();
         table.header(&mut out)?;
@@ -239,7 +229,7 @@ fn follow(town: &Town, which: Which, args: &Args) -> io::Result<()> {
     }
 }
 
-fn print_entries(table: &Table, entries: &[Entry], json: bool) -> io::Result<()> {
+fn print_entries(table: &Outcomes, entries: &[Entry], json: bool) -> io::Result<()> {
     if json {
         let mut out = io::stdout().lock();
         for e in entries {
@@ -334,29 +324,31 @@ fn pending(town: &Town, args: &Args) -> io::Result<()> {
         )?;
         return Ok(());
     }
-    let file_width = rows
+    let zone = Zone::local_if(args.local);
+    let cells: Vec<[String; 5]> = rows
         .iter()
-        .map(|r| shown(&r.file).len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<11}  {:<19}  {:<20}  {:<8}  FILE",
-        "STATE", "SINCE (UTC)", "AGENT", "ACTION"
-    )?;
-    for r in &rows {
-        let row = format!(
-            "{:<11}  {:<19}  {:<20}  {:<8}  {:<file_width$}",
-            r.state.replace('_', " "),
-            r.since
-                .map(|t| crate::text::time(t, crate::text::Zone::local_if(args.local)))
-                .unwrap_or_else(|| "-".into()),
-            shown(r.from.as_deref().unwrap_or("-")),
-            shown(r.action.as_deref().unwrap_or("-")),
-            shown(&r.file),
-        );
-        writeln!(out, "{}", row.trim_end())?;
+        .map(|r| {
+            [
+                r.state.replace('_', " "),
+                r.since
+                    .map(|t| crate::text::time(t, zone))
+                    .unwrap_or_else(|| "-".into()),
+                clip(&escape(r.from.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+                clip(&escape(r.action.as_deref().unwrap_or("-")), CELL_MAX).into_owned(),
+                escape(&r.file).into_owned(),
+            ]
+        })
+        .collect();
+    let header = ["STATE", "SINCE (UTC)", "AGENT", "ACTION", "FILE"];
+    let table = Table::new(&header)
+        .at_least(0, "in progress".len())
+        .at_least(1, 19)
+        .at_least(2, 20)
+        .at_least(3, 8)
+        .fitting(&cells);
+    writeln!(out, "{}", table.line(&header))?;
+    for row in &cells {
+        writeln!(out, "{}", table.line(row))?;
     }
     if rows.len() < n_progress + n_waiting {
         writeln!(
