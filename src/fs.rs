@@ -130,7 +130,10 @@ impl std::fmt::Display for NotRead {
         match self {
             NotRead::NotRegular(kind) => write!(f, "not a regular file: {kind}"),
             NotRead::TooLarge { len, limit } => {
-                write!(f, "file is too large: {len} bytes or more, limit {limit} bytes")
+                write!(
+                    f,
+                    "file is too large: {len} bytes or more, limit {limit} bytes"
+                )
             }
         }
     }
@@ -167,9 +170,7 @@ pub(crate) fn read_bounded(
     {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Ok(Err(NotRead::NotRegular(
-                "a symbolic link (never followed)",
-            )))
+            return Ok(Err(NotRead::NotRegular("a symbolic link (never followed)")))
         }
         Err(e) => return Err(e),
     };
@@ -260,7 +261,13 @@ mod tests {
                 read("fifo", links),
                 Err(NotRead::NotRegular("a FIFO (never opened)"))
             );
-            assert_eq!(read("big", links), Err(NotRead::TooLarge { len: 101, limit: 100 }));
+            assert_eq!(
+                read("big", links),
+                Err(NotRead::TooLarge {
+                    len: 101,
+                    limit: 100
+                })
+            );
             let zero = read("to-zero", links).unwrap_err().to_string();
             let want = match links {
                 Links::Follow => "not a regular file: a device (never opened)",
