@@ -543,8 +543,10 @@ const INTRO: &str = "\
 no number is ever negative. An unknown key, a value of the wrong type or one
 out of its bounds stops the daemon from starting, with a message naming the
 key; text that is not JSON is reported with its line and column, and a top
-level that is not an object is refused. `gt daemon check` says all this
-without starting anything.
+level that is not an object is refused. The file must be a regular file
+(a symbolic link to one is followed) of at most 1 MiB: a FIFO, a device or
+a directory is refused without being opened. `gt daemon check` says all
+this without starting anything.
 
 SIGHUP (`systemctl reload`, `kill -HUP PID`) reloads the file (see
 [Reloading config.json](operations.md#reloading-configjson)): a valid one is in force from

@@ -20,9 +20,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::fs::{read_bounded, Links, NotRead};
 use keys::{Reload, KEYS};
 use values::{duration, negative};
 pub use values::{CommandLine, ListenAddr, WatchMode};
+
+/// The most of config.json that is ever read: it is a few hundred bytes,
+/// and a runaway or hostile file must not grow the daemon.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -31,6 +36,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot read {path}: {reason}\nhint: config.json must be a regular file (or a symbolic link to one) of at most 1 MiB"
+    )]
+    Refused { path: PathBuf, reason: String },
     #[error(
         "bad config {path}: key `{key}`: {message}\nhint: every key, its default and bounds: `gt man` (CONFIGURATION)"
     )]
@@ -238,9 +247,28 @@ impl Config {
 
     /// [`Config::load`], and the file's JSON as written (an empty object
     /// when there is no file), to tell later which keys a reload changed.
+    ///
+    /// The file is read as request files are ([`read_bounded`]): a FIFO,
+    /// a device or a directory is refused without being opened or read,
+    /// so neither `start`, `check` nor a reload can hang on one, and at
+    /// most [`MAX_CONFIG_BYTES`] are read. A symbolic link is followed
+    /// (configuration managers link config files into place), to a
+    /// regular file only.
     pub fn load_with_source(path: &Path) -> Result<(Config, Value), ConfigError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        let bytes = match read_bounded(path, MAX_CONFIG_BYTES, Links::Follow) {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(refused)) => {
+                let reason = match refused {
+                    NotRead::TooLarge { .. } => {
+                        format!("{refused} (1 MiB); config.json is a few hundred bytes")
+                    }
+                    NotRead::NotRegular(_) => refused.to_string(),
+                };
+                return Err(ConfigError::Refused {
+                    path: path.into(),
+                    reason,
+                });
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok((Config::default(), serde_json::json!({})))
             }
@@ -749,6 +777,38 @@ mod tests {
                 assert!(p.message.starts_with("must be at "), "{p:?}");
             }
         }
+    }
+
+    #[test]
+    fn config_json_is_read_as_request_files_are_but_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        std::fs::write(&real, br#"{"prime_delay": "5s"}"#).unwrap();
+        let link = dir.path().join("config.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            Config::load(&link).unwrap().prime_delay,
+            Duration::from_secs(5)
+        );
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = Config::load(&link).unwrap_err().to_string();
+        assert!(
+            e.contains("not a regular file: a device (never opened)"),
+            "{e}"
+        );
+        assert!(e.contains("\nhint: "), "{e}");
+        std::fs::remove_file(&link).unwrap();
+        let mut huge = vec![b' '; MAX_CONFIG_BYTES as usize + 1];
+        huge[..2].copy_from_slice(b"{}");
+        std::fs::write(&link, huge).unwrap();
+        let e = Config::load(&link).unwrap_err().to_string();
+        assert!(
+            e.contains("file is too large") && e.contains("(1 MiB)"),
+            "{e}"
+        );
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(Config::load(&link).unwrap(), Config::default());
     }
 
     #[test]

@@ -306,7 +306,9 @@ impl Reloader {
     /// A valid config replaces the running one, but for the keys only a
     /// start reads ([`keys::Reload::AtStart`]: said so in the log); an
     /// invalid one is refused with its reason, and the running config
-    /// stays.
+    /// stays. config.json is read without blocking and within a bound
+    /// ([`Config::load_with_source`]), so this never holds up the signal
+    /// thread, and with it `stop`.
     fn reload(&mut self) {
         self.service.reloading();
         let loaded = Config::load_with_source(&self.path).and_then(|(config, source)| {
