@@ -1,5 +1,5 @@
 //! Records the commit `gt` is built from, for the daemon's `gt_build_info`
-//! metric (README "Monitoring").
+//! metric (docs/monitoring.md).
 
 use std::process::Command;
 

@@ -25,7 +25,7 @@ use clap::Parser;
 use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use rustix::process::{kill_process, Pid, Signal};
 
-/// The idle budget per daemon (README "Monitoring", BENCHMARKS.md).
+/// The idle budget per daemon (BENCHMARKS.md).
 const RSS_BUDGET_MIB: f64 = 8.0;
 const CPU_BUDGET_PER_30S: f64 = 0.05;
 

@@ -10,13 +10,13 @@
 //! (see the ledger) instead of paying one per file.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::io::{self, Write};
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{RenameFlags, CWD};
+use rustix::fs::{OFlags, RenameFlags, CWD};
 
 /// Writes `bytes` to `path` so that readers see the old or the new content,
 /// never a mix, and the new content survives a crash once this returns.
@@ -106,6 +106,112 @@ where
     Ok(answer)
 }
 
+/// Whether [`read_bounded`] follows a symbolic link at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links {
+    /// Read what the link points to (still only a regular file).
+    Follow,
+    /// Refuse the link itself, never looking at its target.
+    Refuse,
+}
+
+/// Why [`read_bounded`] did not read a file: it is no regular file, or it
+/// is larger than the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotRead {
+    /// What it is instead: "a FIFO (never opened)", "a directory", ...
+    NotRegular(&'static str),
+    /// At least `len` bytes, over `limit`.
+    TooLarge { len: u64, limit: u64 },
+}
+
+impl std::fmt::Display for NotRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRead::NotRegular(kind) => write!(f, "not a regular file: {kind}"),
+            NotRead::TooLarge { len, limit } => {
+                write!(
+                    f,
+                    "file is too large: {len} bytes or more, limit {limit} bytes"
+                )
+            }
+        }
+    }
+}
+
+/// Reads a file someone else may have put there (a request, config.json)
+/// without ever blocking on it or holding more than `limit` bytes of it:
+/// regular files only, so a FIFO, socket or device is never opened, a
+/// directory never read; the open is `O_NONBLOCK` (and `O_NOFOLLOW` with
+/// [`Links::Refuse`]), so a name swapped for a FIFO after the look cannot
+/// hang it either, and what was opened is looked at again before a byte is
+/// read. `Ok(Err(_))` says why the file was refused; `Err` is a failure to
+/// look or read (`NotFound` among them).
+pub(crate) fn read_bounded(
+    path: &Path,
+    limit: u64,
+    links: Links,
+) -> io::Result<Result<Vec<u8>, NotRead>> {
+    let meta = match links {
+        Links::Follow => std::fs::metadata(path)?,
+        Links::Refuse => std::fs::symlink_metadata(path)?,
+    };
+    if let Some(refused) = refusal(&meta, limit) {
+        return Ok(Err(refused));
+    }
+    let mut flags = OFlags::NONBLOCK;
+    if links == Links::Refuse {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let file = match File::options()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(Err(NotRead::NotRegular("a symbolic link (never followed)")))
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(refused) = refusal(&file.metadata()?, limit) {
+        return Ok(Err(refused));
+    }
+    let mut bytes = Vec::with_capacity(1024);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(NotRead::TooLarge {
+            len: bytes.len() as u64,
+            limit,
+        }));
+    }
+    Ok(Ok(bytes))
+}
+
+/// Why a file with this metadata is not read, if it is not.
+fn refusal(meta: &Metadata, limit: u64) -> Option<NotRead> {
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return (meta.len() > limit).then_some(NotRead::TooLarge {
+            len: meta.len(),
+            limit,
+        });
+    } else if t.is_symlink() {
+        "a symbolic link (never followed)"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (never opened)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device (never opened)"
+    } else {
+        "of an unknown type"
+    };
+    Some(NotRead::NotRegular(kind))
+}
+
 /// Makes the entries of `dir` (files created, renamed in or out) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -136,6 +242,47 @@ mod tests {
         assert_eq!(to, b.join("x-1.json"));
         assert_eq!(std::fs::read(b.join("x.json")).unwrap(), b"old");
         assert_eq!(std::fs::read(to).unwrap(), b"new");
+    }
+
+    #[test]
+    fn bounded_reads_refuse_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let fifo = path("fifo");
+        rustix::fs::mkfifoat(CWD, &fifo, rustix::fs::Mode::from_bits_truncate(0o644)).unwrap();
+        std::fs::write(path("small"), b"{}").unwrap();
+        std::fs::write(path("big"), vec![b' '; 101]).unwrap();
+        std::os::unix::fs::symlink(path("small"), path("to-small")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", path("to-zero")).unwrap();
+        let read = |name: &str, links| read_bounded(&path(name), 100, links).unwrap();
+        for links in [Links::Follow, Links::Refuse] {
+            assert_eq!(read("small", links), Ok(b"{}".to_vec()));
+            assert_eq!(
+                read("fifo", links),
+                Err(NotRead::NotRegular("a FIFO (never opened)"))
+            );
+            assert_eq!(
+                read("big", links),
+                Err(NotRead::TooLarge {
+                    len: 101,
+                    limit: 100
+                })
+            );
+            let zero = read("to-zero", links).unwrap_err().to_string();
+            let want = match links {
+                Links::Follow => "not a regular file: a device (never opened)",
+                Links::Refuse => "not a regular file: a symbolic link (never followed)",
+            };
+            assert_eq!(zero, want);
+        }
+        assert_eq!(read("to-small", Links::Follow), Ok(b"{}".to_vec()));
+        assert!(read("to-small", Links::Refuse).is_err());
+        assert_eq!(
+            read_bounded(dir.path(), 100, Links::Follow).unwrap(),
+            Err(NotRead::NotRegular("a directory"))
+        );
+        let gone = read_bounded(&path("gone"), 100, Links::Follow).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The request file format (README, "Requests"): parsing, validation and the mapping
+//! The request file format (docs/requests.md): parsing, validation and the mapping
 //! from an agent identity to its tmux session.
 //!
 //! Everything here is pure: bytes and a clock in, a [`Request`] or a
@@ -81,7 +81,7 @@ pub enum Agent {
 }
 
 impl Agent {
-    /// Maps a `from` value to an agent, strictly (the identity table in README).
+    /// Maps a `from` value to an agent, strictly (docs/requests.md, "Sending a request").
     ///
     /// ```
     /// use gt::request::Agent;

@@ -1,7 +1,7 @@
 //! Where a town lives on disk and how to find it.
 //!
-//! Every path the daemon touches is derived here, so the layout (README,
-//! "Files") is written down exactly once.
+//! Every path the daemon touches is derived here, so the layout
+//! (docs/town.md) is written down in code exactly once.
 
 use std::io;
 use std::path::{Path, PathBuf};

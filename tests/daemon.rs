@@ -6,6 +6,7 @@
 mod support;
 
 mod daemon {
+    mod config_file;
     mod faults;
     mod guards;
     mod instance;

@@ -1,6 +1,6 @@
 //! Notifications without code: `notify_command` runs on the events a
-//! person must act on, the event as one JSON object on its stdin (README
-//! "Monitoring" shows ntfy and Slack one-liners).
+//! person must act on, the event as one JSON object on its stdin
+//! (docs/monitoring.md, "Notifications", shows ntfy and Slack one-liners).
 //!
 //! Sending never blocks the thread that sends: events go through a small
 //! queue to the notifier's own thread, which runs the command with a

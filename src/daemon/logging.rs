@@ -5,7 +5,7 @@
 //! nothing buffered is lost when the daemon is killed, and no wake-up of a
 //! writer thread per line (which cost more than the write, measured).
 //!
-//! Where the lines go (README "Logs"):
+//! Where the lines go (docs/operations.md, "Logs"):
 //! - always `daemon.log`;
 //! - stderr too, when it is a terminal (with colour), journald's stream
 //!   (`JOURNAL_STREAM` names it: one line per event with its syslog

@@ -1,8 +1,8 @@
 //! What the daemon tells a monitoring system, served on its own thread
 //! when `metrics_listen` is set: `/metrics` (the Prometheus text format),
 //! `/healthz` (heartbeat fresh, filing working) and `/readyz` (lock held,
-//! recovery done, inbox watched), each as plain text or JSON. README
-//! "Monitoring" lists every series.
+//! recovery done, inbox watched), each as plain text or JSON.
+//! docs/monitoring.md lists every series.
 //!
 //! The daemon's threads record what happens through [`Metrics`]: atomic
 //! counters and gauges, so a scrape never holds up a request and a request

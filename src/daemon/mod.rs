@@ -36,7 +36,7 @@ use chrono::Utc;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
 
-use crate::config::{changed_keys, Config, SharedConfig, WatchMode, RESTART_ONLY};
+use crate::config::{changed_keys, keys, Config, SharedConfig, WatchMode};
 use crate::duration::human;
 use crate::instance::{Displaced, Instance, InstanceError};
 use crate::state::{State, StateStore};
@@ -304,21 +304,32 @@ struct Reloader {
 
 impl Reloader {
     /// A valid config replaces the running one, but for the keys only a
-    /// start reads ([`RESTART_ONLY`]: said so in the log); an invalid one
-    /// is refused with its reason, and the running config stays.
+    /// start reads ([`keys::Reload::AtStart`]: said so in the log); an
+    /// invalid one is refused with its reason, and the running config
+    /// stays. config.json is read without blocking and within a bound
+    /// ([`Config::load_with_source`]), so this never holds up the signal
+    /// thread, and with it `stop`.
     fn reload(&mut self) {
         self.service.reloading();
-        match Config::load_with_source(&self.path) {
+        let loaded = Config::load_with_source(&self.path).and_then(|(config, source)| {
+            let kept = config.keeping_start_values(&self.live.get());
+            kept.map(|config| (config, source))
+                .map_err(|p| crate::config::ConfigError::Invalid {
+                    path: self.path.clone(),
+                    key: p.key.unwrap_or_default(),
+                    message: p.message,
+                })
+        });
+        match loaded {
             Err(e) => tracing::error!("config reload refused; the running config stays: {e}"),
-            Ok((mut config, source)) => {
-                config.keep_restart_only(&self.live.get());
+            Ok((config, source)) => {
                 let changed: Vec<String> = changed_keys(&self.source, &source)
                     .into_iter()
-                    .filter(|k| !RESTART_ONLY.contains(&k.as_str()))
+                    .filter(|k| !keys::at_start(k))
                     .collect();
                 let later: Vec<String> = changed_keys(&self.started_with, &source)
                     .into_iter()
-                    .filter(|k| RESTART_ONLY.contains(&k.as_str()))
+                    .filter(|k| keys::at_start(k))
                     .collect();
                 self.live.replace(config);
                 self.source = source;

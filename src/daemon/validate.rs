@@ -1,14 +1,13 @@
 //! Validating a claimed file: read it without ever following, blocking on
 //! or swallowing a strange one, then parse it into a request.
 
-use std::fs::{File, Metadata};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::fs::{self, Links, NotRead};
 use crate::request::{self, Partial, Rejection, Request, MAX_REQUEST_BYTES};
 
 /// A file modified more recently than this, found by a scan rather than a
@@ -46,65 +45,13 @@ pub(crate) fn validate(
 /// Reads a request file: regular files only (symlinks are never followed,
 /// FIFOs and devices never opened), at most [`MAX_REQUEST_BYTES`].
 pub(crate) fn read_request(path: &Path) -> io::Result<Result<Vec<u8>, Rejection>> {
-    let meta = std::fs::symlink_metadata(path)?;
-    if let Some(rejection) = check_meta(&meta) {
-        return Ok(Err(rejection));
-    }
-    // O_NONBLOCK: should the name be swapped for a FIFO after the lstat,
-    // opening it still cannot hang; O_NOFOLLOW: nor can it become a link.
-    let file = match File::options()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Ok(Err(Rejection(
-                "not a regular file: a symbolic link (never followed)".into(),
-            )))
-        }
-        Err(e) => return Err(e),
-    };
-    if let Some(rejection) = check_meta(&file.metadata()?) {
-        return Ok(Err(rejection));
-    }
-    let mut bytes = Vec::with_capacity(1024);
-    file.take(MAX_REQUEST_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_REQUEST_BYTES {
-        return Ok(Err(too_large(bytes.len() as u64)));
-    }
-    Ok(Ok(bytes))
-}
-
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
-}
-
-fn check_meta(meta: &Metadata) -> Option<Rejection> {
-    let t = meta.file_type();
-    let kind = if t.is_file() {
-        return (meta.len() > MAX_REQUEST_BYTES).then(|| too_large(meta.len()));
-    } else if t.is_symlink() {
-        "a symbolic link (never followed)"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO (never opened)"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_block_device() || t.is_char_device() {
-        "a device (never opened)"
-    } else {
-        "of an unknown type"
-    };
-    Some(Rejection(format!("not a regular file: {kind}")))
-}
-
-fn too_large(len: u64) -> Rejection {
-    Rejection(format!(
-        "file is too large: {len} bytes or more, limit {} bytes (64 KiB); requests are a few hundred bytes",
-        MAX_REQUEST_BYTES
-    ))
+    let read = fs::read_bounded(path, MAX_REQUEST_BYTES, Links::Refuse)?;
+    Ok(read.map_err(|refused| match refused {
+        NotRead::TooLarge { .. } => Rejection(format!(
+            "{refused} (64 KiB); requests are a few hundred bytes"
+        )),
+        NotRead::NotRegular(_) => Rejection(refused.to_string()),
+    }))
 }
 
 /// Does `bytes` hold a whole JSON value? A prefix of a JSON object never

@@ -1,7 +1,9 @@
-//! Docs that ship with the binary: a man page per command with the
-//! configuration reference, config errors that point there, help that
-//! shows only the options that apply, and agent names for `--from`.
+//! Docs that ship with the binary: a man page per command, gt(1) holding
+//! every page of docs/ (the configuration reference made from the table of
+//! keys), config errors that point there, help that shows only the options
+//! that apply, and agent names for `--from`.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
@@ -62,8 +64,22 @@ fn man_writes_a_page_per_command() {
 #[test]
 fn gt_1_holds_the_configuration_files_environment_and_exit_codes() {
     let page = gt(&["man"]).stdout;
-    for section in ["CONFIGURATION", "FILES", "ENVIRONMENT", "EXIT STATUS"] {
-        assert!(page.contains(section), "{section} missing");
+    for section in [
+        "REQUESTS",
+        "OPERATIONS",
+        "SUPERVISION",
+        "MONITORING",
+        "CONFIGURATION",
+        "GUARANTEES",
+        "FILES",
+        "ENVIRONMENT",
+        "EXIT STATUS",
+    ] {
+        assert!(
+            page.contains(&format!(".SH {section}\n"))
+                || page.contains(&format!(".SH \"{section}\"\n")),
+            "{section} missing"
+        );
     }
     for text in [
         "heartbeat_interval",
@@ -77,6 +93,121 @@ fn gt_1_holds_the_configuration_files_environment_and_exit_codes() {
         "124",
     ] {
         assert!(page.contains(text), "{text} missing from gt(1)");
+    }
+}
+
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
+
+/// The Markdown pages of docs/, by file name, with their text.
+fn docs_pages() -> Vec<(String, String)> {
+    let mut pages: Vec<(String, String)> = crate::support::ls(&docs_dir())
+        .into_iter()
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| {
+            let text = std::fs::read_to_string(docs_dir().join(&name)).unwrap();
+            (name, text)
+        })
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 7, "docs/ has lost pages: {pages:?}");
+    pages
+}
+
+#[test]
+fn docs_configuration_md_is_what_gt_man_makes_from_the_table_of_keys() {
+    let made = gt(&["man", "--config-markdown"]).stdout;
+    let written = std::fs::read_to_string(docs_dir().join("configuration.md")).unwrap();
+    assert!(
+        made == written,
+        "docs/configuration.md is stale: cargo run -- man --config-markdown > docs/configuration.md"
+    );
+    for key in gt::config::keys::KEYS {
+        assert!(
+            made.contains(&format!("| `{}` |", key.name)),
+            "{}",
+            key.name
+        );
+    }
+}
+
+#[test]
+fn gt_1_ships_every_page_of_docs() {
+    let page = gt(&["man"]).stdout;
+    for (name, text) in docs_pages() {
+        // Every heading under the page's title is a subsection of gt(1):
+        // a page missing from `gt man`, or one shipped from another text,
+        // fails here.
+        let headings: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+        for heading in headings {
+            let roff = heading.replace('`', "").replace('-', "\\-");
+            let shown = [format!(".SS \"{roff}\""), format!(".SS {roff}")];
+            assert!(
+                shown.iter().any(|s| page.contains(s.as_str())),
+                "docs/{name}: \"{heading}\" is not in gt(1)"
+            );
+        }
+        // And the longest plain run of its first paragraph, as a check on
+        // pages with no subsections.
+        let first = text
+            .split("\n\n")
+            .find(|p| !p.starts_with('#') && !p.starts_with("<!--") && !p.starts_with("```"))
+            .unwrap_or_else(|| panic!("docs/{name} has no paragraph"));
+        let run = first
+            .split(['`', '*', '[', ']', '(', ')'])
+            .max_by_key(|r| r.len())
+            .unwrap()
+            .trim()
+            .replace('\n', " ")
+            .replace('-', "\\-")
+            .replace('\'', "\\*(Aq");
+        assert!(run.len() > 20, "docs/{name}: {run:?}");
+        assert!(page.contains(&run), "docs/{name}: {run:?} is not in gt(1)");
+    }
+}
+
+#[test]
+fn links_between_docs_lead_somewhere() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = docs_pages();
+    pages.push((
+        "../README.md".into(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    ));
+    for (name, text) in pages {
+        for target in text.split("](").skip(1).filter_map(|t| t.split(')').next()) {
+            if target.contains("://") || target.starts_with('#') {
+                continue;
+            }
+            let file = target.split('#').next().unwrap();
+            let path = docs_dir().join(&name).parent().unwrap().join(file);
+            assert!(
+                path.exists(),
+                "docs/{name}: the link to {target} leads nowhere"
+            );
+        }
+    }
+}
+
+#[test]
+fn man_renders_gt_1_without_a_warning() {
+    if !require_tool("man") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gt.1"), gt(&["man"]).stdout).unwrap();
+    let mut man = Command::new("man");
+    man.args(["--warnings", "-l"])
+        .arg(dir.path().join("gt.1"))
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100");
+    let shown = run(man);
+    shown.assert_ok("man -l gt.1");
+    assert_eq!(shown.stderr, "", "{shown:#?}");
+    for text in ["heartbeat_interval", "Reloading config.json", "gt_agent_up"] {
+        assert!(shown.stdout.contains(text), "{text} not shown");
     }
 }
 

@@ -201,7 +201,7 @@ fn prometheus_reads_back_what_the_daemon_counted() {
         build["commit"].as_str().is_some_and(|c| !c.is_empty()),
         "{build}"
     );
-    // The heartbeat-stale alert rule of README "Monitoring" is quiet.
+    // The heartbeat-stale alert rule of docs/monitoring.md is quiet.
     prometheus.wait_for(
         &t,
         "count(time() - gt_last_heartbeat_timestamp_seconds > 2 * gt_heartbeat_interval_seconds + 10) or vector(0)",
@@ -573,12 +573,13 @@ fn agents_up_then_a_mass_death_pauses_supervision_in_the_metrics_and_notifies() 
 }
 
 #[test]
-fn the_readme_scrape_config_and_alert_rules_pass_promtool() {
+fn the_documented_scrape_config_and_alert_rules_pass_promtool() {
     if !require_tool("promtool") {
         return;
     }
-    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/monitoring.md"))
+            .expect("docs/monitoring.md");
     let blocks: Vec<&str> = readme
         .split("```yaml\n")
         .skip(1)
@@ -588,7 +589,9 @@ fn the_readme_scrape_config_and_alert_rules_pass_promtool() {
         *blocks
             .iter()
             .find(|b| b.starts_with(start))
-            .unwrap_or_else(|| panic!("README has no yaml block starting with {start:?}"))
+            .unwrap_or_else(|| {
+                panic!("docs/monitoring.md has no yaml block starting with {start:?}")
+            })
     };
     let dir = tempfile::tempdir().expect("temp dir");
     fs::write(dir.path().join("rules.yml"), block("groups:")).expect("write rules");

@@ -42,7 +42,7 @@ Examples:
   gt daemon status --json | jq .agents
   gt daemon status >/dev/null || echo \"not healthy: $?\"")]
 pub struct Args {
-    /// Print one JSON object on stdout (see README: `status --json`).
+    /// Print one JSON object on stdout (docs/operations.md, "Reading status").
     #[arg(long)]
     pub json: bool,
     /// Show times in local time ($TZ) instead of UTC.
