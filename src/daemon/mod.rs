@@ -9,18 +9,23 @@
 //! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
 //! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
 //! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
-//! told), and for whoever watches the daemon [`metrics`] (`/metrics`,
-//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
+//! told), and for whoever watches the daemon ([`monitoring`]): the
+//! [`health`] record, the [`metrics`] series, the [`http`] endpoint that
+//! serves them (`/metrics`, `/healthz`, `/readyz`) and [`alert`]
+//! (`notify_command`).
 
 pub(crate) mod alert;
 pub(crate) mod consumer;
 pub(crate) mod dispatch;
 pub(crate) mod execute;
 pub(crate) mod filing;
+pub(crate) mod health;
 pub(crate) mod heartbeat;
+pub(crate) mod http;
 pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod metrics;
+pub(crate) mod monitoring;
 pub(crate) mod retention;
 pub(crate) mod sdnotify;
 pub(crate) mod stop;
@@ -46,7 +51,9 @@ use crate::town::{Town, TownError};
 use consumer::{Consumer, Inlet};
 use execute::HeldSessions;
 use heartbeat::Heartbeat;
-use metrics::{Metrics, Monitoring, Watching};
+use health::Watching;
+use metrics::Metrics;
+use monitoring::Monitoring;
 use sdnotify::Manager;
 use stop::StopFlag;
 use watch::Message;
@@ -64,7 +71,7 @@ pub(crate) enum DaemonError {
     #[error("this daemon no longer owns its town, so it stops: {0}")]
     Displaced(Displaced),
     #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
+    Endpoint(#[from] http::EndpointError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -113,7 +120,7 @@ pub(crate) fn run(
     metrics.locked(true);
     // Served from here on, so /readyz can say what start-up is waiting for.
     let server = match &config.metrics_listen {
-        Some(listen) => Some(metrics::serve(listen, metrics.clone(), stop.clone())?),
+        Some(listen) => Some(http::serve(listen, metrics.clone(), stop.clone())?),
         None => None,
     };
     let monitoring = Monitoring {
