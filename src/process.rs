@@ -113,8 +113,8 @@ pub fn terminate_tree(roots: &[u32], grace: Duration) -> usize {
 
 /// Runs `cmd` to completion with `input` on its stdin and its output
 /// captured, killing its whole process group past `limit`: `Ok(None)`
-/// then. Input and output go through memory-backed files rather than
-/// pipes, so neither a command that never reads nor one with much to say
+/// then. Input and output go through files (in memory on Linux) rather
+/// than pipes, so neither a command that never reads nor one with much to say
 /// can block us while we wait for it to exit; its own process group lets a
 /// shell pipeline be ended whole.
 pub(crate) fn run_bounded(
@@ -163,9 +163,18 @@ pub(crate) fn run_bounded(
     }))
 }
 
+/// A file in memory with no name: nothing to clean up, whoever dies.
+#[cfg(target_os = "linux")]
 fn memfile(name: &str) -> io::Result<File> {
     let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
     Ok(File::from(fd))
+}
+
+/// Without `memfd_create`: a temporary file, unlinked at once (in
+/// `$TMPDIR`, so on disk unless that is in memory).
+#[cfg(not(target_os = "linux"))]
+fn memfile(_name: &str) -> io::Result<File> {
+    tempfile::tempfile()
 }
 
 fn read_all(mut file: File) -> io::Result<Vec<u8>> {
@@ -190,9 +199,22 @@ impl Flock {
     /// Is this a lock on the file `meta` describes?
     pub fn on(&self, meta: &std::fs::Metadata) -> bool {
         use std::os::unix::fs::MetadataExt;
-        self.device == (rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()))
-            && self.inode == meta.ino()
+        self.device == device_numbers(meta.dev()) && self.inode == meta.ino()
     }
+}
+
+/// A device number's (major, minor), as `/proc/locks` shows them.
+#[cfg(target_os = "linux")]
+fn device_numbers(dev: u64) -> (u32, u32) {
+    (rustix::fs::major(dev), rustix::fs::minor(dev))
+}
+
+/// Elsewhere `stat` gives a narrower device number (and there is no
+/// `/proc/locks` to compare it with).
+#[cfg(not(target_os = "linux"))]
+fn device_numbers(dev: u64) -> (u32, u32) {
+    let dev = dev as rustix::fs::Dev;
+    (rustix::fs::major(dev), rustix::fs::minor(dev))
 }
 
 /// Every `flock` the kernel knows of; `None` where `/proc/locks` is not
