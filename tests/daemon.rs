@@ -6,6 +6,7 @@
 mod support;
 
 mod daemon {
+    mod bounds;
     mod faults;
     mod guards;
     mod instance;

@@ -50,8 +50,8 @@ use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
 use consumer::{Consumer, Inlet};
 use execute::HeldSessions;
-use heartbeat::Heartbeat;
 use health::Watching;
+use heartbeat::Heartbeat;
 use metrics::Metrics;
 use monitoring::Monitoring;
 use sdnotify::Manager;
@@ -118,20 +118,6 @@ pub(crate) fn run(
         .map_err(io("cannot install signal handlers"))?;
     let metrics = Metrics::new(town, &live);
     metrics.locked(true);
-    // Served from here on, so /readyz can say what start-up is waiting for.
-    let server = match &config.metrics_listen {
-        Some(listen) => Some(http::serve(listen, metrics.clone(), stop.clone())?),
-        None => None,
-    };
-    let monitoring = Monitoring {
-        metrics: metrics.clone(),
-        alerts: alert::start(town, &config, metrics.clone(), stop.clone())
-            .map_err(io("cannot start the notifier thread"))?,
-    };
-    if let Some(delay) = hooks.start_delay {
-        stop.wait(delay);
-    }
-
     let state = Arc::new(StateStore::new(
         town.state_file(),
         State {
@@ -145,6 +131,28 @@ pub(crate) fn run(
             ..State::default()
         },
     ));
+    // Served from here on, so /readyz can say what start-up is waiting for.
+    let server = match &config.metrics_listen {
+        Some(listen) => Some(http::serve(
+            listen,
+            http::Context {
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+                state: state.clone(),
+                panic_hook: hooks.endpoint_panic,
+            },
+        )?),
+        None => None,
+    };
+    let monitoring = Monitoring {
+        metrics: metrics.clone(),
+        alerts: alert::start(town, &config, metrics.clone(), stop.clone())
+            .map_err(io("cannot start the notifier thread"))?,
+    };
+    if let Some(delay) = hooks.start_delay {
+        stop.wait(delay);
+    }
+
     let overflow = Arc::new(AtomicBool::new(false));
     let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);

@@ -25,8 +25,8 @@ pub const RUNNING: u8 = 0;
 /// Exit status: not running (stopped, or crashed), as `systemctl status`
 /// and LSB init scripts say it.
 pub const NOT_RUNNING: u8 = 3;
-/// Exit status: running but degraded (heartbeat overdue, or outcomes that
-/// cannot be filed).
+/// Exit status: running but degraded (heartbeat overdue, outcomes that
+/// cannot be filed, or the metrics endpoint not serving).
 pub const DEGRADED: u8 = 4;
 
 /// How long status waits for tmux to list the agents' sessions.
@@ -41,7 +41,8 @@ died without stopping: it is shown as crashed, with when it was last alive.
 Counters count since the daemon started.
 
 Exit status: 0 running, 3 not running (stopped or crashed), 4 running but
-degraded (heartbeat overdue, or outcomes that cannot be filed).
+degraded (heartbeat overdue, outcomes that cannot be filed, or the metrics
+endpoint not serving).
 
 Examples:
   gt daemon status
@@ -232,6 +233,17 @@ pub fn report(town: &Town) -> Report {
             "{} executed request(s) cannot be filed: {}; they are kept and tried again",
             state.outcomes_unfiled,
             escape(state.filing_error.as_deref().unwrap_or("unknown error"))
+        ));
+    }
+    if let Some(why) = state
+        .metrics_endpoint_error
+        .as_deref()
+        .filter(|_| state.running)
+    {
+        degraded.push("metrics endpoint not serving".to_string());
+        warnings.push(format!(
+            "the metrics endpoint (metrics_listen) is not serving: {}; see `gt daemon logs`",
+            escape(why)
         ));
     }
     if binary_newer {
