@@ -144,10 +144,11 @@ pub(crate) fn run(
         )?),
         None => None,
     };
+    let (alerts, notifier) = alert::start(town, &config, metrics.clone(), stop.clone())
+        .map_err(io("cannot start the notifier thread"))?;
     let monitoring = Monitoring {
         metrics: metrics.clone(),
-        alerts: alert::start(town, &config, metrics.clone(), stop.clone())
-            .map_err(io("cannot start the notifier thread"))?,
+        alerts,
     };
     if let Some(delay) = hooks.start_delay {
         stop.wait(delay);
@@ -227,6 +228,9 @@ pub(crate) fn run(
     drop(watch);
     metrics.locked(false);
     drop(server);
+    if let Some(notifier) = notifier {
+        notifier.join();
+    }
     if let Some(supervising) = supervising {
         let _ = supervising.join();
     }

@@ -1,21 +1,25 @@
 //! Nothing from outside exhausts the daemon: connections to the metrics
 //! endpoint (idle by the hundred, a head that never ends, one that never
-//! finishes). Each test holds the daemon to a bound read from `/proc`
-//! (threads, descriptors, peak RSS), and to what must still work
-//! meanwhile: `/healthz` answers and requests are filed.
+//! finishes), and `notify_command` (output by the hundred megabytes,
+//! children in the background or in sessions of their own). Each test
+//! holds the daemon to a bound read from `/proc` (threads, descriptors,
+//! peak RSS), and to what must still work meanwhile: `/healthz` answers
+//! and requests are filed.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::time::Duration;
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde_json::{json, Value};
 
-use super::metrics::{town_with_metrics, wait_reply};
+use super::metrics::{sample, town_with_metrics, wait_reply};
 use crate::support::http::get;
-use crate::support::{require, Town, DEADLINE};
+use crate::support::proc::{alive, signal, wait_gone, Signal};
+use crate::support::{read_lines, require, Town, DEADLINE};
 
 /// The daemon's descriptor limit in these tests: what a systemd unit
 /// gets by default (soft), and what made the old endpoint fall over.
@@ -286,4 +290,143 @@ fn an_endpoint_that_fails_says_so_and_restarts() {
     t.wait_until("status to say running again", DEADLINE, || {
         t.status_json()["status"] == "running"
     });
+}
+
+/// A dry-run town whose outcomes cannot be filed (a file where
+/// `processed/` should be), so the first request raises `filing_failing`
+/// for `notify_command`.
+fn town_failing_to_file(notify: Value, extra: Value) -> (Town, u16) {
+    let mut config = json!({"notify_command": notify});
+    if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
+        c.extend(e);
+    }
+    town_with_metrics(config)
+}
+
+fn break_filing(t: &Town) {
+    fs::remove_dir_all(t.processed()).expect("remove processed/");
+    fs::write(t.processed(), b"in the way").expect("a file in the way");
+    t.send("cycle", "mayor");
+}
+
+/// The PIDs a notify command wrote, one a line, once there are `n`.
+fn pids_written(t: &Town, file: &Path, n: usize) -> Vec<u32> {
+    t.wait_until(&format!("{n} PIDs in {}", file.display()), DEADLINE, || {
+        read_lines(file).len() >= n
+    });
+    read_lines(file)
+        .iter()
+        .map(|l| l.trim().parse().expect("a PID"))
+        .collect()
+}
+
+/// SIGKILLs what a test's notify command started, should the daemon have
+/// left it, so a failing test leaves nothing running.
+struct KillAll(Vec<u32>);
+
+impl Drop for KillAll {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                signal(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn notify_output_is_read_and_dropped_not_kept() {
+    // 200 MB on stdout and 50 MB on stderr, then a failure.
+    let (t, port) = town_failing_to_file(
+        json!([
+            "sh",
+            "-c",
+            "head -c 200000000 /dev/zero; head -c 50000000 /dev/zero >&2; exit 3"
+        ]),
+        json!({}),
+    );
+    let pid = t.start_dry();
+    t.wait_first_heartbeat();
+    wait_reply(&t, port, "/healthz", |r| r.status == 200);
+    let peak_before = status_kib(pid, "VmHWM");
+    break_filing(&t);
+    wait_reply(&t, port, "/metrics", |r| {
+        sample(
+            &r.body,
+            r#"gt_notifications_total{event="filing_failing",result="failed"}"#,
+        ) == Some(1.0)
+    });
+    let peak = status_kib(pid, "VmHWM");
+    assert!(
+        peak <= peak_before + RSS_SLACK_KIB,
+        "peak RSS {peak} kB after 250 MB of notify_command output, {peak_before} kB before"
+    );
+    // Its failure is logged with a short excerpt of what it said.
+    t.wait_log_line("the failure in the log", |l| {
+        l.contains("notify_command failed") && l.contains("exited with")
+    });
+    let line = t
+        .all_logs()
+        .lines()
+        .find(|l| l.contains("notify_command failed"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.len() < 2000, "an excerpt, not the output: {line}");
+}
+
+#[test]
+fn nothing_a_notify_command_starts_outlives_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    // A background child, one in a session of its own with its output
+    // elsewhere, and one whose parent exits at once (re-parented to init).
+    let script = format!(
+        "sleep 1001 & echo $! >> '{p}'; \
+         setsid sleep 1002 </dev/null >/dev/null 2>&1 & echo $! >> '{p}'; \
+         sh -c 'setsid sleep 1003 </dev/null >/dev/null 2>&1 & echo $! >> \"$0\"' '{p}'; \
+         cat >/dev/null",
+        p = pids.display()
+    );
+    let (t, port) = town_failing_to_file(json!(["sh", "-c", script]), json!({}));
+    t.start_dry();
+    break_filing(&t);
+    let started = pids_written(&t, &pids, 3);
+    let _cleanup = KillAll(started.clone());
+    wait_reply(&t, port, "/metrics", |r| {
+        sample(
+            &r.body,
+            r#"gt_notifications_total{event="filing_failing",result="sent"}"#,
+        ) == Some(1.0)
+    });
+    assert!(
+        wait_gone(&started, DEADLINE),
+        "still alive after the command exited: {:?}",
+        started.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_notify_command_still_running_ends_with_the_daemon() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "echo $$ >> '{p}'; sleep 1004 & echo $! >> '{p}'; \
+         setsid sleep 1005 </dev/null >/dev/null 2>&1 & echo $! >> '{p}'; wait",
+        p = pids.display()
+    );
+    let (t, _port) = town_failing_to_file(
+        json!(["sh", "-c", script]),
+        json!({"notify_timeout": "10m"}),
+    );
+    let daemon = t.start_dry();
+    break_filing(&t);
+    let started = pids_written(&t, &pids, 3);
+    let _cleanup = KillAll(started.clone());
+    t.stop();
+    assert!(!alive(daemon), "the daemon stopped");
+    assert!(
+        wait_gone(&started, Duration::from_secs(5)),
+        "outlived the daemon: {:?}",
+        started.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+    );
 }
