@@ -33,6 +33,9 @@ pub struct State {
     /// outcome directory gone), and the last reason filing failed.
     pub outcomes_unfiled: u64,
     pub filing_error: Option<String>,
+    /// Why the metrics endpoint is not serving, while it is not (it
+    /// restarts itself); null when it serves or is not configured.
+    pub metrics_endpoint_error: Option<String>,
     /// The settings this daemon runs with, for `status`: how it watches the
     /// inbox (`notify`, or `poll` when asked or when notify could not be set
     /// up), its heartbeat interval and its tmux socket.

@@ -22,6 +22,9 @@ pub const CHANNEL_CAPACITY: &str = "GT_TEST_CHANNEL_CAPACITY";
 /// Sleep this many milliseconds after taking the lock, before announcing
 /// that the daemon is up (a start-up that outlasts `start --timeout`).
 pub const START_DELAY_MS: &str = "GT_TEST_START_DELAY_MS";
+/// A GET of `/panic` makes the metrics endpoint panic; it restarts this
+/// many milliseconds later (long enough for a test to see it down).
+pub const ENDPOINT_PANIC_MS: &str = "GT_TEST_ENDPOINT_PANIC_MS";
 
 /// Every variable this module reads, [`ENABLE`] first: tests clear them all
 /// from a daemon's environment unless they mean to set one.
@@ -32,6 +35,7 @@ pub const NAMES: &[&str] = &[
     NOTIFY_FAIL,
     CHANNEL_CAPACITY,
     START_DELAY_MS,
+    ENDPOINT_PANIC_MS,
 ];
 
 /// The hooks in force for one daemon; all off by default.
@@ -42,6 +46,7 @@ pub struct Hooks {
     pub notify_fail: bool,
     pub channel_capacity: Option<usize>,
     pub start_delay: Option<Duration>,
+    pub endpoint_panic: Option<Duration>,
 }
 
 impl Hooks {
@@ -67,6 +72,9 @@ impl Hooks {
             start_delay: lookup(START_DELAY_MS)
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
+            endpoint_panic: lookup(ENDPOINT_PANIC_MS)
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         }
     }
 
@@ -87,6 +95,9 @@ impl Hooks {
         }
         if let Some(d) = self.start_delay {
             on.push(format!("{START_DELAY_MS}={}", d.as_millis()));
+        }
+        if let Some(d) = self.endpoint_panic {
+            on.push(format!("{ENDPOINT_PANIC_MS}={}", d.as_millis()));
         }
         on
     }
@@ -113,6 +124,7 @@ mod tests {
             (NOTIFY_FAIL, "1"),
             (CHANNEL_CAPACITY, "2"),
             (START_DELAY_MS, "7"),
+            (ENDPOINT_PANIC_MS, "9"),
         ];
         assert_eq!(hooks(&set), Hooks::default());
         let mut enabled = set.to_vec();
@@ -122,6 +134,7 @@ mod tests {
         assert!(on.ignore_sigterm && on.notify_fail);
         assert_eq!(on.channel_capacity, Some(2));
         assert_eq!(on.start_delay, Some(Duration::from_millis(7)));
-        assert_eq!(on.active().len(), 5);
+        assert_eq!(on.endpoint_panic, Some(Duration::from_millis(9)));
+        assert_eq!(on.active().len(), 6);
     }
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod daemon {
+    mod bounds;
     mod config_file;
     mod faults;
     mod guards;

@@ -3,9 +3,13 @@
 //! (docs/monitoring.md, "Notifications", shows ntfy and Slack one-liners).
 //!
 //! Sending never blocks the thread that sends: events go through a small
-//! queue to the notifier's own thread, which runs the command with a
-//! deadline (`notify_timeout`, then its whole process group is killed),
-//! one at a time. The same event (kind, and agent where there is one) is
+//! queue to the notifier's own thread, which runs the command one at a
+//! time, in a session of its own, with a deadline (`notify_timeout`). Of
+//! what it prints only the first few hundred bytes are kept (the rest is
+//! read and dropped), and when it exits, at its deadline or when the
+//! daemon stops, everything it started is ended with it: a background
+//! child, or one that left its session, never outlives it. The same event
+//! (kind, and agent where there is one) is
 //! sent at most once within `notify_window`; one whose command failed may
 //! be sent again at once. The notifier also watches the heartbeat, so a
 //! daemon whose heartbeat hangs still says so.
@@ -16,6 +20,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -122,7 +127,8 @@ fn cut(text: &str) -> &str {
 /// `notify_command` sending does nothing.
 #[derive(Clone)]
 pub(crate) struct Alerts {
-    tx: Option<SyncSender<Event>>,
+    /// `None` on the channel wakes the notifier to stop.
+    tx: Option<SyncSender<Option<Event>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -130,7 +136,7 @@ impl Alerts {
     pub(crate) fn send(&self, event: Event) {
         let Some(tx) = &self.tx else { return };
         let kind = event.kind();
-        if let Err(TrySendError::Full(_)) = tx.try_send(event) {
+        if let Err(TrySendError::Full(_)) = tx.try_send(Some(event)) {
             self.metrics.notification(kind, "dropped");
             tracing::warn!(
                 event = kind,
@@ -140,18 +146,33 @@ impl Alerts {
     }
 }
 
+/// The notifier's thread, to wait for once the stop switch is set: a
+/// command it is running is ended, with everything it started.
+pub(crate) struct Notifier {
+    tx: SyncSender<Option<Event>>,
+    thread: JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Waits for the thread to end (the stop switch must be set).
+    pub(crate) fn join(self) {
+        let _ = self.tx.try_send(None);
+        let _ = self.thread.join();
+    }
+}
+
 /// Starts the notifier when `notify_command` is set.
 pub(crate) fn start(
     town: &Town,
     config: &Config,
     metrics: Arc<Metrics>,
     stop: Arc<StopFlag>,
-) -> io::Result<Alerts> {
+) -> io::Result<(Alerts, Option<Notifier>)> {
     let Some(command) = config.notify_command.clone() else {
-        return Ok(Alerts { tx: None, metrics });
+        return Ok((Alerts { tx: None, metrics }, None));
     };
     let (tx, rx) = sync_channel(QUEUE);
-    let notifier = Notifier {
+    let notifier = Sender {
         command,
         timeout: config.notify_timeout,
         window: config.notify_window,
@@ -170,16 +191,18 @@ pub(crate) fn start(
         last_sent: HashMap::new(),
         degraded: false,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("notifier".into())
         .spawn(move || notifier.run(rx))?;
-    Ok(Alerts {
-        tx: Some(tx),
+    let alerts = Alerts {
+        tx: Some(tx.clone()),
         metrics,
-    })
+    };
+    Ok((alerts, Some(Notifier { tx, thread })))
 }
 
-struct Notifier {
+/// The notifier's thread: runs the command for each event.
+struct Sender {
     command: CommandLine,
     timeout: Duration,
     window: Duration,
@@ -195,12 +218,12 @@ struct Notifier {
     degraded: bool,
 }
 
-impl Notifier {
-    fn run(mut self, rx: Receiver<Event>) {
+impl Sender {
+    fn run(mut self, rx: Receiver<Option<Event>>) {
         loop {
             match rx.recv_timeout(self.tick) {
-                Ok(event) => self.notify(event),
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Some(event)) if !self.stop.is_set() => self.notify(event),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             if self.stop.is_set() {
@@ -261,17 +284,48 @@ impl Notifier {
             .env("GT_EVENT_SUMMARY", &summary)
             .env("GT_TOWN_ROOT", &self.town)
             .env_remove("NOTIFY_SOCKET");
-        let failure = match crate::process::run_bounded(&mut cmd, &input, self.timeout) {
-            Ok(Some(out)) if out.status.success() => None,
-            Ok(Some(out)) => Some(format!(
-                "exited with {}: {:?}",
-                out.status,
-                cut(String::from_utf8_lossy(&out.stderr).trim())
-            )),
-            Ok(None) => Some(format!(
-                "did not finish within {} (notify_timeout): killed",
-                human(self.timeout)
-            )),
+        let stop = self.stop.clone();
+        let ran =
+            crate::process::run_contained(&mut cmd, &input, self.timeout, MAX_DETAIL, &|| {
+                stop.is_set()
+            });
+        if let Ok(ran) = &ran {
+            if ran.leftovers > 0 {
+                tracing::info!(
+                    event = kind,
+                    "notify_command left {} process(es) behind: ended",
+                    ran.leftovers
+                );
+            }
+            if ran.dropped > 0 {
+                tracing::debug!(
+                    event = kind,
+                    "notify_command wrote {} bytes more than are kept: dropped",
+                    ran.dropped
+                );
+            }
+        }
+        let failure = match ran {
+            Ok(ran) => match ran.status {
+                Some(status) if status.success() => None,
+                Some(status) => {
+                    // What it said about it: stderr, else stdout.
+                    let said = if ran.stderr.iter().all(u8::is_ascii_whitespace) {
+                        &ran.stdout
+                    } else {
+                        &ran.stderr
+                    };
+                    Some(format!(
+                        "exited with {status}: {:?}",
+                        cut(String::from_utf8_lossy(said).trim())
+                    ))
+                }
+                None if self.stop.is_set() => Some("ended: the daemon is stopping".into()),
+                None => Some(format!(
+                    "did not finish within {} (notify_timeout): killed",
+                    human(self.timeout)
+                )),
+            },
             Err(e) => Some(format!("cannot run it: {e}")),
         };
         match failure {

@@ -29,7 +29,7 @@ use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filed, Filer};
 use super::ledger::{self, Ledger, Tally};
-use super::metrics::Monitoring;
+use super::monitoring::Monitoring;
 use super::stop::StopFlag;
 use super::supervisor::Restart;
 use super::validate::{self, SETTLE};

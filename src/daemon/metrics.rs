@@ -1,8 +1,6 @@
-//! What the daemon tells a monitoring system, served on its own thread
-//! when `metrics_listen` is set: `/metrics` (the Prometheus text format),
-//! `/healthz` (heartbeat fresh, filing working) and `/readyz` (lock held,
-//! recovery done, inbox watched), each as plain text or JSON.
-//! docs/monitoring.md lists every series.
+//! The Prometheus series: what the daemon's threads count, and what is
+//! read when scraped. docs/monitoring.md lists every series; [`super::http`]
+//! serves them at `/metrics`.
 //!
 //! The daemon's threads record what happens through [`Metrics`]: atomic
 //! counters and gauges, so a scrape never holds up a request and a request
@@ -12,16 +10,12 @@
 //! only valid agents have), never from file names or free text.
 //!
 //! With `metrics_listen` unset nothing is registered and nothing served;
-//! only the health record (a few atomics) is kept, for the notifier.
+//! only the [`Health`] record (a few atomics) is kept, for the notifier.
 
-use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -32,12 +26,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use serde_json::json;
-use thiserror::Error;
 
-use super::stop::StopFlag;
-use crate::config::{ListenAddr, SharedConfig};
-use crate::duration::human;
+use super::health::{Health, Watching};
+use crate::config::SharedConfig;
 use crate::outcome::Outcome;
 use crate::request::Action;
 use crate::town::Town;
@@ -93,14 +84,6 @@ struct BuildLabels {
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// What a part of the daemon needs to be watched: the metrics it counts
-/// into, and the notifier for what a person must act on.
-#[derive(Clone)]
-pub(crate) struct Monitoring {
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) alerts: super::alert::Alerts,
-}
 
 /// The daemon's record for monitoring: shared by every thread that has
 /// something to count.
@@ -164,10 +147,7 @@ impl Metrics {
 
     /// A heartbeat ran (pokes sent, state.json rewritten).
     pub(crate) fn heartbeat(&self) {
-        self.health.last_heartbeat.store(
-            self.health.started.elapsed().as_nanos() as u64 + 1,
-            Ordering::Release,
-        );
+        self.health.heartbeat();
         if let Some(e) = &self.exported {
             e.heartbeats.inc();
             e.last_heartbeat.set(unix_now());
@@ -176,12 +156,7 @@ impl Metrics {
 
     /// How many executed requests wait to be filed, and the last reason.
     pub(crate) fn unfiled(&self, count: u64, error: Option<&str>) {
-        self.health.unfiled.store(count, Ordering::Release);
-        *self
-            .health
-            .filing_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = error.map(str::to_string);
+        self.health.unfiled(count, error);
         if let Some(e) = &self.exported {
             e.unfiled.set(count as i64);
         }
@@ -189,17 +164,17 @@ impl Metrics {
 
     /// The town lock is ours (until the daemon stops or is displaced).
     pub(crate) fn locked(&self, held: bool) {
-        self.health.locked.store(held, Ordering::Release);
+        self.health.locked(held);
     }
 
     /// What `processing/` held at the start has been filed.
     pub(crate) fn recovered(&self) {
-        self.health.recovered.store(true, Ordering::Release);
+        self.health.recovered();
     }
 
     /// The inbox is watched, and how.
     pub(crate) fn watching(&self, how: Watching) {
-        self.health.watch.store(how as u8, Ordering::Release);
+        self.health.watching(how);
     }
 
     /// What became of a notification: `sent`, `failed`, `deduplicated` or
@@ -210,6 +185,11 @@ impl Metrics {
                 .get_or_create(&NotificationLabels { event, result })
                 .inc();
         }
+    }
+
+    /// Are the series registered (`metrics_listen` set)?
+    pub(crate) fn exported(&self) -> bool {
+        self.exported.is_some()
     }
 
     /// The Prometheus text exposition of every series.
@@ -434,323 +414,6 @@ impl Collector for ReadAtScrape {
     }
 }
 
-/// How the inbox is watched, for `/readyz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Watching {
-    Notify = 1,
-    Poll = 2,
-    /// Polling because notify could not be set up.
-    PollFallback = 3,
-}
-
-/// What `/healthz`, `/readyz` and the notifier judge the daemon by.
-pub(crate) struct Health {
-    started: Instant,
-    /// For the heartbeat interval in force (a reload may change it).
-    config: SharedConfig,
-    /// Nanoseconds after `started` of the last heartbeat, plus one; 0
-    /// before the first.
-    last_heartbeat: AtomicU64,
-    unfiled: AtomicU64,
-    filing_error: Mutex<Option<String>>,
-    locked: AtomicBool,
-    recovered: AtomicBool,
-    watch: AtomicU8,
-}
-
-/// One line of a health or readiness answer.
-#[derive(Debug)]
-struct Check {
-    name: &'static str,
-    ok: bool,
-    detail: String,
-}
-
-impl Health {
-    fn new(config: SharedConfig) -> Health {
-        Health {
-            started: Instant::now(),
-            config,
-            last_heartbeat: AtomicU64::new(0),
-            unfiled: AtomicU64::new(0),
-            filing_error: Mutex::new(None),
-            locked: AtomicBool::new(false),
-            recovered: AtomicBool::new(false),
-            watch: AtomicU8::new(0),
-        }
-    }
-
-    /// Since the last heartbeat, or since the start before the first (a
-    /// first heartbeat that never comes is as bad as a late one).
-    pub(crate) fn heartbeat_age(&self) -> Duration {
-        let now = self.started.elapsed();
-        match self.last_heartbeat.load(Ordering::Acquire) {
-            0 => now,
-            at => now.saturating_sub(Duration::from_nanos(at - 1)),
-        }
-    }
-
-    /// The heartbeat is overdue: the daemon may be hung.
-    pub(crate) fn heartbeat_overdue(&self) -> bool {
-        self.heartbeat_age() > self.overdue_after()
-    }
-
-    pub(crate) fn overdue_after(&self) -> Duration {
-        crate::state::heartbeat_overdue_after(self.config.get().heartbeat_interval)
-    }
-
-    fn healthz(&self) -> Vec<Check> {
-        let age = self.heartbeat_age();
-        let beat = if self.last_heartbeat.load(Ordering::Acquire) == 0 {
-            format!("no heartbeat yet, {} after the start", human(age))
-        } else {
-            format!("last one {} ago", human(age))
-        };
-        let unfiled = self.unfiled.load(Ordering::Acquire);
-        let filing = match unfiled {
-            0 => "every outcome filed".to_string(),
-            n => format!(
-                "{n} outcome(s) wait to be filed: {}",
-                self.filing_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_deref()
-                    .unwrap_or("unknown error")
-            ),
-        };
-        vec![
-            Check {
-                name: "heartbeat",
-                ok: !self.heartbeat_overdue(),
-                detail: format!("{beat}; overdue after {}", human(self.overdue_after())),
-            },
-            Check {
-                name: "filing",
-                ok: unfiled == 0,
-                detail: filing,
-            },
-        ]
-    }
-
-    fn readyz(&self, stopping: bool) -> Vec<Check> {
-        let locked = self.locked.load(Ordering::Acquire);
-        let recovered = self.recovered.load(Ordering::Acquire);
-        let watch = match self.watch.load(Ordering::Acquire) {
-            1 => Some("notify events"),
-            2 => Some("polling (watch_mode: poll)"),
-            3 => Some("polling (notify could not be set up)"),
-            _ => None,
-        };
-        vec![
-            Check {
-                name: "lock",
-                ok: locked && !stopping,
-                detail: match (locked, stopping) {
-                    (_, true) => "the daemon is stopping".into(),
-                    (true, false) => "daemon.lock held".into(),
-                    (false, false) => "daemon.lock not held".into(),
-                },
-            },
-            Check {
-                name: "recovery",
-                ok: recovered,
-                detail: if recovered {
-                    "processing/ recovered".into()
-                } else {
-                    "recovering what a stopped daemon left in processing/".into()
-                },
-            },
-            Check {
-                name: "watch",
-                ok: watch.is_some(),
-                detail: watch.unwrap_or("the inbox is not watched yet").into(),
-            },
-        ]
-    }
-}
-
-#[derive(Debug, Error)]
-pub(crate) enum MetricsError {
-    #[error("cannot serve metrics on {addr} (metrics_listen): {source}")]
-    Listen {
-        addr: ListenAddr,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("cannot serve metrics on {addr} (metrics_listen): {why}")]
-    Socket { addr: ListenAddr, why: String },
-    #[error("cannot start the metrics thread: {0}")]
-    Thread(io::Error),
-}
-
-/// The HTTP endpoint: one thread answering requests in turn (tiny_http
-/// reads them on its own threads). Closed when dropped.
-pub(crate) struct Server {
-    http: Arc<tiny_http::Server>,
-    closing: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    socket: Option<PathBuf>,
-}
-
-/// Starts serving `metrics` on `listen`.
-pub(crate) fn serve(
-    listen: &ListenAddr,
-    metrics: Arc<Metrics>,
-    stop: Arc<StopFlag>,
-) -> Result<Server, MetricsError> {
-    let listen_error = |source| MetricsError::Listen {
-        addr: listen.clone(),
-        source,
-    };
-    let (http, socket) = match listen {
-        ListenAddr::Tcp(addr) => (tiny_http::Server::http(addr).map_err(listen_error)?, None),
-        ListenAddr::Unix(path) => {
-            clear_stale_socket(path).map_err(|why| MetricsError::Socket {
-                addr: listen.clone(),
-                why,
-            })?;
-            let http = tiny_http::Server::http_unix(path).map_err(listen_error)?;
-            (http, Some(path.clone()))
-        }
-    };
-    let http = Arc::new(http);
-    let closing = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (http, closing) = (http.clone(), closing.clone());
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || answer(&http, &metrics, &stop, &closing))
-            .map_err(MetricsError::Thread)?
-    };
-    let shown = match http.server_addr() {
-        tiny_http::ListenAddr::IP(addr) => addr.to_string(),
-        tiny_http::ListenAddr::Unix(_) => listen.to_string(),
-    };
-    tracing::info!(listen = %shown, "serving /metrics, /healthz and /readyz");
-    Ok(Server {
-        http,
-        closing,
-        thread: Some(thread),
-        socket,
-    })
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.closing.store(true, Ordering::Release);
-        self.http.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        if let Some(path) = &self.socket {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// A socket left by a daemon that died is removed; a live one (another
-/// town's daemon configured with the same path) or anything that is not a
-/// socket is left alone, and the start fails.
-fn clear_stale_socket(path: &std::path::Path) -> Result<(), String> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.to_string()),
-        Ok(m) if !m.file_type().is_socket() => {
-            Err("the path exists and is not a socket; remove it or choose another".into())
-        }
-        Ok(_) if UnixStream::connect(path).is_ok() => {
-            Err("another process is serving on this socket".into())
-        }
-        Ok(_) => {
-            std::fs::remove_file(path).map_err(|e| format!("cannot remove a stale socket: {e}"))
-        }
-    }
-}
-
-fn answer(http: &tiny_http::Server, metrics: &Metrics, stop: &StopFlag, closing: &AtomicBool) {
-    loop {
-        match http.recv() {
-            Ok(request) => respond(request, metrics, stop),
-            Err(_) if closing.load(Ordering::Acquire) => return,
-            Err(e) => {
-                tracing::error!("the metrics endpoint stopped accepting connections: {e}");
-                return;
-            }
-        }
-    }
-}
-
-fn respond(request: tiny_http::Request, metrics: &Metrics, stop: &StopFlag) {
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let wants_json = query.split('&').any(|p| p == "format=json")
-        || request
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/json"));
-    let get = matches!(
-        request.method(),
-        tiny_http::Method::Get | tiny_http::Method::Head
-    );
-    let (status, content_type, body) = if !get {
-        (405, TEXT, "only GET and HEAD are served\n".to_string())
-    } else {
-        match path {
-            "/metrics" if metrics.exported.is_some() => (
-                200,
-                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                metrics.exposition(),
-            ),
-            "/healthz" => verdict(&metrics.health.healthz(), wants_json),
-            "/readyz" => verdict(&metrics.health.readyz(stop.is_set()), wants_json),
-            "/" => (
-                200,
-                TEXT,
-                "gt daemon: /metrics /healthz /readyz (?format=json)\n".into(),
-            ),
-            _ => (
-                404,
-                TEXT,
-                "not found: try /metrics, /healthz or /readyz\n".into(),
-            ),
-        }
-    };
-    let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-        .expect("a constant, valid header");
-    let response = tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header);
-    if let Err(e) = request.respond(response) {
-        tracing::debug!("metrics endpoint: cannot answer {path}: {e}");
-    }
-}
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";
-
-/// 200 when every check passes, else 503; one line per check, or JSON.
-fn verdict(checks: &[Check], json: bool) -> (u16, &'static str, String) {
-    let ok = checks.iter().all(|c| c.ok);
-    let status = if ok { 200 } else { 503 };
-    if json {
-        let checks: serde_json::Map<String, serde_json::Value> = checks
-            .iter()
-            .map(|c| (c.name.to_string(), json!({"ok": c.ok, "detail": c.detail})))
-            .collect();
-        let body = json!({"status": if ok { "ok" } else { "failing" }, "checks": checks});
-        return (status, JSON, format!("{body}\n"));
-    }
-    let mut body = String::from(if ok { "ok\n" } else { "failing\n" });
-    for c in checks {
-        body += &format!(
-            "{}: {} ({})\n",
-            c.name,
-            if c.ok { "ok" } else { "FAILING" },
-            c.detail
-        );
-    }
-    (status, TEXT, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -832,38 +495,5 @@ mod tests {
         m.heartbeat();
         assert_eq!(m.exposition(), "");
         assert!(!m.health().heartbeat_overdue());
-    }
-
-    #[test]
-    fn a_reloaded_heartbeat_interval_moves_the_overdue_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let town = Town::at(dir.path()).unwrap();
-        let live = SharedConfig::new(Config::parse(br#"{"heartbeat_interval": "1h"}"#).unwrap());
-        let m = Metrics::new(&town, &live);
-        assert_eq!(m.health().overdue_after(), Duration::from_secs(7210));
-        live.replace(Config::parse(br#"{"heartbeat_interval": "10s"}"#).unwrap());
-        assert_eq!(m.health().overdue_after(), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn health_fails_on_unfiled_outcomes() {
-        let (_dir, m) = with_metrics();
-        m.heartbeat();
-        let (status, _, body) = verdict(&m.health.healthz(), false);
-        assert_eq!(status, 200, "{body}");
-        m.unfiled(2, Some("No space left on device (os error 28)"));
-        let (status, _, body) = verdict(&m.health.healthz(), true);
-        assert_eq!(status, 503);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "failing");
-        assert_eq!(v["checks"]["filing"]["ok"], false);
-        assert_eq!(v["checks"]["heartbeat"]["ok"], true);
-        let (status, _, body) = verdict(&m.health.readyz(false), false);
-        assert_eq!(status, 503, "not locked nor recovered yet: {body}");
-        m.locked(true);
-        m.recovered();
-        m.watching(Watching::Notify);
-        assert_eq!(verdict(&m.health.readyz(false), false).0, 200);
-        assert_eq!(verdict(&m.health.readyz(true), false).0, 503);
     }
 }

@@ -9,18 +9,23 @@
 //! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
 //! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
 //! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
-//! told), and for whoever watches the daemon [`metrics`] (`/metrics`,
-//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
+//! told), and for whoever watches the daemon ([`monitoring`]): the
+//! [`health`] record, the [`metrics`] series, the [`http`] endpoint that
+//! serves them (`/metrics`, `/healthz`, `/readyz`) and [`alert`]
+//! (`notify_command`).
 
 pub(crate) mod alert;
 pub(crate) mod consumer;
 pub(crate) mod dispatch;
 pub(crate) mod execute;
 pub(crate) mod filing;
+pub(crate) mod health;
 pub(crate) mod heartbeat;
+pub(crate) mod http;
 pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod metrics;
+pub(crate) mod monitoring;
 pub(crate) mod retention;
 pub(crate) mod sdnotify;
 pub(crate) mod stop;
@@ -45,8 +50,10 @@ use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
 use consumer::{Consumer, Inlet};
 use execute::HeldSessions;
+use health::Watching;
 use heartbeat::Heartbeat;
-use metrics::{Metrics, Monitoring, Watching};
+use metrics::Metrics;
+use monitoring::Monitoring;
 use sdnotify::Manager;
 use stop::StopFlag;
 use watch::Message;
@@ -64,7 +71,7 @@ pub(crate) enum DaemonError {
     #[error("this daemon no longer owns its town, so it stops: {0}")]
     Displaced(Displaced),
     #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
+    Endpoint(#[from] http::EndpointError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -111,20 +118,6 @@ pub(crate) fn run(
         .map_err(io("cannot install signal handlers"))?;
     let metrics = Metrics::new(town, &live);
     metrics.locked(true);
-    // Served from here on, so /readyz can say what start-up is waiting for.
-    let server = match &config.metrics_listen {
-        Some(listen) => Some(metrics::serve(listen, metrics.clone(), stop.clone())?),
-        None => None,
-    };
-    let monitoring = Monitoring {
-        metrics: metrics.clone(),
-        alerts: alert::start(town, &config, metrics.clone(), stop.clone())
-            .map_err(io("cannot start the notifier thread"))?,
-    };
-    if let Some(delay) = hooks.start_delay {
-        stop.wait(delay);
-    }
-
     let state = Arc::new(StateStore::new(
         town.state_file(),
         State {
@@ -138,6 +131,29 @@ pub(crate) fn run(
             ..State::default()
         },
     ));
+    // Served from here on, so /readyz can say what start-up is waiting for.
+    let server = match &config.metrics_listen {
+        Some(listen) => Some(http::serve(
+            listen,
+            http::Context {
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+                state: state.clone(),
+                panic_hook: hooks.endpoint_panic,
+            },
+        )?),
+        None => None,
+    };
+    let (alerts, notifier) = alert::start(town, &config, metrics.clone(), stop.clone())
+        .map_err(io("cannot start the notifier thread"))?;
+    let monitoring = Monitoring {
+        metrics: metrics.clone(),
+        alerts,
+    };
+    if let Some(delay) = hooks.start_delay {
+        stop.wait(delay);
+    }
+
     let overflow = Arc::new(AtomicBool::new(false));
     let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
@@ -212,6 +228,9 @@ pub(crate) fn run(
     drop(watch);
     metrics.locked(false);
     drop(server);
+    if let Some(notifier) = notifier {
+        notifier.join();
+    }
     if let Some(supervising) = supervising {
         let _ = supervising.join();
     }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::alert::Event;
 use super::execute::HeldSessions;
-use super::metrics::Monitoring;
+use super::monitoring::Monitoring;
 use super::stop::StopFlag;
 use super::watch::Message;
 use crate::config::Config;

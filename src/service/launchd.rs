@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{canonical, launchd_label, plain, scope_mark, Scope, ServiceError};
+use super::{canonical, launchd_label, plain, scope_mark, Scope, ServiceError, NOFILE};
 use crate::town::{Town, TOWN_ENV};
 
 pub(crate) fn domain(scope: Scope) -> String {
@@ -91,6 +91,12 @@ pub(crate) fn plist(town: &Town, exe: &Path, scope: Scope) -> Result<String, Ser
     p.push_str("\t<key>KeepAlive</key>\n\t<dict>\n\t\t<key>SuccessfulExit</key>\n\t\t<false/>\n\t</dict>\n");
     p.push_str("\t<key>ThrottleInterval</key>\n\t<integer>5</integer>\n");
     p.push_str("\t<key>ExitTimeOut</key>\n\t<integer>30</integer>\n");
+    // launchd gives a job 256 descriptors unless told otherwise: little
+    // room for requests, tmux calls, the ledger and the metrics endpoint.
+    let _ = writeln!(
+        p,
+        "\t<key>SoftResourceLimits</key>\n\t<dict>\n\t\t<key>NumberOfFiles</key>\n\t\t<integer>{NOFILE}</integer>\n\t</dict>"
+    );
     let _ = writeln!(p, "\t<key>StandardOutPath</key>\n\t{}", s(log));
     let _ = writeln!(p, "\t<key>StandardErrorPath</key>\n\t{}", s(log));
     p.push_str("</dict>\n</plist>\n");

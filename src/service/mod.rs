@@ -22,6 +22,11 @@ use crate::town::Town;
 /// in). Meant for tests and packaging.
 pub(crate) const INSTALL_DIR_ENV: &str = "GT_INSTALL_DIR";
 
+/// The descriptor limit units ask for: well above the 1024 (systemd) or
+/// 256 (launchd) a service gets by default, well below the hard limits
+/// either allows an unprivileged user.
+pub(crate) const NOFILE: u32 = 8192;
+
 /// Which service manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flavour {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{canonical, plain, scope_mark, Scope, ServiceError};
+use super::{canonical, plain, scope_mark, Scope, ServiceError, NOFILE};
 use crate::config::EXIT_CONFIG;
 use crate::town::{Town, TOWN_ENV};
 
@@ -158,6 +158,13 @@ pub(crate) fn unit(town: &Town, exe: &Path, scope: Scope) -> Result<String, Serv
     );
     u.push_str("KillMode=process\n");
     u.push_str("TimeoutStopSec=30\n");
+    let _ = writeln!(
+        u,
+        "# Descriptors: the 1024 a service gets by default leave little room for\n\
+         # requests, tmux calls, the ledger and the metrics endpoint's clients\n\
+         # (it never holds more than a quarter of the limit).\n\
+         LimitNOFILE={NOFILE}"
+    );
     u.push_str("\n[Install]\n");
     let _ = writeln!(u, "WantedBy={}", wanted_by(scope));
     Ok(u)

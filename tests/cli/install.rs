@@ -186,6 +186,8 @@ fn systemd_user_unit() {
     // daemon is restarted; `systemctl reload` is SIGHUP.
     assert_eq!(one(&unit, "Service", "RestartPreventExitStatus"), "78");
     assert_eq!(one(&unit, "Service", "WatchdogSec"), "5min");
+    // Descriptors to spare beyond the default 1024.
+    assert_eq!(one(&unit, "Service", "LimitNOFILE"), "8192");
     assert_eq!(
         one(&unit, "Service", "ExecReload"),
         "/bin/kill -HUP $MAINPID"
@@ -235,6 +237,7 @@ fn systemd_system_unit() {
     assert!(name.starts_with("gt-daemon-gt-"), "{name}");
     let unit = parse_unit(&std::fs::read_to_string(&path).unwrap());
     assert_eq!(one(&unit, "Install", "WantedBy"), "multi-user.target");
+    assert_eq!(one(&unit, "Service", "LimitNOFILE"), "8192");
     // The daemon runs as the town's owner unless that is root.
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata(&town).unwrap().uid();
@@ -439,6 +442,12 @@ fn launchd_plist() {
         plist_array(&text, "ProgramArguments"),
         [gt_exe().as_str(), "--town", town_s, "daemon", "run"]
     );
+    assert!(
+        text.contains(
+            "<key>SoftResourceLimits</key>\n\t<dict>\n\t\t<key>NumberOfFiles</key>\n\t\t<integer>8192</integer>"
+        ),
+        "{text}"
+    );
     let said = &out.stdout;
     assert!(said.contains("launchctl bootstrap gui/"), "{said}");
     assert!(said.contains(&path.display().to_string()), "{said}");
@@ -466,6 +475,8 @@ fn launchd_plist() {
         let log = gt::town::Town::at(&town).unwrap().log_file();
         assert_eq!(v["StandardOutPath"], log.to_str().unwrap());
         assert_eq!(v["StandardErrorPath"], log.to_str().unwrap());
+        // Descriptors to spare beyond launchd's default 256.
+        assert_eq!(v["SoftResourceLimits"]["NumberOfFiles"], 8192);
     }
 
     let out = uninstall(&dir, &town, &["--launchd", "--user"]);

@@ -15,7 +15,7 @@ use crate::support::proc::{KillOnDrop, Resume, Signal};
 use crate::support::{file_name, read_lines, request_json, require_tool, Town, DEADLINE};
 
 /// A town whose daemon serves metrics on a free loopback port.
-fn town_with_metrics(extra: Value) -> (Town, u16) {
+pub(super) fn town_with_metrics(extra: Value) -> (Town, u16) {
     let port = free_port();
     let mut t = Town::new();
     let mut config = json!({"metrics_listen": format!("127.0.0.1:{port}")});
@@ -27,7 +27,12 @@ fn town_with_metrics(extra: Value) -> (Town, u16) {
 }
 
 /// Waits until GET `path` answers, and returns the answer.
-fn wait_reply(t: &Town, port: u16, path: &str, mut ok: impl FnMut(&Reply) -> bool) -> Reply {
+pub(super) fn wait_reply(
+    t: &Town,
+    port: u16,
+    path: &str,
+    mut ok: impl FnMut(&Reply) -> bool,
+) -> Reply {
     let mut last = None;
     t.wait_until(
         &format!("GET {path} on port {port} as expected"),
@@ -41,7 +46,7 @@ fn wait_reply(t: &Town, port: u16, path: &str, mut ok: impl FnMut(&Reply) -> boo
 }
 
 /// The value of one sample line of an exposition (`NAME{LABELS} VALUE`).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -246,7 +246,7 @@ fn exit_status(roff: &mut Roff, name: &str) {
     match name {
         "gt" | "gt-daemon" => codes.extend([
             ("3", "daemon status: not running (stopped or crashed)"),
-            ("4", "daemon status: running but degraded (heartbeat overdue, or outcomes cannot be filed)"),
+            ("4", "daemon status: running but degraded (heartbeat overdue, outcomes cannot be filed, or the metrics endpoint is not serving)"),
             ("124", "daemon send --wait: timed out; the request stays queued"),
         ]),
         "gt-daemon-status" => {
@@ -255,7 +255,7 @@ fn exit_status(roff: &mut Roff, name: &str) {
                 ("1", "status could not be determined (the message says why)"),
                 ("2", "usage error"),
                 ("3", "not running (stopped or crashed)"),
-                ("4", "running but degraded: the heartbeat is overdue, or outcomes cannot be filed"),
+                ("4", "running but degraded: the heartbeat is overdue, outcomes cannot be filed, or the metrics endpoint is not serving"),
             ]
         }
         "gt-daemon-send" => codes = vec![

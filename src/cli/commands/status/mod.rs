@@ -19,8 +19,8 @@ pub const RUNNING: u8 = 0;
 /// Exit status: not running (stopped, or crashed), as `systemctl status`
 /// and LSB init scripts say it.
 pub const NOT_RUNNING: u8 = 3;
-/// Exit status: running but degraded (heartbeat overdue, or outcomes that
-/// cannot be filed).
+/// Exit status: running but degraded (heartbeat overdue, outcomes that
+/// cannot be filed, or the metrics endpoint not serving).
 pub const DEGRADED: u8 = 4;
 
 /// How long status waits for tmux to list the agents' sessions.
@@ -35,7 +35,8 @@ died without stopping: it is shown as crashed, with when it was last alive.
 Counters count since the daemon started.
 
 Exit status: 0 running, 3 not running (stopped or crashed), 4 running but
-degraded (heartbeat overdue, or outcomes that cannot be filed).
+degraded (heartbeat overdue, outcomes that cannot be filed, or the metrics
+endpoint not serving).
 
 Examples:
   gt daemon status

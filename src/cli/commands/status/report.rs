@@ -290,6 +290,17 @@ fn health(state: &State, heartbeat: &Heartbeat, warnings: &mut Vec<String>) -> V
             escape(state.filing_error.as_deref().unwrap_or("unknown error"))
         ));
     }
+    if let Some(why) = state
+        .metrics_endpoint_error
+        .as_deref()
+        .filter(|_| state.running)
+    {
+        degraded.push("metrics endpoint not serving".to_string());
+        warnings.push(format!(
+            "the metrics endpoint (metrics_listen) is not serving: {}; see `gt daemon logs`",
+            escape(why)
+        ));
+    }
     degraded
 }
 
