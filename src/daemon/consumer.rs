@@ -18,7 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,12 +28,11 @@ use super::alert::Event;
 use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filed, Filer};
+use super::inlet::{Hint, Inlet, Message, Restart};
 use super::ledger::{self, Ledger, Tally};
 use super::metrics::Monitoring;
 use super::stop::StopFlag;
-use super::supervisor::Restart;
 use super::validate::{self, SETTLE};
-use super::watch::{Hint, Message};
 use crate::config::SharedConfig;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
@@ -55,16 +54,6 @@ const BATCH: usize = 64;
 
 /// How often an outcome that could not be filed is tried again, at most.
 const REFILE_EVERY_MAX: Duration = Duration::from_secs(30);
-
-/// What the watcher hands the consumer: names on `rx`, `overflow` when it
-/// had to drop some, and how often to rescan anyway; `wake` is the sending
-/// side of `rx`, for the executor's workers.
-pub(crate) struct Inlet {
-    pub(crate) rx: Receiver<Message>,
-    pub(crate) wake: SyncSender<Message>,
-    pub(crate) overflow: Arc<AtomicBool>,
-    pub(crate) rescan_every: Duration,
-}
 
 /// A file that may still be being written, to look at again at `due`.
 struct Settling {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::execute::Executor;
-use super::watch::Message;
+use super::inlet::Message;
 use crate::request::{Partial, Request};
 
 /// A claimed, valid request waiting for or in execution.

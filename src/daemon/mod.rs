@@ -18,6 +18,7 @@ pub(crate) mod dispatch;
 pub(crate) mod execute;
 pub(crate) mod filing;
 pub(crate) mod heartbeat;
+pub(crate) mod inlet;
 pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod metrics;
@@ -43,13 +44,13 @@ use crate::state::{State, StateStore};
 use crate::testing::Hooks;
 use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
-use consumer::{Consumer, Inlet};
+use consumer::Consumer;
 use execute::HeldSessions;
 use heartbeat::Heartbeat;
+use inlet::{Inlet, Message};
 use metrics::{Metrics, Monitoring, Watching};
 use sdnotify::Manager;
 use stop::StopFlag;
-use watch::Message;
 
 /// Events buffered between the watcher and the consumer; past this the
 /// watcher drops events and asks for one rescan instead.

@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 
 use super::alert::Event;
 use super::execute::HeldSessions;
+use super::inlet::{Message, Restart};
 use super::metrics::Monitoring;
 use super::stop::StopFlag;
-use super::watch::Message;
 use crate::config::Config;
 use crate::duration::human;
 use crate::request::Agent;
@@ -33,16 +33,6 @@ const CONFIRM: Duration = Duration::from_millis(300);
 
 /// Lines of a dead pane kept beside the record of its restart.
 const CAPTURE_LINES: u32 = 200;
-
-/// A restart the supervisor asks the consumer to execute and file.
-#[derive(Debug)]
-pub(crate) struct Restart {
-    /// The agent as configured (its identity, as in a request's `from`).
-    pub(crate) agent: String,
-    pub(crate) reason: String,
-    /// The dead pane's last lines, if there was a pane.
-    pub(crate) capture: Option<String>,
-}
 
 pub(crate) struct Supervisor {
     pub(crate) town: Town,

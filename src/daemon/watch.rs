@@ -6,47 +6,16 @@
 //! but never a request. Claiming by rename is what makes each file handled
 //! once.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
+use super::inlet::{Hint, Message};
 use crate::inbox::is_request_name;
-
-/// How a name came to our attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hint {
-    /// Closed after writing, or renamed in: complete.
-    Ready,
-    /// Just created: a regular file may still be being written.
-    Created,
-    /// Created at this instant and looked at again: complete once it
-    /// parses (or its close-write event arrives), else after
-    /// `write_timeout`.
-    Announced(Instant),
-    /// Found by a scan: may be anything.
-    Scan,
-    /// Already claimed into `processing/` while still being written: look
-    /// at it there again (with the instant it was announced, if it was).
-    Claimed(Option<Instant>),
-}
-
-#[derive(Debug)]
-pub(crate) enum Message {
-    Candidate(OsString, Hint),
-    /// The watcher may have missed events (queue overflow, error).
-    Rescan(&'static str),
-    /// An executor worker finished a request.
-    Done,
-    /// Supervision asks for a dead agent to be restarted.
-    Supervised(Box<super::supervisor::Restart>),
-    Stop,
-}
 
 /// Keeps the watcher alive; dropping it stops the events.
 pub(crate) struct Watch {
