@@ -37,7 +37,7 @@ use crate::config::SharedConfig;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
-use crate::request::{Action, Agent, Partial, Request};
+use crate::request::{self, Action, Agent, Partial, Request};
 use crate::state::StateStore;
 use crate::supervise::AgentState;
 use crate::testing::Hooks;
@@ -231,7 +231,7 @@ impl Consumer {
             source
         };
         let (reason, partial, was_valid) =
-            match validate::validate(validate::read_request(&source), Utc::now(), Duration::MAX) {
+            match request::validate(request::read(&source), Utc::now(), Duration::MAX) {
                 (Ok(_), partial) => (INTERRUPTED.to_string(), partial, true),
                 (Err(reason), partial) => (reason, partial, false),
             };
@@ -530,9 +530,9 @@ impl Consumer {
         if !matches!(hint, Hint::Claimed(_)) && self.executor.has_effects() && self.any_taken() {
             // Look before claiming: a request for a busy agent stays in
             // the inbox, unclaimed, until that agent is free.
-            let peek = validate::read_request(&self.town.inbox().join(name));
+            let peek = request::read(&self.town.inbox().join(name));
             if let (Ok(request), _) =
-                validate::validate(peek, Utc::now(), self.config.get().max_request_age)
+                request::validate(peek, Utc::now(), self.config.get().max_request_age)
             {
                 let session = request.session();
                 if self.must_wait(&session) {
@@ -552,7 +552,7 @@ impl Consumer {
         if !self.test_delay.is_zero() {
             std::thread::sleep(self.test_delay);
         }
-        let read = validate::read_request(&claimed);
+        let read = request::read(&claimed);
         if let Ok(Ok(bytes)) = &read {
             let announced = match hint {
                 Hint::Announced(at) | Hint::Claimed(Some(at)) => Some(at),
@@ -584,7 +584,7 @@ impl Consumer {
             );
             (Err(reason), Partial::default())
         } else {
-            validate::validate(read, Utc::now(), self.config.get().max_request_age)
+            request::validate(read, Utc::now(), self.config.get().max_request_age)
         };
         match request {
             Ok(request) if !self.executor.has_effects() => {
