@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::alert::Event;
 use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
-use super::filing::{self, Filed, Filer};
+use super::filing::{self, Filer};
 use super::inlet::{Hint, Inlet, Message, Restart};
 use super::ledger::{self, Ledger, Tally};
 use super::metrics::Monitoring;
@@ -52,23 +51,11 @@ const INTERRUPTED: &str =
 /// looked at again.
 const BATCH: usize = 64;
 
-/// How often an outcome that could not be filed is tried again, at most.
-const REFILE_EVERY_MAX: Duration = Duration::from_secs(30);
-
 /// A file that may still be being written, to look at again at `due`.
 struct Settling {
     name: OsString,
     hint: Hint,
     due: Instant,
-}
-
-/// An executed (or refused) request whose outcome could not be filed yet.
-struct Unfiled {
-    name: OsString,
-    sidecar: Sidecar,
-    attempts: u32,
-    next_try: Instant,
-    error: String,
 }
 
 pub(crate) struct Consumer {
@@ -80,20 +67,14 @@ pub(crate) struct Consumer {
     dispatcher: Dispatcher,
     /// Kept to decide whether a request needs a durable claim first.
     executor: Arc<Executor>,
-    state: Arc<StateStore>,
     rx: Receiver<Message>,
     overflow: Arc<AtomicBool>,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
-    pid: u32,
-    /// Outcomes filed since the start, in filing order: each sidecar
-    /// carries its number (`seq`), and the ledger counts them in this order.
-    filed_count: u64,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
     settling: Vec<Settling>,
-    unfiled: Vec<Unfiled>,
     /// Requests left in the inbox until their agent is free, per session
     /// in the order they were seen, and all their names.
     deferred: HashMap<String, VecDeque<OsString>>,
@@ -108,10 +89,6 @@ pub(crate) struct Consumer {
     rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
-    monitoring: Monitoring,
-    /// When each request in `processing/` was claimed, for the duration
-    /// metric; bounded, like `processing/`, by the requests in hand.
-    claimed_at: HashMap<OsString, Instant>,
 }
 
 impl Consumer {
@@ -133,19 +110,15 @@ impl Consumer {
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
-            filer: Filer::new(town),
-            ledger: Ledger::start(town, state.clone())?,
+            filer: Filer::new(town, state.clone(), monitoring),
+            ledger: Ledger::start(town, state)?,
             dispatcher,
             executor,
-            state,
             rx: inlet.rx,
             overflow: inlet.overflow,
             stop,
-            pid: std::process::id(),
-            filed_count: 0,
             queue: VecDeque::new(),
             settling: Vec::new(),
-            unfiled: Vec::new(),
             deferred: HashMap::new(),
             deferred_names: HashSet::new(),
             pool_waiting: VecDeque::new(),
@@ -155,8 +128,6 @@ impl Consumer {
             rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
-            monitoring,
-            claimed_at: HashMap::new(),
         })
     }
 
@@ -218,7 +189,7 @@ impl Consumer {
         if let Some(sidecar) = self.filer.journaled(name) {
             tracing::info!(file = %escape_os(name), outcome = ?sidecar.outcome,
                 "filing a request that ran before the stop with its real outcome");
-            self.file(name.to_os_string(), sidecar, tally);
+            self.filer.file(name.to_os_string(), sidecar, tally);
             return Ok(false);
         }
         let (name, original_name) = self.fit_name(name)?;
@@ -235,11 +206,11 @@ impl Consumer {
                 (Ok(_), partial) => (INTERRUPTED.to_string(), partial, true),
                 (Err(reason), partial) => (reason, partial, false),
             };
-        let sidecar = self.sidecar(Err(reason), &partial, original_name);
+        let sidecar = self.filer.sidecar(Err(reason), &partial, original_name);
         tracing::warn!(file = %escape_os(&name), from = %escape(partial.from.as_deref().unwrap_or("-")),
             action = %escape(partial.action.as_deref().unwrap_or("-")),
             reason = %escape(sidecar.error.as_deref().unwrap_or_default()), "request left in processing/ by a stopped daemon");
-        self.file(name, sidecar, tally);
+        self.filer.file(name, sidecar, tally);
         Ok(was_valid)
     }
 
@@ -270,7 +241,7 @@ impl Consumer {
             self.release_deferred();
             self.dispatch_supervised();
             self.process_batch(&mut tally);
-            self.refile_due(&mut tally, false);
+            self.filer.refile_due(&mut tally, false);
             self.record(tally);
         }
         self.wind_down();
@@ -305,12 +276,9 @@ impl Consumer {
             self.record(tally);
         }
         let mut tally = Tally::default();
-        self.refile_due(&mut tally, true);
+        self.filer.refile_due(&mut tally, true);
         self.record(tally);
-        for left in &self.unfiled {
-            tracing::error!(file = %escape_os(&left.name), error = %left.error,
-                "stopping with an outcome not yet filed; its journal entry in processing/ files it at the next start");
-        }
+        self.filer.report_unfiled();
         self.dispatcher.finish();
         self.ledger.finish();
     }
@@ -334,7 +302,7 @@ impl Consumer {
                 .settling
                 .iter()
                 .map(|s| s.due)
-                .chain(self.unfiled.iter().map(|u| u.next_try))
+                .chain(self.filer.next_try())
                 .fold(self.next_rescan, Instant::min);
             match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(msg) => {
@@ -376,7 +344,7 @@ impl Consumer {
                             .extend(names.into_iter().map(|n| (n, Hint::Scan)));
                     }
                     Err(e) => {
-                        self.heal_dirs();
+                        filing::heal_dirs(&self.town);
                         tracing::error!(inbox = %self.town.inbox().display(), "cannot scan the inbox: {e}")
                     }
                 }
@@ -492,8 +460,10 @@ impl Consumer {
             if let Err(e) = self.filer.sync_claims() {
                 for job in jobs {
                     let reason = format!("cannot make the claim durable, not executing: {e}");
-                    let sidecar = self.sidecar(Err(reason), &job.partial, job.original_name);
-                    self.file(job.name, sidecar, tally);
+                    let sidecar = self
+                        .filer
+                        .sidecar(Err(reason), &job.partial, job.original_name);
+                    self.filer.file(job.name, sidecar, tally);
                 }
                 return;
             }
@@ -590,8 +560,8 @@ impl Consumer {
             Ok(request) if !self.executor.has_effects() => {
                 // Nothing to wait for (dry run): run it here and now.
                 let result = self.executor.execute(&request);
-                let sidecar = self.sidecar(result, &partial, original_name);
-                self.file(claimed_name, sidecar, tally);
+                let sidecar = self.filer.sidecar(result, &partial, original_name);
+                self.filer.file(claimed_name, sidecar, tally);
                 Ok(None)
             }
             Ok(request) => {
@@ -600,7 +570,7 @@ impl Consumer {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
-                    self.claimed_at.remove(&claimed_name);
+                    self.filer.unclaimed(&claimed_name);
                     let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
                     self.defer(back, session);
                     return Ok(None);
@@ -615,8 +585,8 @@ impl Consumer {
                 }))
             }
             Err(reason) => {
-                let sidecar = self.sidecar(Err(reason), &partial, original_name);
-                self.file(claimed_name, sidecar, tally);
+                let sidecar = self.filer.sidecar(Err(reason), &partial, original_name);
+                self.filer.file(claimed_name, sidecar, tally);
                 Ok(None)
             }
         }
@@ -645,7 +615,7 @@ impl Consumer {
             match rename_unique(&source, &self.town.processing(), &target) {
                 Ok(path) => {
                     let claimed = path.file_name().unwrap_or(&target).to_os_string();
-                    self.claimed_at.insert(claimed.clone(), Instant::now());
+                    self.filer.claimed(&claimed);
                     return Ok(Some((claimed, original)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => {
@@ -653,7 +623,7 @@ impl Consumer {
                 }
                 Err(e) if !healed => {
                     healed = true;
-                    if !self.heal_dirs() {
+                    if !filing::heal_dirs(&self.town) {
                         return self.claim_failed(name, e);
                     }
                 }
@@ -671,44 +641,18 @@ impl Consumer {
         self.settling.push(Settling {
             name: name.to_os_string(),
             hint: Hint::Scan,
-            due: Instant::now() + REFILE_EVERY_MAX.min(self.rescan_every),
+            due: Instant::now() + filing::REFILE_EVERY_MAX.min(self.rescan_every),
         });
         Ok(None)
     }
 
-    /// Recreates daemon directories that were removed under us; true when
-    /// one was.
-    fn heal_dirs(&self) -> bool {
-        let mut healed = false;
-        for dir in [
-            self.town.daemon_dir().to_path_buf(),
-            self.town.inbox(),
-            self.town.processing(),
-            self.town.processed(),
-            self.town.failed(),
-        ] {
-            if std::fs::symlink_metadata(&dir).is_err() {
-                match std::fs::create_dir_all(&dir) {
-                    Ok(()) => {
-                        tracing::warn!(dir = %dir.display(), "recreated a missing daemon directory");
-                        healed = true;
-                    }
-                    Err(e) => {
-                        tracing::error!(dir = %dir.display(), "cannot recreate a missing daemon directory: {e}")
-                    }
-                }
-            }
-        }
-        healed
-    }
-
     fn collect_done(&mut self, tally: &mut Tally) {
         for Done { job, result } in self.dispatcher.take_done() {
-            let sidecar = self.sidecar(result, &job.partial, job.original_name);
+            let sidecar = self.filer.sidecar(result, &job.partial, job.original_name);
             match job.supervised {
                 None => {
                     self.note_for_supervision(&job.request, &sidecar);
-                    self.file(job.name, sidecar, tally);
+                    self.filer.file(job.name, sidecar, tally);
                 }
                 Some(record) => self.file_supervised(job.name, record, sidecar, tally),
             }
@@ -783,7 +727,7 @@ impl Consumer {
             tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
             return;
         }
-        self.file(name.clone(), sidecar, tally);
+        self.filer.file(name.clone(), sidecar, tally);
         let Some(capture) = record.capture else {
             return;
         };
@@ -834,110 +778,6 @@ impl Consumer {
         }
     }
 
-    /// Files `processing/NAME` with its outcome, or keeps the outcome to
-    /// file later: an executed request's outcome is never dropped.
-    fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
-        sidecar.seq = Some(self.filed_count + 1);
-        let mut result = self.filer.file(&name, &sidecar);
-        if result.is_err() && self.heal_dirs() {
-            result = self.filer.file(&name, &sidecar);
-        }
-        match result {
-            Ok(filed) => self.filed(&name, filed, &sidecar, tally),
-            Err(e) => {
-                let error = e.to_string();
-                tracing::error!(file = %escape_os(&name), outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
-                if let Err(e) = self.filer.journal(&name, &sidecar) {
-                    tracing::error!(file = %escape_os(&name), "cannot journal the outcome either ({e}); it is kept in memory");
-                }
-                self.unfiled.push(Unfiled {
-                    name,
-                    sidecar,
-                    attempts: 1,
-                    next_try: Instant::now() + Duration::from_secs(1),
-                    error,
-                });
-                self.publish_unfiled();
-            }
-        }
-    }
-
-    /// A request is filed: logged, its journal entry gone, counted once
-    /// the ledger has made it durable (and in the metrics at once).
-    fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
-        self.filed_count += 1;
-        log_outcome(&filed.path, sidecar);
-        let took = self.claimed_at.remove(name).map(|at| at.elapsed());
-        self.monitoring
-            .metrics
-            .filed(sidecar.outcome, sidecar.action.as_deref(), took);
-        self.filer.forget_journal(name);
-        match sidecar.outcome {
-            Outcome::Processed => tally.processed += 1,
-            Outcome::Failed => tally.failed += 1,
-        }
-        tally.sidecars.push(filed.sidecar);
-    }
-
-    /// Tries again the outcomes whose time has come (all of them when
-    /// `all`).
-    fn refile_due(&mut self, tally: &mut Tally, all: bool) {
-        if self.unfiled.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let before = self.unfiled.len();
-        let mut keep = Vec::new();
-        for mut u in std::mem::take(&mut self.unfiled) {
-            if !all && u.next_try > now {
-                keep.push(u);
-                continue;
-            }
-            self.heal_dirs();
-            u.sidecar.seq = Some(self.filed_count + 1);
-            match self.filer.file(&u.name, &u.sidecar) {
-                Ok(filed) => {
-                    tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
-                    self.filed(&u.name, filed, &u.sidecar, tally);
-                }
-                Err(e) => {
-                    u.attempts += 1;
-                    u.error = e.to_string();
-                    let backoff = Duration::from_secs(1 << u.attempts.min(5));
-                    u.next_try = now + backoff.min(REFILE_EVERY_MAX);
-                    if self.filer.journaled(&u.name).is_none() {
-                        let _ = self.filer.journal(&u.name, &u.sidecar);
-                    }
-                    keep.push(u);
-                }
-            }
-        }
-        self.unfiled = keep;
-        if self.unfiled.len() != before {
-            self.publish_unfiled();
-        }
-    }
-
-    /// Tells `status`, the metrics and a person (`notify_command`) how
-    /// many outcomes wait to be filed, and why.
-    fn publish_unfiled(&self) {
-        let count = self.unfiled.len() as u64;
-        let error = self.unfiled.first().map(|u| u.error.clone());
-        self.monitoring.metrics.unfiled(count, error.as_deref());
-        if let (1.., Some(error)) = (count, &error) {
-            self.monitoring.alerts.send(Event::FilingFailing {
-                unfiled: count,
-                error: error.clone(),
-            });
-        }
-        if let Err(e) = self.state.update(|s| {
-            s.outcomes_unfiled = count;
-            s.filing_error = error;
-        }) {
-            tracing::error!("cannot write state.json: {e}");
-        }
-    }
-
     fn dirs(&self) -> Vec<PathBuf> {
         vec![
             self.town.processing(),
@@ -945,47 +785,8 @@ impl Consumer {
             self.town.failed(),
         ]
     }
-
-    fn sidecar(
-        &self,
-        result: Result<(), String>,
-        partial: &Partial,
-        original_name: Option<String>,
-    ) -> Sidecar {
-        let (outcome, error) = match result {
-            Ok(()) => (Outcome::Processed, None),
-            Err(reason) => (Outcome::Failed, Some(reason)),
-        };
-        Sidecar {
-            outcome,
-            error,
-            from: partial.from.clone(),
-            action: partial.action.clone(),
-            session: partial.session.clone(),
-            finished_at: Utc::now(),
-            daemon_pid: self.pid,
-            original_name,
-            seq: None,
-        }
-    }
 }
 
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
-}
-
-/// One line per outcome. Names and fields are whatever an agent wrote:
-/// escaped, so neither log format can carry a forged line or a terminal
-/// control sequence.
-fn log_outcome(path: &Path, s: &Sidecar) {
-    let file = escape_os(path.file_name().unwrap_or_default());
-    let from = escape(s.from.as_deref().unwrap_or("-"));
-    let action = escape(s.action.as_deref().unwrap_or("-"));
-    match &s.error {
-        None => tracing::info!(%file, %action, %from, result = "processed", "request processed"),
-        Some(reason) => {
-            let reason = escape(reason);
-            tracing::warn!(%file, %action, %from, result = "failed", %reason, "request failed")
-        }
-    }
 }
