@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -28,8 +28,9 @@ use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filer};
 use super::inlet::{Hint, Inlet, Message, Restart};
-use super::ledger::{self, Ledger, Tally};
+use super::ledger::{Ledger, Tally};
 use super::metrics::Monitoring;
+use super::recovery;
 use super::stop::StopFlag;
 use super::validate::{self, SETTLE};
 use crate::config::SharedConfig;
@@ -40,12 +41,8 @@ use crate::request::{self, Action, Agent, Partial, Request};
 use crate::state::StateStore;
 use crate::supervise::AgentState;
 use crate::testing::Hooks;
-use crate::text::{escape, escape_os};
+use crate::text::escape_os;
 use crate::town::Town;
-
-const INTERRUPTED: &str =
-    "interrupted: the daemon stopped while executing this request; it was not run again \
-     (at most once). Check the agent, then `gt daemon retry` it if needed";
 
 /// Files handled before the outcomes go to the ledger and the channel is
 /// looked at again.
@@ -131,104 +128,10 @@ impl Consumer {
         })
     }
 
-    /// Files what a stopped daemon left in `processing/`. A request whose
-    /// outcome was journalled ran and is filed with that outcome; one that
-    /// may have run without a record is never run again (at most once) and
-    /// is filed as interrupted. One bad file never stops the start: it is
-    /// reported and left for the operator. Returns how many were filed as
-    /// interrupted.
+    /// Files what a stopped daemon left in `processing/` (see
+    /// [`recovery`]); how many were filed as interrupted.
     pub(crate) fn recover(&mut self) -> io::Result<usize> {
-        let mut interrupted = 0;
-        let mut tally = Tally::default();
-        let mut journals = Vec::new();
-        for entry in std::fs::read_dir(self.town.processing())? {
-            let name = entry?.file_name();
-            if filing::is_journal_name(&name) {
-                journals.push(name);
-                continue;
-            }
-            match self.recover_one(&name, &mut tally) {
-                Ok(true) => interrupted += 1,
-                Ok(false) => {}
-                Err(e) => tracing::error!(
-                    file = %escape_os(&name),
-                    "cannot recover processing/{}: {e}; left in place",
-                    escape_os(&name)
-                ),
-            }
-        }
-        // A journal entry whose request was filed after all (the crash came
-        // between filing and forgetting) has nothing left to say.
-        for journal in journals {
-            let request = &journal.as_encoded_bytes()[1..];
-            let request = request
-                .strip_suffix(crate::outcome::SIDECAR_SUFFIX.as_bytes())
-                .unwrap_or(request);
-            // SAFETY-free: the bytes came from an OsStr and were cut at
-            // ASCII boundaries.
-            let request = unsafe { OsStr::from_encoded_bytes_unchecked(request) };
-            if !self.town.processing().join(request).exists() {
-                let _ = std::fs::remove_file(self.town.processing().join(&journal));
-            }
-        }
-        if !tally.is_empty() {
-            ledger::flush(&std::mem::take(&mut tally.sidecars), &self.dirs())?;
-            self.ledger.record(tally);
-        }
-        Ok(interrupted)
-    }
-
-    /// True when the request was filed as interrupted.
-    fn recover_one(&mut self, name: &OsStr, tally: &mut Tally) -> io::Result<bool> {
-        let source = self.town.processing().join(name);
-        if let Some(dir) = filing::half_filed(&self.town, name) {
-            tracing::info!(file = %escape_os(name), "finishing the filing of a request that completed before the stop");
-            rename_unique(&source, &dir, name)?;
-            return Ok(false);
-        }
-        if let Some(sidecar) = self.filer.journaled(name) {
-            tracing::info!(file = %escape_os(name), outcome = ?sidecar.outcome,
-                "filing a request that ran before the stop with its real outcome");
-            self.filer.file(name.to_os_string(), sidecar, tally);
-            return Ok(false);
-        }
-        let (name, original_name) = self.fit_name(name)?;
-        // A request that does not validate was never executed (the stop
-        // caught it being read, or still being written): it gets its own
-        // reason. A valid one may have run: interrupted.
-        let source = if original_name.is_some() {
-            self.town.processing().join(&name)
-        } else {
-            source
-        };
-        let (reason, partial, was_valid) =
-            match request::validate(request::read(&source), Utc::now(), Duration::MAX) {
-                (Ok(_), partial) => (INTERRUPTED.to_string(), partial, true),
-                (Err(reason), partial) => (reason, partial, false),
-            };
-        let sidecar = self.filer.sidecar(Err(reason), &partial, original_name);
-        tracing::warn!(file = %escape_os(&name), from = %escape(partial.from.as_deref().unwrap_or("-")),
-            action = %escape(partial.action.as_deref().unwrap_or("-")),
-            reason = %escape(sidecar.error.as_deref().unwrap_or_default()), "request left in processing/ by a stopped daemon");
-        self.filer.file(name, sidecar, tally);
-        Ok(was_valid)
-    }
-
-    /// A name in `processing/` that can be filed: the same one, or (for a
-    /// name too long to file) a shortened one it is renamed to, with the
-    /// original kept for the sidecar.
-    fn fit_name(&self, name: &OsStr) -> io::Result<(OsString, Option<String>)> {
-        if name.len() <= MAX_NAME_BYTES {
-            return Ok((name.to_os_string(), None));
-        }
-        let short = inbox::shortened(name);
-        let path = rename_unique(
-            &self.town.processing().join(name),
-            &self.town.processing(),
-            &short,
-        )?;
-        let fitted = path.file_name().unwrap_or(&short).to_os_string();
-        Ok((fitted, Some(name.to_string_lossy().into_owned())))
+        recovery::recover(&self.town, &mut self.filer, &self.ledger)
     }
 
     /// Runs until the stop. Requests being executed are finished (the
@@ -776,14 +679,6 @@ impl Consumer {
         if let Err(e) = result {
             tracing::error!("cannot write supervise.json: {e}");
         }
-    }
-
-    fn dirs(&self) -> Vec<PathBuf> {
-        vec![
-            self.town.processing(),
-            self.town.processed(),
-            self.town.failed(),
-        ]
     }
 }
 

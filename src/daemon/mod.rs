@@ -22,6 +22,7 @@ pub(crate) mod inlet;
 pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod metrics;
+pub(crate) mod recovery;
 pub(crate) mod retention;
 pub(crate) mod sdnotify;
 pub(crate) mod stop;
