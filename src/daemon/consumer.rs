@@ -7,13 +7,12 @@
 //! by the [`Dispatcher`]'s workers; bad ones are filed at once, never
 //! queued behind a restart. Filing happens here, on one thread.
 //!
-//! A request for an agent whose earlier request is still executing is not
-//! claimed: it waits in the inbox (its name remembered here) until that
-//! agent is free. So `processing/` only ever holds requests in hand, and a
-//! crash can only call "interrupted" a request that may really have run.
-//! In a dry run nothing waits on an agent, and requests run right here.
+//! A request for an agent whose earlier request is still executing, or
+//! that finds every worker taken, is not claimed: the dispatcher keeps it
+//! waiting in the inbox (see [`super::dispatch`]). In a dry run nothing
+//! waits on an agent, and requests run right here.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::Path;
@@ -72,14 +71,6 @@ pub(crate) struct Consumer {
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
     settling: Vec<Settling>,
-    /// Requests left in the inbox until their agent is free, per session
-    /// in the order they were seen, and all their names.
-    deferred: HashMap<String, VecDeque<OsString>>,
-    deferred_names: HashSet<OsString>,
-    /// Requests left in the inbox until a worker is free.
-    pool_waiting: VecDeque<OsString>,
-    /// Sessions of the jobs claimed in the batch being handled.
-    batch_sessions: HashSet<String>,
     /// Restarts supervision asked for, to dispatch.
     supervised: Vec<Restart>,
     rescan_due: Option<&'static str>,
@@ -116,10 +107,6 @@ impl Consumer {
             stop,
             queue: VecDeque::new(),
             settling: Vec::new(),
-            deferred: HashMap::new(),
-            deferred_names: HashSet::new(),
-            pool_waiting: VecDeque::new(),
-            batch_sessions: HashSet::new(),
             supervised: Vec::new(),
             rescan_due: Some("start-up"),
             rescan_every: inlet.rescan_every,
@@ -135,13 +122,13 @@ impl Consumer {
     }
 
     /// Runs until the stop. Requests being executed are finished (the
-    /// executor cuts its waits short on a stop); requests claimed but not
-    /// started go back to the inbox.
+    /// executor cuts its waits short on a stop); a request claimed while
+    /// still being written goes back to the inbox.
     pub(crate) fn run(mut self) {
         while self.gather() {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
-            self.release_deferred();
+            self.dispatcher.slots.release(&mut self.queue);
             self.dispatch_supervised();
             self.process_batch(&mut tally);
             self.filer.refile_due(&mut tally, false);
@@ -154,17 +141,13 @@ impl Consumer {
         if !tally.is_empty() {
             tally.pending = (self.queue.len()
                 + self.settling.len()
-                + self.deferred_names.len()
-                + self.dispatcher.waiting_count()
+                + self.dispatcher.slots.deferred_count()
                 + self.dispatcher.running_count()) as u64;
             self.ledger.record(tally);
         }
     }
 
     fn wind_down(mut self) {
-        for job in self.dispatcher.take_waiting() {
-            self.unclaim(&job.name, "never started");
-        }
         for entry in std::mem::take(&mut self.settling) {
             if let Hint::Claimed(_) = entry.hint {
                 self.unclaim(&entry.name, "still being written");
@@ -269,74 +252,17 @@ impl Consumer {
         !self.stop.is_set()
     }
 
-    /// Queues again the first request left waiting for each agent that is
-    /// free now.
-    fn release_deferred(&mut self) {
-        // Workers free: requests that waited for one, in the order seen.
-        let slots = self
-            .dispatcher
-            .size()
-            .saturating_sub(self.dispatcher.running_count());
-        for _ in 0..slots {
-            let Some(name) = self.pool_waiting.pop_front() else {
-                break;
-            };
-            self.deferred_names.remove(&name);
-            self.queue.push_back((name, Hint::Ready));
-        }
-        if self.deferred.is_empty() || self.pool_full() {
-            return;
-        }
-        let free: Vec<String> = self
-            .deferred
-            .keys()
-            .filter(|s| !self.dispatcher.is_busy(s))
-            .cloned()
-            .collect();
-        for session in free {
-            let Some(names) = self.deferred.get_mut(&session) else {
-                continue;
-            };
-            if let Some(name) = names.pop_front() {
-                self.deferred_names.remove(&name);
-                self.queue.push_front((name, Hint::Ready));
-            }
-            if names.is_empty() {
-                self.deferred.remove(&session);
-            }
-        }
-    }
-
-    /// Is `session` executing, or has it a job claimed in this batch?
-    fn session_taken(&self, session: &str) -> bool {
-        self.dispatcher.is_busy(session) || self.batch_sessions.contains(session)
-    }
-
-    /// Are all `max_parallel` workers taken? Then a valid request is not
-    /// claimed either: nothing claimed ever waits for a worker.
-    fn pool_full(&self) -> bool {
-        self.dispatcher.running_count() + self.batch_sessions.len() >= self.dispatcher.size()
-    }
-
-    fn must_wait(&self, session: &str) -> bool {
-        self.session_taken(session) || self.pool_full()
-    }
-
-    /// Leaves a valid request unclaimed in the inbox until its agent, or
-    /// else a worker, is free.
-    fn defer(&mut self, name: OsString, session: String) {
-        self.deferred_names.insert(name.clone());
-        if self.session_taken(&session) {
-            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
-            self.deferred.entry(session).or_default().push_back(name);
-        } else {
-            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until a worker is free (max_parallel)");
-            self.pool_waiting.push_back(name);
-        }
-    }
-
     fn process_batch(&mut self, tally: &mut Tally) {
-        self.batch_sessions.clear();
+        self.dispatcher.slots.begin_batch();
+        let jobs = self.claim_batch(tally);
+        self.start(jobs, tally);
+        // Its jobs are busy at a worker now, or filed: the batch itself no
+        // longer takes a worker.
+        self.dispatcher.slots.end_batch();
+    }
+
+    /// Handles up to [`BATCH`] queued names; the valid requests claimed.
+    fn claim_batch(&mut self, tally: &mut Tally) -> Vec<Job> {
         let mut jobs = Vec::new();
         for _ in 0..BATCH {
             let Some((name, hint)) = self.queue.pop_front() else {
@@ -353,12 +279,16 @@ impl Consumer {
                 break;
             }
         }
+        jobs
+    }
+
+    /// Submits the claimed jobs once their claims are durable: claims must
+    /// survive power loss before anything runs, or a restart could come
+    /// back from inbox/ and run twice. One directory sync covers the batch.
+    fn start(&mut self, jobs: Vec<Job>, tally: &mut Tally) {
         if jobs.is_empty() {
             return;
         }
-        // Claims must survive power loss before anything runs, or a
-        // restart could come back from inbox/ and run twice: one directory
-        // sync covers the batch.
         if self.executor.has_effects() {
             if let Err(e) = self.filer.sync_claims() {
                 for job in jobs {
@@ -397,10 +327,13 @@ impl Consumer {
                 return Ok(None);
             }
         }
-        if self.deferred_names.contains(name) {
+        if self.dispatcher.slots.is_deferred(name) {
             return Ok(None); // seen again by a scan; it keeps its place
         }
-        if !matches!(hint, Hint::Claimed(_)) && self.executor.has_effects() && self.any_taken() {
+        if !matches!(hint, Hint::Claimed(_))
+            && self.executor.has_effects()
+            && self.dispatcher.slots.any_taken()
+        {
             // Look before claiming: a request for a busy agent stays in
             // the inbox, unclaimed, until that agent is free.
             let peek = request::read(&self.town.inbox().join(name));
@@ -408,8 +341,8 @@ impl Consumer {
                 request::validate(peek, Utc::now(), self.config.get().max_request_age)
             {
                 let session = request.session();
-                if self.must_wait(&session) {
-                    self.defer(name.to_os_string(), session);
+                if self.dispatcher.slots.must_wait(&session) {
+                    self.dispatcher.slots.defer(name.to_os_string(), session);
                     return Ok(None);
                 }
             }
@@ -469,16 +402,16 @@ impl Consumer {
             }
             Ok(request) => {
                 let session = request.session();
-                if self.must_wait(&session) {
+                if self.dispatcher.slots.must_wait(&session) {
                     // It changed between the look and the claim: back it
                     // goes, unrun.
                     let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
                     self.filer.unclaimed(&claimed_name);
                     let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
-                    self.defer(back, session);
+                    self.dispatcher.slots.defer(back, session);
                     return Ok(None);
                 }
-                self.batch_sessions.insert(session);
+                self.dispatcher.slots.claimed(session);
                 Ok(Some(Job {
                     name: claimed_name,
                     request,
@@ -493,10 +426,6 @@ impl Consumer {
                 Ok(None)
             }
         }
-    }
-
-    fn any_taken(&self) -> bool {
-        self.dispatcher.running_count() > 0 || !self.batch_sessions.is_empty()
     }
 
     /// Claims `inbox/NAME` by renaming it into `processing/` (under a
@@ -570,10 +499,7 @@ impl Consumer {
                 continue;
             };
             let session = agent.session();
-            if self.dispatcher.is_busy(&session)
-                || self.deferred.contains_key(&session)
-                || self.pool_full()
-            {
+            if !self.dispatcher.slots.may_start(&session) {
                 tracing::debug!(
                     session,
                     "a request is handling this agent; supervision waits"
