@@ -38,7 +38,7 @@ use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::outcome::{Outcome, Sidecar};
 use crate::request::{self, Action, Agent, Partial, Request};
 use crate::state::StateStore;
-use crate::supervise::AgentState;
+use crate::supervision::AgentState;
 use crate::testing::Hooks;
 use crate::text::escape_os;
 use crate::town::Town;
@@ -578,12 +578,12 @@ impl Consumer {
         }
         let session = request.session();
         let now = Utc::now();
-        let result = crate::supervise::update(&self.town, |s| {
+        let result = crate::supervision::update(&self.town, |s| {
             let agent = s.agents.entry(session.clone()).or_default();
             match request.action {
                 Action::Shutdown => {
                     agent.state = AgentState::StoppedOnRequest { since: now };
-                    agent.decide(
+                    agent.note(
                         now,
                         "stopped",
                         format!("a shutdown request from {}", request.from),
@@ -592,7 +592,7 @@ impl Consumer {
                 }
                 Action::Restart | Action::Cycle => {
                     agent.state = AgentState::Running { since: now };
-                    agent.decide(
+                    agent.note(
                         now,
                         "started",
                         format!("a {} request from {}", request.action, request.from),

@@ -24,7 +24,7 @@ use super::stop::StopFlag;
 use crate::config::Config;
 use crate::duration::human;
 use crate::request::Agent;
-use crate::supervise::{self, AgentState, Paused};
+use crate::supervision::{self, AgentState, Paused};
 use crate::tmux::Tmux;
 use crate::town::Town;
 
@@ -179,11 +179,11 @@ impl Supervisor {
 
     /// False while supervision is paused; ends a pause whose time is up.
     fn pause_over(&self, now: DateTime<Utc>) -> bool {
-        let paused = supervise::load(&self.town).paused;
+        let paused = supervision::load(&self.town).paused;
         match paused {
             Some(p) if p.until > now => false,
             Some(_) => {
-                let _ = supervise::update(&self.town, |s| (s.paused.take(), true));
+                let _ = supervision::update(&self.town, |s| (s.paused.take(), true));
                 tracing::info!("supervision resumes: its pause after a mass death is over");
                 true
             }
@@ -192,13 +192,13 @@ impl Supervisor {
     }
 
     fn mark_running(&self, session: &str, now: DateTime<Utc>) {
-        let result = supervise::update(&self.town, |s| {
+        let result = supervision::update(&self.town, |s| {
             let agent = s.agents.entry(session.to_string()).or_default();
             match agent.state {
                 AgentState::Running { .. } | AgentState::StoppedOnRequest { .. } => ((), false),
                 _ => {
                     agent.state = AgentState::Running { since: now };
-                    agent.decide(now, "alive", "the agent is running".into(), None);
+                    agent.note(now, "alive", "the agent is running".into(), None);
                     ((), true)
                 }
             }
@@ -222,7 +222,7 @@ impl Supervisor {
         // For the notifier, once supervise.json has them.
         let mut quarantined: Vec<(String, String)> = Vec::new();
         let mut paused = None;
-        let result = supervise::update(&self.town, |s| {
+        let result = supervision::update(&self.town, |s| {
             // Which deaths are new and count: a deliberate stop, a wait
             // already running, or the first look at a fresh start are not.
             let mut new_deaths = Vec::new();
@@ -297,7 +297,7 @@ impl Supervisor {
                     now + chrono::Duration::from_std(c.mass_death_pause).unwrap_or_default();
                 for d in &new_deaths {
                     let agent = s.agents.entry(d.session.clone()).or_default();
-                    agent.decide(
+                    agent.note(
                         now,
                         "paused",
                         format!("{}; supervision paused", d.why),
@@ -348,7 +348,7 @@ impl Supervisor {
                     );
                     tracing::error!(session = d.session, "{why}");
                     quarantined.push((d.session.clone(), why.clone()));
-                    agent.decide(now, "quarantine", why.clone(), d.capture.clone());
+                    agent.note(now, "quarantine", why.clone(), d.capture.clone());
                     agent.state = AgentState::Quarantined { until, why };
                     continue;
                 }
@@ -370,13 +370,13 @@ impl Supervisor {
                         human(delay)
                     );
                     tracing::warn!(session = d.session, "{why}");
-                    agent.decide(now, "backoff", why, d.capture.clone());
+                    agent.note(now, "backoff", why, d.capture.clone());
                     agent.state = AgentState::Backoff { until };
                 }
             }
             for (d, why) in &restarts {
                 let agent = s.agents.entry(d.session.clone()).or_default();
-                agent.decide(now, "restart", why.clone(), d.capture.clone());
+                agent.note(now, "restart", why.clone(), d.capture.clone());
                 agent.state = AgentState::Running { since: now };
             }
             ((), true)
@@ -411,7 +411,7 @@ impl Supervisor {
     /// `gt daemon clear-backoff` and `supervise resume` changed).
     fn publish(&self, agents: &[(String, Agent)]) {
         let now = Utc::now();
-        let state = supervise::load(&self.town);
+        let state = supervision::load(&self.town);
         let metrics = &self.monitoring.metrics;
         metrics.supervision_paused(state.paused.is_some_and(|p| p.until > now));
         for (_, agent) in agents {

@@ -149,7 +149,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     // Supervision's backoff and quarantine end too.
     if town.supervise_file().exists() {
         for session in &sessions {
-            if crate::supervise::resume(town, Some(session), "clear-backoff")? {
+            if crate::supervision::resume(town, Some(session), "clear-backoff")? {
                 writeln!(
                     out,
                     "Ended supervision's backoff or quarantine of {session}"

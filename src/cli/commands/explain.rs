@@ -5,7 +5,7 @@ use color_eyre::eyre::eyre;
 
 use crate::outcome::{Outcome, CAPTURE_SUFFIX};
 use crate::request::Agent;
-use crate::supervise::{self, AgentState};
+use crate::supervision::{self, AgentState};
 use crate::town::Town;
 
 /// Show supervision's recent decisions about an agent, with their reasons.
@@ -37,7 +37,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         });
     let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
     let session = agent.session();
-    let memory = supervise::load(town);
+    let memory = supervision::load(town);
     if let Some(p) = &memory.paused {
         println!(
             "Supervision is paused until {} ({})",

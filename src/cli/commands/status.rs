@@ -326,10 +326,10 @@ pub fn report(town: &Town) -> Report {
 /// config asks for it.
 #[derive(Debug, Serialize)]
 pub struct Supervision {
-    pub paused: Option<crate::supervise::Paused>,
+    pub paused: Option<crate::supervision::Paused>,
     /// Session → state (`running`, `backoff`, `quarantined`,
     /// `stopped_on_request`) with its times and reason.
-    pub agents: std::collections::BTreeMap<String, crate::supervise::AgentState>,
+    pub agents: std::collections::BTreeMap<String, crate::supervision::AgentState>,
 }
 
 fn supervision(town: &Town) -> Option<Supervision> {
@@ -337,7 +337,7 @@ fn supervision(town: &Town) -> Option<Supervision> {
     if !on {
         return None;
     }
-    let memory = crate::supervise::load(town);
+    let memory = crate::supervision::load(town);
     Some(Supervision {
         paused: memory.paused,
         agents: memory
@@ -350,7 +350,7 @@ fn supervision(town: &Town) -> Option<Supervision> {
 
 /// One line per supervised agent, in words.
 fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
-    use crate::supervise::AgentState;
+    use crate::supervision::AgentState;
     let mut lines = Vec::new();
     if let Some(p) = &s.paused {
         lines.push(format!(

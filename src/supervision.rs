@@ -1,11 +1,15 @@
-//! Supervision's memory: for each supervised agent, what state it is in
-//! and the recent decisions about it, with their reasons and inputs; and
-//! whether supervision as a whole is paused.
+//! Supervision's memory ([`Memory`]): for each supervised agent, what
+//! state it is in and the recent decisions about it, with their reasons
+//! and inputs ([`AgentRecord`]); and whether supervision as a whole is
+//! paused.
 //!
-//! It lives in `daemon/supervise.json` so a restarted daemon remembers a
-//! quarantine or a deliberate stop, and so `status`, `explain`,
-//! `supervise resume` and `clear-backoff` (other processes) can read and
-//! change it; both sides do read-modify-write under an flock.
+//! It lives in `daemon/supervise.json` (named after the config key that
+//! turns supervision on) so a restarted daemon remembers a quarantine or a
+//! deliberate stop, and so `status`, `explain`, `supervise resume` and
+//! `clear-backoff` (other processes) can read and change it; both sides do
+//! read-modify-write under an flock. The daemon's side is
+//! `daemon::supervisor`: the thread that looks at the agents, and its
+//! policy.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -49,8 +53,9 @@ pub struct Decision {
     pub capture: Option<String>,
 }
 
+/// What supervision remembers of one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Agent {
+pub struct AgentRecord {
     #[serde(flatten)]
     pub state: AgentState,
     /// Deaths that count toward backoff and quarantine, within the window.
@@ -60,8 +65,9 @@ pub struct Agent {
     pub decisions: Vec<Decision>,
 }
 
-impl Agent {
-    pub fn decide(&mut self, at: DateTime<Utc>, what: &str, why: String, capture: Option<String>) {
+impl AgentRecord {
+    /// Remembers a decision, keeping the last [`DECISIONS_KEPT`].
+    pub fn note(&mut self, at: DateTime<Utc>, what: &str, why: String, capture: Option<String>) {
         self.decisions.push(Decision {
             at,
             what: what.into(),
@@ -81,22 +87,25 @@ pub struct Paused {
     pub why: String,
 }
 
+/// The whole of `supervise.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Supervision {
-    /// Keyed by the agent as configured (`mayor`, `gastown/witness`).
+pub struct Memory {
+    /// Keyed by the agent's tmux session (`gt-mayor`,
+    /// `gt-gastown-witness`): the one name every part of the daemon and
+    /// `status` print for it.
     #[serde(default)]
-    pub agents: BTreeMap<String, Agent>,
+    pub agents: BTreeMap<String, AgentRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Paused>,
 }
 
 /// Reads and changes `supervise.json` under its lock.
-pub fn update<R>(town: &Town, change: impl FnOnce(&mut Supervision) -> (R, bool)) -> io::Result<R> {
+pub fn update<R>(town: &Town, change: impl FnOnce(&mut Memory) -> (R, bool)) -> io::Result<R> {
     crate::fs::locked_update(&town.supervise_file(), &town.supervise_lock(), change)
 }
 
 /// The current memory (empty when supervision never ran).
-pub fn load(town: &Town) -> Supervision {
+pub fn load(town: &Town) -> Memory {
     std::fs::read(town.supervise_file())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -104,15 +113,15 @@ pub fn load(town: &Town) -> Supervision {
 }
 
 /// Ends a pause, a deliberate stop or a quarantine by hand: for one agent
-/// (`Some`), or the pause of supervision as a whole (`None`). True when
-/// something was ended.
-pub fn resume(town: &Town, agent: Option<&str>, by: &str) -> io::Result<bool> {
+/// (`Some` of its session), or the pause of supervision as a whole
+/// (`None`). True when something was ended.
+pub fn resume(town: &Town, session: Option<&str>, by: &str) -> io::Result<bool> {
     update(town, |s| {
         let now = Utc::now();
-        match agent {
+        match session {
             None => (s.paused.take().is_some(), true),
-            Some(name) => {
-                let entry = s.agents.entry(name.to_string()).or_default();
+            Some(session) => {
+                let entry = s.agents.entry(session.to_string()).or_default();
                 let held = matches!(
                     entry.state,
                     AgentState::StoppedOnRequest { .. }
@@ -122,7 +131,7 @@ pub fn resume(town: &Town, agent: Option<&str>, by: &str) -> io::Result<bool> {
                 if held {
                     entry.state = AgentState::Unknown;
                     entry.deaths.clear();
-                    entry.decide(now, "resume", format!("resumed by {by}"), None);
+                    entry.note(now, "resume", format!("resumed by {by}"), None);
                 }
                 (held, held)
             }
