@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
+use super::dispatch::{Dispatcher, Done, Job};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filer};
 use super::inlet::{Hint, Inlet, Message, Restart};
@@ -31,14 +31,13 @@ use super::ledger::{Ledger, Tally};
 use super::metrics::Monitoring;
 use super::recovery;
 use super::stop::StopFlag;
+use super::supervisor::restarts;
 use super::validate::{self, SETTLE};
 use crate::config::SharedConfig;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
-use crate::outcome::{Outcome, Sidecar};
-use crate::request::{self, Action, Agent, Partial, Request};
+use crate::request::{self, Partial};
 use crate::state::StateStore;
-use crate::supervision::AgentState;
 use crate::testing::Hooks;
 use crate::text::escape_os;
 use crate::town::Town;
@@ -483,10 +482,17 @@ impl Consumer {
             let sidecar = self.filer.sidecar(result, &job.partial, job.original_name);
             match job.supervised {
                 None => {
-                    self.note_for_supervision(&job.request, &sidecar);
+                    restarts::note_request(&self.town, &self.config.get(), &job.request, &sidecar);
                     self.filer.file(job.name, sidecar, tally);
                 }
-                Some(record) => self.file_supervised(job.name, record, sidecar, tally),
+                Some(record) => restarts::file(
+                    &self.town,
+                    &mut self.filer,
+                    job.name,
+                    record,
+                    sidecar,
+                    tally,
+                ),
             }
         }
     }
@@ -495,10 +501,10 @@ impl Consumer {
     /// working on that agent (supervision looks again at its next check).
     fn dispatch_supervised(&mut self) {
         for restart in std::mem::take(&mut self.supervised) {
-            let Ok(agent) = Agent::parse(&restart.agent) else {
+            let Some(job) = restarts::job(restart, Utc::now()) else {
                 continue;
             };
-            let session = agent.session();
+            let session = job.request.session();
             if !self.dispatcher.slots.may_start(&session) {
                 tracing::debug!(
                     session,
@@ -506,104 +512,7 @@ impl Consumer {
                 );
                 continue;
             }
-            let now = Utc::now();
-            let body = serde_json::json!({
-                "from": "daemon",
-                "agent": restart.agent,
-                "action": "restart",
-                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "reason": restart.reason,
-            });
-            let name = OsString::from(format!(
-                "{}-daemon-{session}.json",
-                now.format("%Y%m%dT%H%M%S%.6fZ")
-            ));
-            let job = Job {
-                name,
-                request: Request {
-                    from: restart.agent.clone(),
-                    agent,
-                    action: Action::Restart,
-                    timestamp: now,
-                },
-                partial: Partial {
-                    from: Some("daemon".into()),
-                    action: Some("restart".into()),
-                    session: Some(session),
-                },
-                original_name: None,
-                supervised: Some(SupervisedRecord {
-                    body: serde_json::to_vec(&body).unwrap_or_default(),
-                    capture: restart.capture,
-                }),
-            };
             self.dispatcher.submit(job);
-        }
-    }
-
-    /// Files a supervision restart like a request: its record (written now,
-    /// there being no request file) beside its sidecar, and the dead pane's
-    /// last lines beside both.
-    fn file_supervised(
-        &mut self,
-        name: OsString,
-        record: SupervisedRecord,
-        sidecar: Sidecar,
-        tally: &mut Tally,
-    ) {
-        let path = self.town.processing().join(&name);
-        if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
-            tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
-            return;
-        }
-        self.filer.file(name.clone(), sidecar, tally);
-        let Some(capture) = record.capture else {
-            return;
-        };
-        let Some(filed) = crate::outcome::filed(&self.town, &name) else {
-            return; // not filed yet: the capture stays in supervise.json
-        };
-        let mut pane = filed.path.into_os_string();
-        pane.push(crate::outcome::CAPTURE_SUFFIX);
-        if let Err(e) = crate::fs::write_atomic(Path::new(&pane), capture.as_bytes(), None) {
-            tracing::warn!("cannot save a dead pane's last lines: {e}");
-        }
-    }
-
-    /// A `shutdown` request stops supervision of its agent until a
-    /// `restart` or `cycle` request for it.
-    fn note_for_supervision(&self, request: &Request, sidecar: &Sidecar) {
-        if self.config.get().supervise.is_empty() || sidecar.outcome != Outcome::Processed {
-            return;
-        }
-        let session = request.session();
-        let now = Utc::now();
-        let result = crate::supervision::update(&self.town, |s| {
-            let agent = s.agents.entry(session.clone()).or_default();
-            match request.action {
-                Action::Shutdown => {
-                    agent.state = AgentState::StoppedOnRequest { since: now };
-                    agent.note(
-                        now,
-                        "stopped",
-                        format!("a shutdown request from {}", request.from),
-                        None,
-                    );
-                }
-                Action::Restart | Action::Cycle => {
-                    agent.state = AgentState::Running { since: now };
-                    agent.note(
-                        now,
-                        "started",
-                        format!("a {} request from {}", request.action, request.from),
-                        None,
-                    );
-                }
-            }
-            ((), true)
-        });
-        if let Err(e) = result {
-            tracing::error!("cannot write supervise.json: {e}");
         }
     }
 }

@@ -1,0 +1,674 @@
+//! Supervision's policy: given what supervision remembers of the agents
+//! (their [`AgentRecord`]s), what one check saw of each ([`Seen`]) and the
+//! time, what to do ([`Plan`]) and what to remember.
+//!
+//! Pure: no tmux, no files, no clock, no log. The supervisor thread
+//! ([`super::Supervisor`]) looks, reads and writes `supervise.json` around
+//! it, and carries out the plan (restarts, alerts, metrics).
+//!
+//! An agent that is not alive is judged in two steps. First its state:
+//! a deliberate stop, a wait still running, a wait just over, the first
+//! look at a fresh start. Then, if none of those, a failure ([`Failure`]):
+//! counted (a crash) or not (exit 0, `not_a_crash`), which restarts it at
+//! once, after a backoff, or quarantines it. A new way of failing (say an
+//! agent that stalls) is one more [`Seen`] that maps to a [`Failure`].
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::duration::human;
+use crate::supervision::{AgentRecord, AgentState, Memory, Paused};
+
+/// The settings the policy follows (config keys of the same names).
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) max_restarts: u32,
+    pub(crate) restart_window: Duration,
+    pub(crate) stable_after: Duration,
+    pub(crate) backoff: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) quarantine: Duration,
+    pub(crate) not_a_crash: Vec<String>,
+    pub(crate) mass_death: usize,
+    pub(crate) mass_death_window: Duration,
+    pub(crate) mass_death_pause: Duration,
+}
+
+impl Policy {
+    pub(crate) fn of(c: &Config) -> Self {
+        Policy {
+            max_restarts: c.max_restarts,
+            restart_window: c.restart_window,
+            stable_after: c.stable_after,
+            backoff: c.supervise_backoff,
+            backoff_max: c.supervise_backoff_max,
+            quarantine: c.quarantine,
+            not_a_crash: c.not_a_crash.clone(),
+            mass_death: c.mass_death,
+            mass_death_window: c.mass_death_window,
+            mass_death_pause: c.mass_death_pause,
+        }
+    }
+
+    /// The wait before restarting after the `count`-th death within the
+    /// window: none for the first, then `backoff` doubling with each death,
+    /// at most `backoff_max`.
+    pub(crate) fn backoff_for(&self, count: usize) -> Duration {
+        if count <= 1 {
+            return Duration::ZERO;
+        }
+        let doublings = (count - 2).min(16) as u32;
+        self.backoff
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
+    }
+
+    /// Does the pane say that the agent stopped for a reason that is not a
+    /// crash (a usage limit, say)?
+    fn not_a_crash(&self, capture: Option<&str>) -> bool {
+        capture.is_some_and(|text| {
+            self.not_a_crash
+                .iter()
+                .any(|p| !p.is_empty() && text.contains(p.as_str()))
+        })
+    }
+}
+
+/// What one look at an agent saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Its session exists and its own pane's process runs.
+    Alive,
+    /// Its session is missing (`exit` is `None`), or its own pane's
+    /// process exited with `exit`; `capture` holds the pane's last lines.
+    Dead {
+        exit: Option<i32>,
+        capture: Option<String>,
+    },
+}
+
+/// One agent, as one check saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Look {
+    pub(crate) session: String,
+    pub(crate) seen: Seen,
+}
+
+impl Look {
+    fn capture(&self) -> Option<String> {
+        match &self.seen {
+            Seen::Dead { capture, .. } => capture.clone(),
+            Seen::Alive => None,
+        }
+    }
+
+    /// Why a restart is asked for, as the restart metric labels it.
+    fn cause(&self) -> &'static str {
+        match self.seen {
+            Seen::Dead { exit: None, .. } => "session_missing",
+            _ => "pane_exited",
+        }
+    }
+}
+
+/// An agent that stopped doing its job, as the policy weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// In words, for the log and `explain`.
+    pub(crate) why: String,
+    /// Counted toward backoff and quarantine (a crash), or not (it exited
+    /// with status 0, or its pane shows one of `not_a_crash`).
+    pub(crate) counted: bool,
+}
+
+impl Failure {
+    /// What `seen` says failed, if anything.
+    fn of(seen: &Seen, policy: &Policy) -> Option<Failure> {
+        match seen {
+            Seen::Alive => None,
+            Seen::Dead { exit, capture } => Some(Failure {
+                why: match exit {
+                    None => "session missing".to_string(),
+                    Some(status) => format!("agent exited with status {status}"),
+                },
+                counted: *exit != Some(0) && !policy.not_a_crash(capture.as_deref()),
+            }),
+        }
+    }
+}
+
+/// What supervision keeps between checks beside `supervise.json`.
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    /// The daemon's first look: agents missing now are started, not dead.
+    pub(crate) first: bool,
+    /// Recent deaths of any supervised agent, for the mass-death pause.
+    deaths: VecDeque<(DateTime<Utc>, String)>,
+}
+
+impl Round {
+    pub(crate) fn first() -> Self {
+        Round {
+            first: true,
+            deaths: VecDeque::new(),
+        }
+    }
+}
+
+/// A restart the policy asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Planned {
+    pub(crate) session: String,
+    pub(crate) why: String,
+    /// The restart metric's label.
+    pub(crate) cause: &'static str,
+    pub(crate) capture: Option<String>,
+    /// The agent's restart count starts afresh first (a quarantine over).
+    pub(crate) afresh: bool,
+}
+
+/// What one check decided, for the supervisor to carry out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) restarts: Vec<Planned>,
+    /// Agents made to wait: session, why.
+    pub(crate) backoffs: Vec<(String, String)>,
+    /// Agents quarantined now: session, why.
+    pub(crate) quarantined: Vec<(String, String)>,
+    /// Supervision paused now: the sessions that died together, and why.
+    pub(crate) paused: Option<(Vec<String>, String)>,
+    /// The memory changed and must be written.
+    pub(crate) changed: bool,
+}
+
+/// What the state of a dead agent says before its death is weighed.
+enum Case {
+    /// Nothing to do: stopped on request, or still waiting.
+    Leave,
+    /// Restart it, for this reason; `afresh`: its count starts again.
+    Retry { why: &'static str, afresh: bool },
+    /// A new death, to weigh.
+    Death(Failure),
+}
+
+fn case(
+    record: &AgentRecord,
+    failure: Failure,
+    seen: &Seen,
+    now: DateTime<Utc>,
+    first: bool,
+) -> Case {
+    match &record.state {
+        AgentState::StoppedOnRequest { .. } => Case::Leave,
+        AgentState::Quarantined { until, .. } | AgentState::Backoff { until } if *until > now => {
+            Case::Leave
+        }
+        AgentState::Backoff { .. } => Case::Retry {
+            why: "its backoff is over",
+            afresh: false,
+        },
+        AgentState::Quarantined { .. } => Case::Retry {
+            why: "its quarantine is over",
+            afresh: true,
+        },
+        AgentState::Unknown if first && matches!(seen, Seen::Dead { exit: None, .. }) => {
+            Case::Retry {
+                why: "not running when supervision began",
+                afresh: false,
+            }
+        }
+        _ => Case::Death(failure),
+    }
+}
+
+/// Decides about every agent `looks` saw, and records the decisions in
+/// `memory`. Deaths of several agents within `mass_death_window` pause
+/// supervision instead of restarting anyone.
+pub(crate) fn decide(
+    policy: &Policy,
+    memory: &mut Memory,
+    looks: &[Look],
+    now: DateTime<Utc>,
+    round: &mut Round,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut deaths: Vec<(&Look, Failure)> = Vec::new();
+    for look in looks {
+        let record = memory.agents.entry(look.session.clone()).or_default();
+        let Some(failure) = Failure::of(&look.seen, policy) else {
+            if !matches!(
+                record.state,
+                AgentState::Running { .. } | AgentState::StoppedOnRequest { .. }
+            ) {
+                record.state = AgentState::Running { since: now };
+                record.note(now, "alive", "the agent is running".into(), None);
+                plan.changed = true;
+            }
+            continue;
+        };
+        match case(record, failure, &look.seen, now, round.first) {
+            Case::Leave => {}
+            Case::Retry { why, afresh } => {
+                if afresh {
+                    record.deaths.clear();
+                }
+                plan.restart(look, why.to_string(), afresh);
+            }
+            Case::Death(failure) => deaths.push((look, failure)),
+        }
+    }
+    if deaths.is_empty() && plan.restarts.is_empty() {
+        return plan;
+    }
+    plan.changed = true;
+    if mass_death(policy, &deaths, now, round) {
+        pause(policy, memory, &deaths, now, round, &mut plan);
+        return plan;
+    }
+    for (look, failure) in deaths {
+        let record = memory.agents.entry(look.session.clone()).or_default();
+        weigh(policy, record, look, failure, now, &mut plan);
+    }
+    for r in &plan.restarts {
+        let record = memory.agents.entry(r.session.clone()).or_default();
+        record.note(now, "restart", r.why.clone(), r.capture.clone());
+        record.state = AgentState::Running { since: now };
+    }
+    plan
+}
+
+impl Plan {
+    fn restart(&mut self, look: &Look, why: String, afresh: bool) {
+        self.restarts.push(Planned {
+            session: look.session.clone(),
+            why,
+            cause: look.cause(),
+            capture: look.capture(),
+            afresh,
+        });
+    }
+}
+
+/// Counts the new deaths among the recent ones: have `mass_death`
+/// distinct agents died within `mass_death_window`? One agent dying again
+/// and again is a crash loop (backoff and quarantine), not a mass death.
+fn mass_death(
+    policy: &Policy,
+    deaths: &[(&Look, Failure)],
+    now: DateTime<Utc>,
+    round: &mut Round,
+) -> bool {
+    let window =
+        chrono::Duration::from_std(policy.mass_death_window).unwrap_or(chrono::Duration::MAX);
+    for (look, _) in deaths {
+        round.deaths.push_back((now, look.session.clone()));
+    }
+    while round
+        .deaths
+        .front()
+        .is_some_and(|(at, _)| now.signed_duration_since(*at) > window)
+    {
+        round.deaths.pop_front();
+    }
+    let distinct: BTreeSet<&str> = round.deaths.iter().map(|(_, s)| s.as_str()).collect();
+    distinct.len() >= policy.mass_death
+}
+
+/// Pauses supervision as a whole: nobody is restarted, the dead wait for
+/// the pause's end (or `gt daemon supervise resume`).
+fn pause(
+    policy: &Policy,
+    memory: &mut Memory,
+    deaths: &[(&Look, Failure)],
+    now: DateTime<Utc>,
+    round: &mut Round,
+    plan: &mut Plan,
+) {
+    let sessions: Vec<String> = round
+        .deaths
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let why = format!(
+        "{} supervised agents died within {} ({}); a tmux server crash or the \
+         machine out of memory is likely. Resume with `gt daemon supervise resume`",
+        sessions.len(),
+        human(policy.mass_death_window),
+        sessions.join(", ")
+    );
+    for (look, failure) in deaths {
+        let record = memory.agents.entry(look.session.clone()).or_default();
+        record.note(
+            now,
+            "paused",
+            format!("{}; supervision paused", failure.why),
+            look.capture(),
+        );
+        record.state = AgentState::Backoff { until: now };
+    }
+    memory.paused = Some(Paused {
+        since: now,
+        until: now + chrono::Duration::from_std(policy.mass_death_pause).unwrap_or_default(),
+        why: why.clone(),
+    });
+    round.deaths.clear();
+    plan.restarts.clear();
+    plan.paused = Some((sessions, why));
+}
+
+/// Weighs one new death: restart now, back off, or quarantine.
+fn weigh(
+    policy: &Policy,
+    record: &mut AgentRecord,
+    look: &Look,
+    failure: Failure,
+    now: DateTime<Utc>,
+    plan: &mut Plan,
+) {
+    let window = chrono::Duration::from_std(policy.restart_window).unwrap_or(chrono::Duration::MAX);
+    let stable = chrono::Duration::from_std(policy.stable_after).unwrap_or(chrono::Duration::MAX);
+    if let AgentState::Running { since } = record.state {
+        if now.signed_duration_since(since) >= stable {
+            record.deaths.clear(); // it had run stable: a fresh count
+        }
+    }
+    record
+        .deaths
+        .retain(|t| now.signed_duration_since(*t) < window);
+    if !failure.counted {
+        plan.restart(
+            look,
+            format!("{} (not a crash: not counted)", failure.why),
+            false,
+        );
+        return;
+    }
+    record.deaths.push(now);
+    let count = record.deaths.len();
+    if count >= policy.max_restarts as usize {
+        let until = now + chrono::Duration::from_std(policy.quarantine).unwrap_or_default();
+        let why = format!(
+            "{}; died {count} times within {} (max_restarts {}): quarantined for {}, \
+             or until `gt daemon clear-backoff`",
+            failure.why,
+            human(policy.restart_window),
+            policy.max_restarts,
+            human(policy.quarantine)
+        );
+        record.note(now, "quarantine", why.clone(), look.capture());
+        record.state = AgentState::Quarantined {
+            until,
+            why: why.clone(),
+        };
+        plan.quarantined.push((look.session.clone(), why));
+        return;
+    }
+    let delay = policy.backoff_for(count);
+    if delay.is_zero() {
+        plan.restart(look, failure.why, false);
+        return;
+    }
+    let why = format!(
+        "{}; death {count} within {}: restart in {}",
+        failure.why,
+        human(policy.restart_window),
+        human(delay)
+    );
+    record.note(now, "backoff", why.clone(), look.capture());
+    record.state = AgentState::Backoff {
+        until: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+    };
+    plan.backoffs.push((look.session.clone(), why));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAYOR: &str = "gt-mayor";
+
+    fn policy() -> Policy {
+        Policy {
+            max_restarts: 4,
+            restart_window: Duration::from_secs(15 * 60),
+            stable_after: Duration::from_secs(10 * 60),
+            backoff: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(100),
+            quarantine: Duration::from_secs(3600),
+            not_a_crash: vec!["usage limit".into()],
+            mass_death: 3,
+            mass_death_window: Duration::from_secs(30),
+            mass_death_pause: Duration::from_secs(600),
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
+    fn secs(n: i64) -> chrono::Duration {
+        chrono::Duration::seconds(n)
+    }
+
+    fn crashed() -> Seen {
+        Seen::Dead {
+            exit: Some(1),
+            capture: Some("panic: oops".into()),
+        }
+    }
+
+    fn missing() -> Seen {
+        Seen::Dead {
+            exit: None,
+            capture: None,
+        }
+    }
+
+    /// An agent in `state` whose restarts within the window number
+    /// `restarts`, the last one a minute ago.
+    fn agent(state: AgentState, restarts: usize) -> Memory {
+        let mut memory = Memory::default();
+        let record = memory.agents.entry(MAYOR.into()).or_default();
+        record.state = state;
+        record.deaths = vec![t0() - secs(60); restarts];
+        memory
+    }
+
+    fn running_since(ago: i64) -> AgentState {
+        AgentState::Running {
+            since: t0() - secs(ago),
+        }
+    }
+
+    /// What the policy decides about the mayor, seen as `seen` at t0.
+    fn judge(mut memory: Memory, seen: Seen, first: bool) -> (AgentState, Plan) {
+        let mut round = Round {
+            first,
+            ..Round::default()
+        };
+        let looks = [Look {
+            session: MAYOR.into(),
+            seen,
+        }];
+        let plan = decide(&policy(), &mut memory, &looks, t0(), &mut round);
+        (memory.agents[MAYOR].state.clone(), plan)
+    }
+
+    fn restarted(plan: &Plan) -> Option<&Planned> {
+        assert!(plan.restarts.len() <= 1, "{plan:?}");
+        plan.restarts.first()
+    }
+
+    #[test]
+    fn a_first_death_is_restarted_at_once() {
+        let (state, plan) = judge(agent(running_since(60), 0), crashed(), false);
+        let r = restarted(&plan).expect("a restart");
+        assert_eq!(r.why, "agent exited with status 1");
+        assert_eq!(r.cause, "pane_exited");
+        assert_eq!(r.capture.as_deref(), Some("panic: oops"));
+        assert_eq!(state, AgentState::Running { since: t0() });
+        let (_, plan) = judge(agent(running_since(60), 0), missing(), false);
+        assert_eq!(restarted(&plan).unwrap().cause, "session_missing");
+    }
+
+    #[test]
+    fn later_deaths_back_off_doubling_up_to_the_cap() {
+        // Deaths 2, 3 within the window wait 30 s, 60 s; with a higher
+        // max_restarts the next ones would wait 100 s (the cap).
+        for (before, wait) in [(1, 30), (2, 60)] {
+            let (state, plan) = judge(agent(running_since(60), before), crashed(), false);
+            assert!(plan.restarts.is_empty(), "{plan:?}");
+            assert_eq!(
+                state,
+                AgentState::Backoff {
+                    until: t0() + secs(wait)
+                }
+            );
+            assert_eq!(plan.backoffs.len(), 1);
+        }
+        let p = policy();
+        let waits: Vec<u64> = (1..=6).map(|n| p.backoff_for(n).as_secs()).collect();
+        assert_eq!(waits, [0, 30, 60, 100, 100, 100]);
+    }
+
+    #[test]
+    fn a_backoff_is_waited_out_then_restarted() {
+        let waiting = AgentState::Backoff {
+            until: t0() + secs(1),
+        };
+        let (state, plan) = judge(agent(waiting.clone(), 1), crashed(), false);
+        assert_eq!((state, plan.restarts.len()), (waiting, 0));
+        let over = AgentState::Backoff { until: t0() };
+        let (_, plan) = judge(agent(over, 1), crashed(), false);
+        assert_eq!(restarted(&plan).unwrap().why, "its backoff is over");
+    }
+
+    #[test]
+    fn max_restarts_deaths_quarantine_until_it_is_over() {
+        let (state, plan) = judge(agent(running_since(60), 3), crashed(), false);
+        assert!(plan.restarts.is_empty());
+        let AgentState::Quarantined { until, why } = state else {
+            panic!("{state:?}")
+        };
+        assert_eq!(until, t0() + secs(3600));
+        assert_eq!(plan.quarantined, [(MAYOR.to_string(), why)]);
+        // Still quarantined: left alone. Over: tried again, afresh.
+        let q = |until| AgentState::Quarantined {
+            until,
+            why: "x".into(),
+        };
+        let (state, plan) = judge(agent(q(t0() + secs(1)), 4), crashed(), false);
+        assert!(plan.restarts.is_empty() && matches!(state, AgentState::Quarantined { .. }));
+        let (state, plan) = judge(agent(q(t0()), 4), crashed(), false);
+        let r = restarted(&plan).unwrap();
+        assert_eq!(r.why, "its quarantine is over");
+        assert!(r.afresh, "its count starts again");
+        assert_eq!(state, AgentState::Running { since: t0() });
+    }
+
+    #[test]
+    fn a_stable_run_starts_the_count_afresh() {
+        let stable = running_since(10 * 60);
+        let (_, plan) = judge(agent(stable, 3), crashed(), false);
+        assert!(restarted(&plan).is_some(), "restarted at once: {plan:?}");
+        let (state, _) = judge(agent(running_since(10 * 60 - 1), 3), crashed(), false);
+        assert!(matches!(state, AgentState::Quarantined { .. }));
+    }
+
+    #[test]
+    fn an_exit_that_is_not_a_crash_is_restarted_uncounted() {
+        let usage = Seen::Dead {
+            exit: Some(1),
+            capture: Some("usage limit reached".into()),
+        };
+        let clean = Seen::Dead {
+            exit: Some(0),
+            capture: None,
+        };
+        for seen in [usage, clean] {
+            let (_, plan) = judge(agent(running_since(60), 3), seen, false);
+            let r = restarted(&plan).expect("restarted, not quarantined");
+            assert!(r.why.ends_with("(not a crash: not counted)"), "{}", r.why);
+            assert!(plan.backoffs.is_empty() && plan.quarantined.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_shutdown_request_is_respected() {
+        let stopped = AgentState::StoppedOnRequest { since: t0() };
+        for seen in [crashed(), missing(), Seen::Alive] {
+            let (state, plan) = judge(agent(stopped.clone(), 0), seen, false);
+            assert_eq!(state, stopped);
+            assert_eq!(plan, Plan::default());
+        }
+    }
+
+    #[test]
+    fn an_agent_missing_at_the_first_look_is_started_not_counted() {
+        let (_, plan) = judge(Memory::default(), missing(), true);
+        let r = restarted(&plan).unwrap();
+        assert_eq!(r.why, "not running when supervision began");
+        assert!(plan.backoffs.is_empty());
+        // Not the first look, or a pane that died: a death.
+        let (_, plan) = judge(Memory::default(), missing(), false);
+        assert_eq!(restarted(&plan).unwrap().why, "session missing");
+        let (_, plan) = judge(Memory::default(), crashed(), true);
+        assert_eq!(restarted(&plan).unwrap().why, "agent exited with status 1");
+    }
+
+    #[test]
+    fn an_agent_seen_alive_is_remembered_running_once() {
+        let (state, plan) = judge(Memory::default(), Seen::Alive, false);
+        assert_eq!(state, AgentState::Running { since: t0() });
+        assert!(plan.changed && plan.restarts.is_empty());
+        let (_, plan) = judge(agent(running_since(5), 0), Seen::Alive, false);
+        assert!(!plan.changed, "nothing new to write");
+    }
+
+    #[test]
+    fn several_agents_dying_together_pause_supervision() {
+        let sessions = ["gt-mayor", "gt-deacon", "gt-rig-witness"];
+        let mut memory = Memory::default();
+        let mut round = Round::default();
+        let looks: Vec<Look> = sessions
+            .iter()
+            .map(|s| Look {
+                session: s.to_string(),
+                seen: crashed(),
+            })
+            .collect();
+        // Two die: restarted. A third within the window: all paused.
+        let plan = decide(&policy(), &mut memory, &looks[..2], t0(), &mut round);
+        assert_eq!(plan.restarts.len(), 2);
+        let later = t0() + secs(10);
+        let plan = decide(&policy(), &mut memory, &looks[2..], later, &mut round);
+        assert!(plan.restarts.is_empty(), "{plan:?}");
+        let (died, why) = plan.paused.expect("paused");
+        assert_eq!(died, ["gt-deacon", "gt-mayor", "gt-rig-witness"]);
+        assert!(why.contains("3 supervised agents died within 30s"), "{why}");
+        let paused = memory.paused.unwrap();
+        assert_eq!(paused.until, later + secs(600));
+        assert_eq!(
+            memory.agents["gt-rig-witness"].state,
+            AgentState::Backoff { until: later }
+        );
+        // One agent dying three times is not a mass death.
+        let mut memory = Memory::default();
+        let mut round = Round::default();
+        for i in 0..3 {
+            let plan = decide(
+                &policy(),
+                &mut memory,
+                &looks[..1],
+                t0() + secs(i),
+                &mut round,
+            );
+            assert!(plan.paused.is_none());
+        }
+    }
+}
