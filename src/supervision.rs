@@ -58,9 +58,6 @@ pub struct Decision {
 pub struct AgentRecord {
     #[serde(flatten)]
     pub state: AgentState,
-    /// Deaths that count toward backoff and quarantine, within the window.
-    #[serde(default)]
-    pub deaths: Vec<DateTime<Utc>>,
     #[serde(default)]
     pub decisions: Vec<Decision>,
 }
@@ -113,10 +110,11 @@ pub fn load(town: &Town) -> Memory {
 }
 
 /// Ends a pause, a deliberate stop or a quarantine by hand: for one agent
-/// (`Some` of its session), or the pause of supervision as a whole
-/// (`None`). True when something was ended.
+/// (`Some` of its session, whose restart count starts afresh too), or the
+/// pause of supervision as a whole (`None`). True when something was
+/// ended.
 pub fn resume(town: &Town, session: Option<&str>, by: &str) -> io::Result<bool> {
-    update(town, |s| {
+    let resumed = update(town, |s| {
         let now = Utc::now();
         match session {
             None => (s.paused.take().is_some(), true),
@@ -130,11 +128,14 @@ pub fn resume(town: &Town, session: Option<&str>, by: &str) -> io::Result<bool> 
                 );
                 if held {
                     entry.state = AgentState::Unknown;
-                    entry.deaths.clear();
                     entry.note(now, "resume", format!("resumed by {by}"), None);
                 }
                 (held, held)
             }
         }
-    })
+    })?;
+    if let (true, Some(session)) = (resumed, session) {
+        crate::crash_loop::clear(town, session)?;
+    }
+    Ok(resumed)
 }

@@ -34,6 +34,7 @@ use super::stop::StopFlag;
 use super::supervisor::restarts;
 use super::validate::{self, SETTLE};
 use crate::config::SharedConfig;
+use crate::crash_loop::Counted;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::request::{self, Partial};
@@ -394,7 +395,7 @@ impl Consumer {
         match request {
             Ok(request) if !self.executor.has_effects() => {
                 // Nothing to wait for (dry run): run it here and now.
-                let result = self.executor.execute(&request);
+                let result = self.executor.execute(&request, Counted::Yes);
                 let sidecar = self.filer.sidecar(result, &partial, original_name);
                 self.filer.file(claimed_name, sidecar, tally);
                 Ok(None)

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 
 use super::execute::Executor;
 use super::inlet::{Hint, Message};
+use crate::crash_loop::Counted;
 use crate::request::{Partial, Request};
 use crate::text::escape_os;
 
@@ -43,6 +44,20 @@ pub(crate) struct Job {
 pub(crate) struct SupervisedRecord {
     pub(crate) body: Vec<u8>,
     pub(crate) capture: Option<String>,
+    /// Whether the restart follows a crash (and counts as one).
+    pub(crate) after_crash: bool,
+}
+
+impl Job {
+    /// How executing it counts toward its agent's restarts: a request's
+    /// cycle or restart always, a supervised restart as supervision says.
+    pub(crate) fn counted(&self) -> Counted {
+        match &self.supervised {
+            None => Counted::Yes,
+            Some(s) if s.after_crash => Counted::AfterCrash,
+            Some(_) => Counted::No,
+        }
+    }
 }
 
 /// A job a worker finished.
@@ -287,7 +302,7 @@ fn work_loop(
             Ok(job) => job,
             Err(_) => return,
         };
-        let result = executor.execute(&job.request);
+        let result = executor.execute(&job.request, job.counted());
         done.lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Done { job, result });

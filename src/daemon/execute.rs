@@ -18,7 +18,7 @@ use chrono::Utc;
 
 use super::stop::StopFlag;
 use crate::config::SharedConfig;
-use crate::crash_loop::CrashLoopGuard;
+use crate::crash_loop::{Counted, CrashLoopGuard};
 use crate::duration::human;
 use crate::process;
 use crate::request::{Action, Request};
@@ -63,8 +63,10 @@ impl Executor {
         !self.config.get().dry_run
     }
 
-    /// Executes the request; the error is the reason filed with it.
-    pub(crate) fn execute(&self, request: &Request) -> Result<(), String> {
+    /// Executes the request; the error is the reason filed with it. A
+    /// cycle or restart goes through the crash-loop guard, which records it
+    /// as `counted` says.
+    pub(crate) fn execute(&self, request: &Request, counted: Counted) -> Result<(), String> {
         let _status = super::sdnotify::executing(request.action.as_str(), &request.from);
         let config = self.config.get();
         let session = request.session();
@@ -81,7 +83,7 @@ impl Executor {
             } else {
                 CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window)
             };
-            match guard.admit(&session, Utc::now()) {
+            match guard.admit(&session, Utc::now(), counted) {
                 Ok(Ok(())) => {}
                 Ok(Err(tripped)) => {
                     return Err(format!(

@@ -49,6 +49,12 @@ pub(crate) struct Restart {
     pub(crate) reason: String,
     /// The dead pane's last lines, if there was a pane.
     pub(crate) capture: Option<String>,
+    /// Whether the restart follows a crash: then it is recorded as such in
+    /// the agent's restarts (the crash-loop guard's memory), which is how
+    /// supervision counts deaths. Its start of an agent missing when it
+    /// began, a restart after an exit that is not a crash and its retry
+    /// once a quarantine is over are not recorded.
+    pub(crate) after_crash: bool,
 }
 
 /// What the watcher hands the consumer: names on `rx`, `overflow` when it

@@ -3,6 +3,8 @@ use std::process::ExitCode;
 
 use color_eyre::eyre::eyre;
 
+use crate::config::Config;
+use crate::crash_loop::CrashLoopGuard;
 use crate::outcome::{Outcome, CAPTURE_SUFFIX};
 use crate::request::Agent;
 use crate::supervision::{self, AgentState};
@@ -61,10 +63,16 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         }
     };
     println!("{session}: {state}");
-    println!(
-        "Deaths counted within restart_window: {}",
-        record.deaths.len()
-    );
+    // Supervision counts deaths by the restarts that follow them, in the
+    // crash-loop guard's record of restarts.
+    let config = Config::load(&town.config_file()).unwrap_or_default();
+    let guard = CrashLoopGuard::new(town, config.max_restarts, config.restart_window);
+    let after_crash = guard
+        .remembered(chrono::Utc::now())?
+        .into_iter()
+        .find(|r| r.session == session)
+        .map_or(0, |r| r.after_crash);
+    println!("Restarts after a crash within restart_window: {after_crash}");
     for d in &record.decisions {
         let pane = if d.capture.is_some() {
             " [pane captured]"

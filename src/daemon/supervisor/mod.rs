@@ -18,6 +18,7 @@
 pub(crate) mod policy;
 pub(crate) mod restarts;
 
+use std::collections::HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +31,13 @@ use super::inlet::{Message, Restart};
 use super::metrics::Monitoring;
 use super::stop::StopFlag;
 use crate::config::Config;
+use crate::crash_loop::{self, CrashLoopGuard};
 use crate::duration::human;
 use crate::request::Agent;
 use crate::supervision::{self, AgentState};
 use crate::tmux::Tmux;
 use crate::town::Town;
-use policy::{Look, Plan, Policy, Round, Seen};
+use policy::{Look, Plan, Policy, Restarts, Round, Seen};
 
 /// The pause before a second look at the agents when one is found dead.
 const CONFIRM: Duration = Duration::from_millis(300);
@@ -149,8 +151,9 @@ impl Supervisor {
             }
             looks = self.observe(agents);
         }
+        let restarts = self.restart_counts(now);
         let decided = supervision::update(&self.town, |memory| {
-            let plan = policy::decide(policy, memory, &looks, now, round);
+            let plan = policy::decide(policy, memory, &looks, &restarts, now, round);
             let changed = plan.changed;
             (plan, changed)
         });
@@ -192,6 +195,32 @@ impl Supervisor {
         looks
     }
 
+    /// Each session's restarts within the window, as the crash-loop guard
+    /// records them (none when its memory cannot be read: said in the log).
+    fn restart_counts(&self, now: DateTime<Utc>) -> HashMap<String, Restarts> {
+        let guard = CrashLoopGuard::new(
+            &self.town,
+            self.config.max_restarts,
+            self.config.restart_window,
+        );
+        match guard.remembered(now) {
+            Ok(remembered) => remembered
+                .into_iter()
+                .map(|r| {
+                    let restarts = Restarts {
+                        all: r.restarts,
+                        after_crash: r.after_crash,
+                    };
+                    (r.session, restarts)
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the restart counts (restart_state.json): {e}");
+                HashMap::new()
+            }
+        }
+    }
+
     /// False while supervision is paused; ends a pause whose time is up.
     fn pause_over(&self, now: DateTime<Utc>) -> bool {
         let paused = supervision::load(&self.town).paused;
@@ -226,18 +255,8 @@ impl Supervisor {
                 continue;
             };
             if r.afresh {
-                // The request guard counts the same restarts; its memory
-                // goes with the quarantine.
-                let guard = crate::crash_loop::CrashLoopGuard::new(
-                    &self.town,
-                    self.config.max_restarts,
-                    self.config.restart_window,
-                );
-                if let Err(e) = guard.clear(&r.session) {
-                    tracing::warn!(
-                        session = r.session,
-                        "cannot clear the crash-loop guard: {e}"
-                    );
+                if let Err(e) = crash_loop::clear(&self.town, &r.session) {
+                    tracing::warn!(session = r.session, "cannot clear the restart count: {e}");
                 }
             }
             tracing::warn!(
@@ -250,6 +269,7 @@ impl Supervisor {
                 agent: name.clone(),
                 reason: r.why,
                 capture: r.capture,
+                after_crash: r.after_crash,
             });
         }
     }

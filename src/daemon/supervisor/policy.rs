@@ -1,6 +1,7 @@
 //! Supervision's policy: given what supervision remembers of the agents
-//! (their [`AgentRecord`]s), what one check saw of each ([`Seen`]) and the
-//! time, what to do ([`Plan`]) and what to remember.
+//! (their [`AgentRecord`]s), their restart counts, what one check saw of
+//! each ([`Seen`]) and the time, what to do ([`Plan`]) and what to
+//! remember.
 //!
 //! Pure: no tmux, no files, no clock, no log. The supervisor thread
 //! ([`super::Supervisor`]) looks, reads and writes `supervise.json` around
@@ -12,8 +13,19 @@
 //! counted (a crash) or not (exit 0, `not_a_crash`), which restarts it at
 //! once, after a backoff, or quarantines it. A new way of failing (say an
 //! agent that stalls) is one more [`Seen`] that maps to a [`Failure`].
+//!
+//! Deaths are counted by the restarts that follow them, in the one record
+//! of an agent's restarts, the crash-loop guard's ([`crate::crash_loop`]):
+//! an agent restarted after `n` crashes within `restart_window` that
+//! crashes again has died `n + 1` times. Restarts that follow no crash
+//! (the start of an agent missing when supervision began, an exit that is
+//! not a crash, the retry after a quarantine) are not recorded. A
+//! quarantine's end and a stable run clear the record. Supervision never
+//! asks for a restart the guard would refuse (`max_restarts` restarts of
+//! any kind within the window, requests' too): it quarantines the agent
+//! instead.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -166,8 +178,19 @@ pub(crate) struct Planned {
     /// The restart metric's label.
     pub(crate) cause: &'static str,
     pub(crate) capture: Option<String>,
-    /// The agent's restart count starts afresh first (a quarantine over).
+    /// The agent's restart count starts afresh first (a quarantine over,
+    /// a stable run).
     pub(crate) afresh: bool,
+    /// The restart follows a crash, and is recorded as such.
+    pub(crate) after_crash: bool,
+}
+
+/// An agent's restarts within `restart_window`, as the crash-loop guard
+/// records them: all of them, and those that followed a crash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Restarts {
+    pub(crate) all: usize,
+    pub(crate) after_crash: usize,
 }
 
 /// What one check decided, for the supervisor to carry out.
@@ -188,8 +211,13 @@ pub(crate) struct Plan {
 enum Case {
     /// Nothing to do: stopped on request, or still waiting.
     Leave,
-    /// Restart it, for this reason; `afresh`: its count starts again.
-    Retry { why: &'static str, afresh: bool },
+    /// Restart it, for this reason; `afresh`: its count starts again;
+    /// `after_crash`: the restart follows a crash.
+    Retry {
+        why: &'static str,
+        afresh: bool,
+        after_crash: bool,
+    },
     /// A new death, to weigh.
     Death(Failure),
 }
@@ -206,18 +234,22 @@ fn case(
         AgentState::Quarantined { until, .. } | AgentState::Backoff { until } if *until > now => {
             Case::Leave
         }
+        // The crash it waited after is counted by this restart.
         AgentState::Backoff { .. } => Case::Retry {
             why: "its backoff is over",
             afresh: false,
+            after_crash: true,
         },
         AgentState::Quarantined { .. } => Case::Retry {
             why: "its quarantine is over",
             afresh: true,
+            after_crash: false,
         },
         AgentState::Unknown if first && matches!(seen, Seen::Dead { exit: None, .. }) => {
             Case::Retry {
                 why: "not running when supervision began",
                 afresh: false,
+                after_crash: false,
             }
         }
         _ => Case::Death(failure),
@@ -225,17 +257,19 @@ fn case(
 }
 
 /// Decides about every agent `looks` saw, and records the decisions in
-/// `memory`. Deaths of several agents within `mass_death_window` pause
-/// supervision instead of restarting anyone.
+/// `memory`; `restarts` holds each session's restarts within the window
+/// (none: 0). Deaths of several agents within `mass_death_window`
+/// pause supervision instead of restarting anyone.
 pub(crate) fn decide(
     policy: &Policy,
     memory: &mut Memory,
     looks: &[Look],
+    restarts: &HashMap<String, Restarts>,
     now: DateTime<Utc>,
     round: &mut Round,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mut deaths: Vec<(&Look, Failure)> = Vec::new();
+    let mut deaths: Vec<(&Look, Failure, Restarts)> = Vec::new();
     for look in looks {
         let record = memory.agents.entry(look.session.clone()).or_default();
         let Some(failure) = Failure::of(&look.seen, policy) else {
@@ -249,15 +283,22 @@ pub(crate) fn decide(
             }
             continue;
         };
+        let count = restarts.get(&look.session).copied().unwrap_or_default();
         match case(record, failure, &look.seen, now, round.first) {
             Case::Leave => {}
-            Case::Retry { why, afresh } => {
-                if afresh {
-                    record.deaths.clear();
-                }
-                plan.restart(look, why.to_string(), afresh);
+            Case::Retry {
+                why,
+                afresh,
+                after_crash,
+            } => {
+                let start = Start {
+                    why: why.to_string(),
+                    afresh,
+                    after_crash,
+                };
+                plan.start_or_hold(policy, record, look, start, count, now);
             }
-            Case::Death(failure) => deaths.push((look, failure)),
+            Case::Death(failure) => deaths.push((look, failure, count)),
         }
     }
     if deaths.is_empty() && plan.restarts.is_empty() {
@@ -268,9 +309,9 @@ pub(crate) fn decide(
         pause(policy, memory, &deaths, now, round, &mut plan);
         return plan;
     }
-    for (look, failure) in deaths {
+    for (look, failure, count) in deaths {
         let record = memory.agents.entry(look.session.clone()).or_default();
-        weigh(policy, record, look, failure, now, &mut plan);
+        weigh(policy, record, look, failure, count, now, &mut plan);
     }
     for r in &plan.restarts {
         let record = memory.agents.entry(r.session.clone()).or_default();
@@ -280,15 +321,69 @@ pub(crate) fn decide(
     plan
 }
 
+/// A restart about to be planned.
+struct Start {
+    why: String,
+    afresh: bool,
+    after_crash: bool,
+}
+
 impl Plan {
-    fn restart(&mut self, look: &Look, why: String, afresh: bool) {
+    /// Plans the restart, unless the agent's count is full (the guard
+    /// would refuse it): then it is quarantined.
+    fn start_or_hold(
+        &mut self,
+        policy: &Policy,
+        record: &mut AgentRecord,
+        look: &Look,
+        start: Start,
+        restarts: Restarts,
+        now: DateTime<Utc>,
+    ) {
+        let count = if start.afresh { 0 } else { restarts.all };
+        if count >= policy.max_restarts as usize {
+            let why = format!(
+                "{}, but the crash-loop guard holds it: {count} restarts within {} \
+                 (max_restarts {})",
+                start.why,
+                human(policy.restart_window),
+                policy.max_restarts,
+            );
+            self.quarantine(policy, record, look, why, now);
+            return;
+        }
         self.restarts.push(Planned {
             session: look.session.clone(),
-            why,
+            why: start.why,
             cause: look.cause(),
             capture: look.capture(),
-            afresh,
+            afresh: start.afresh,
+            after_crash: start.after_crash,
         });
+    }
+
+    /// Leaves the agent alone for `quarantine`: `why` says why, then
+    /// `gt daemon clear-backoff` or the end of the quarantine.
+    fn quarantine(
+        &mut self,
+        policy: &Policy,
+        record: &mut AgentRecord,
+        look: &Look,
+        why: String,
+        now: DateTime<Utc>,
+    ) {
+        let why = format!(
+            "{why}: quarantined for {}, or until `gt daemon clear-backoff`",
+            human(policy.quarantine)
+        );
+        let until = now + chrono::Duration::from_std(policy.quarantine).unwrap_or_default();
+        record.note(now, "quarantine", why.clone(), look.capture());
+        record.state = AgentState::Quarantined {
+            until,
+            why: why.clone(),
+        };
+        self.quarantined.push((look.session.clone(), why));
+        self.changed = true;
     }
 }
 
@@ -297,13 +392,13 @@ impl Plan {
 /// and again is a crash loop (backoff and quarantine), not a mass death.
 fn mass_death(
     policy: &Policy,
-    deaths: &[(&Look, Failure)],
+    deaths: &[(&Look, Failure, Restarts)],
     now: DateTime<Utc>,
     round: &mut Round,
 ) -> bool {
     let window =
         chrono::Duration::from_std(policy.mass_death_window).unwrap_or(chrono::Duration::MAX);
-    for (look, _) in deaths {
+    for (look, _, _) in deaths {
         round.deaths.push_back((now, look.session.clone()));
     }
     while round
@@ -322,7 +417,7 @@ fn mass_death(
 fn pause(
     policy: &Policy,
     memory: &mut Memory,
-    deaths: &[(&Look, Failure)],
+    deaths: &[(&Look, Failure, Restarts)],
     now: DateTime<Utc>,
     round: &mut Round,
     plan: &mut Plan,
@@ -341,7 +436,7 @@ fn pause(
         human(policy.mass_death_window),
         sessions.join(", ")
     );
-    for (look, failure) in deaths {
+    for (look, failure, _) in deaths {
         let record = memory.agents.entry(look.session.clone()).or_default();
         record.note(
             now,
@@ -361,56 +456,54 @@ fn pause(
     plan.paused = Some((sessions, why));
 }
 
-/// Weighs one new death: restart now, back off, or quarantine.
+/// Weighs one new death: restart now, back off, or quarantine. Its number
+/// is one more than the agent's restarts after a crash within the window.
 fn weigh(
     policy: &Policy,
     record: &mut AgentRecord,
     look: &Look,
     failure: Failure,
+    restarts: Restarts,
     now: DateTime<Utc>,
     plan: &mut Plan,
 ) {
-    let window = chrono::Duration::from_std(policy.restart_window).unwrap_or(chrono::Duration::MAX);
     let stable = chrono::Duration::from_std(policy.stable_after).unwrap_or(chrono::Duration::MAX);
-    if let AgentState::Running { since } = record.state {
-        if now.signed_duration_since(since) >= stable {
-            record.deaths.clear(); // it had run stable: a fresh count
-        }
-    }
-    record
-        .deaths
-        .retain(|t| now.signed_duration_since(*t) < window);
+    // It had run stable: a fresh count.
+    let afresh = matches!(record.state,
+        AgentState::Running { since } if now.signed_duration_since(since) >= stable);
+    let restarts = if afresh {
+        Restarts::default()
+    } else {
+        restarts
+    };
     if !failure.counted {
-        plan.restart(
-            look,
-            format!("{} (not a crash: not counted)", failure.why),
-            false,
-        );
+        let start = Start {
+            why: format!("{} (not a crash: not counted)", failure.why),
+            afresh,
+            after_crash: false,
+        };
+        plan.start_or_hold(policy, record, look, start, restarts, now);
         return;
     }
-    record.deaths.push(now);
-    let count = record.deaths.len();
+    let count = restarts.after_crash + 1;
     if count >= policy.max_restarts as usize {
-        let until = now + chrono::Duration::from_std(policy.quarantine).unwrap_or_default();
         let why = format!(
-            "{}; died {count} times within {} (max_restarts {}): quarantined for {}, \
-             or until `gt daemon clear-backoff`",
+            "{}; died {count} times within {} (max_restarts {})",
             failure.why,
             human(policy.restart_window),
             policy.max_restarts,
-            human(policy.quarantine)
         );
-        record.note(now, "quarantine", why.clone(), look.capture());
-        record.state = AgentState::Quarantined {
-            until,
-            why: why.clone(),
-        };
-        plan.quarantined.push((look.session.clone(), why));
+        plan.quarantine(policy, record, look, why, now);
         return;
     }
     let delay = policy.backoff_for(count);
     if delay.is_zero() {
-        plan.restart(look, failure.why, false);
+        let start = Start {
+            why: failure.why,
+            afresh,
+            after_crash: true,
+        };
+        plan.start_or_hold(policy, record, look, start, restarts, now);
         return;
     }
     let why = format!(
@@ -469,14 +562,20 @@ mod tests {
         }
     }
 
-    /// An agent in `state` whose restarts within the window number
-    /// `restarts`, the last one a minute ago.
-    fn agent(state: AgentState, restarts: usize) -> Memory {
+    /// The mayor in `state`, restarted `after_crash` times after a crash
+    /// within the window (and no other way).
+    fn agent(state: AgentState, after_crash: usize) -> (Memory, Restarts) {
+        let restarts = Restarts {
+            all: after_crash,
+            after_crash,
+        };
+        with(state, restarts)
+    }
+
+    fn with(state: AgentState, restarts: Restarts) -> (Memory, Restarts) {
         let mut memory = Memory::default();
-        let record = memory.agents.entry(MAYOR.into()).or_default();
-        record.state = state;
-        record.deaths = vec![t0() - secs(60); restarts];
-        memory
+        memory.agents.entry(MAYOR.into()).or_default().state = state;
+        (memory, restarts)
     }
 
     fn running_since(ago: i64) -> AgentState {
@@ -486,7 +585,11 @@ mod tests {
     }
 
     /// What the policy decides about the mayor, seen as `seen` at t0.
-    fn judge(mut memory: Memory, seen: Seen, first: bool) -> (AgentState, Plan) {
+    fn judge(
+        (mut memory, restarts): (Memory, Restarts),
+        seen: Seen,
+        first: bool,
+    ) -> (AgentState, Plan) {
         let mut round = Round {
             first,
             ..Round::default()
@@ -495,8 +598,13 @@ mod tests {
             session: MAYOR.into(),
             seen,
         }];
-        let plan = decide(&policy(), &mut memory, &looks, t0(), &mut round);
+        let counts = HashMap::from([(MAYOR.to_string(), restarts)]);
+        let plan = decide(&policy(), &mut memory, &looks, &counts, t0(), &mut round);
         (memory.agents[MAYOR].state.clone(), plan)
+    }
+
+    fn fresh() -> (Memory, Restarts) {
+        (Memory::default(), Restarts::default())
     }
 
     fn restarted(plan: &Plan) -> Option<&Planned> {
@@ -509,6 +617,7 @@ mod tests {
         let (state, plan) = judge(agent(running_since(60), 0), crashed(), false);
         let r = restarted(&plan).expect("a restart");
         assert_eq!(r.why, "agent exited with status 1");
+        assert!(r.after_crash && !r.afresh, "a crash's restart counts");
         assert_eq!(r.cause, "pane_exited");
         assert_eq!(r.capture.as_deref(), Some("panic: oops"));
         assert_eq!(state, AgentState::Running { since: t0() });
@@ -545,7 +654,12 @@ mod tests {
         assert_eq!((state, plan.restarts.len()), (waiting, 0));
         let over = AgentState::Backoff { until: t0() };
         let (_, plan) = judge(agent(over, 1), crashed(), false);
-        assert_eq!(restarted(&plan).unwrap().why, "its backoff is over");
+        let r = restarted(&plan).unwrap();
+        assert_eq!(r.why, "its backoff is over");
+        assert!(
+            r.after_crash,
+            "the restart after the death it waited for counts"
+        );
     }
 
     #[test]
@@ -567,7 +681,7 @@ mod tests {
         let (state, plan) = judge(agent(q(t0()), 4), crashed(), false);
         let r = restarted(&plan).unwrap();
         assert_eq!(r.why, "its quarantine is over");
-        assert!(r.afresh, "its count starts again");
+        assert!(r.afresh && !r.after_crash, "its count starts again, from 0");
         assert_eq!(state, AgentState::Running { since: t0() });
     }
 
@@ -575,7 +689,8 @@ mod tests {
     fn a_stable_run_starts_the_count_afresh() {
         let stable = running_since(10 * 60);
         let (_, plan) = judge(agent(stable, 3), crashed(), false);
-        assert!(restarted(&plan).is_some(), "restarted at once: {plan:?}");
+        let r = restarted(&plan).expect("restarted at once");
+        assert!(r.afresh && r.after_crash, "{r:?}");
         let (state, _) = judge(agent(running_since(10 * 60 - 1), 3), crashed(), false);
         assert!(matches!(state, AgentState::Quarantined { .. }));
     }
@@ -594,8 +709,57 @@ mod tests {
             let (_, plan) = judge(agent(running_since(60), 3), seen, false);
             let r = restarted(&plan).expect("restarted, not quarantined");
             assert!(r.why.ends_with("(not a crash: not counted)"), "{}", r.why);
+            assert!(!r.after_crash);
             assert!(plan.backoffs.is_empty() && plan.quarantined.is_empty());
         }
+    }
+
+    #[test]
+    fn a_restart_the_guard_would_refuse_is_never_asked_for() {
+        // Four restarts within the window, by requests: the guard refuses
+        // a fifth, even one that would not be recorded; the agent is
+        // quarantined instead of being refused again at every check.
+        let by_requests = |state| {
+            with(
+                state,
+                Restarts {
+                    all: 4,
+                    after_crash: 0,
+                },
+            )
+        };
+        let usage = Seen::Dead {
+            exit: Some(1),
+            capture: Some("usage limit".into()),
+        };
+        let over = AgentState::Backoff { until: t0() };
+        for (memory, seen, first) in [
+            (by_requests(running_since(60)), usage, false),
+            (by_requests(AgentState::Unknown), missing(), true),
+            (by_requests(over), crashed(), false),
+            (by_requests(running_since(60)), crashed(), false),
+        ] {
+            let (state, plan) = judge(memory, seen, first);
+            assert!(plan.restarts.is_empty(), "{plan:?}");
+            let AgentState::Quarantined { why, .. } = state else {
+                panic!("{state:?}")
+            };
+            assert!(
+                why.contains("the crash-loop guard holds it: 4 restarts within 15m"),
+                "{why}"
+            );
+            assert_eq!(plan.quarantined.len(), 1);
+        }
+        // Requests' restarts are no deaths: with three of them, a crash is
+        // the first death, restarted at once.
+        let three = Restarts {
+            all: 3,
+            after_crash: 0,
+        };
+        let (_, plan) = judge(with(running_since(60), three), crashed(), false);
+        let r = restarted(&plan).unwrap();
+        assert_eq!(r.why, "agent exited with status 1");
+        assert!(r.after_crash);
     }
 
     #[test]
@@ -610,20 +774,21 @@ mod tests {
 
     #[test]
     fn an_agent_missing_at_the_first_look_is_started_not_counted() {
-        let (_, plan) = judge(Memory::default(), missing(), true);
+        let (_, plan) = judge(fresh(), missing(), true);
         let r = restarted(&plan).unwrap();
         assert_eq!(r.why, "not running when supervision began");
+        assert!(!r.after_crash);
         assert!(plan.backoffs.is_empty());
         // Not the first look, or a pane that died: a death.
-        let (_, plan) = judge(Memory::default(), missing(), false);
+        let (_, plan) = judge(fresh(), missing(), false);
         assert_eq!(restarted(&plan).unwrap().why, "session missing");
-        let (_, plan) = judge(Memory::default(), crashed(), true);
+        let (_, plan) = judge(fresh(), crashed(), true);
         assert_eq!(restarted(&plan).unwrap().why, "agent exited with status 1");
     }
 
     #[test]
     fn an_agent_seen_alive_is_remembered_running_once() {
-        let (state, plan) = judge(Memory::default(), Seen::Alive, false);
+        let (state, plan) = judge(fresh(), Seen::Alive, false);
         assert_eq!(state, AgentState::Running { since: t0() });
         assert!(plan.changed && plan.restarts.is_empty());
         let (_, plan) = judge(agent(running_since(5), 0), Seen::Alive, false);
@@ -633,6 +798,7 @@ mod tests {
     #[test]
     fn several_agents_dying_together_pause_supervision() {
         let sessions = ["gt-mayor", "gt-deacon", "gt-rig-witness"];
+        let none = HashMap::new();
         let mut memory = Memory::default();
         let mut round = Round::default();
         let looks: Vec<Look> = sessions
@@ -643,10 +809,17 @@ mod tests {
             })
             .collect();
         // Two die: restarted. A third within the window: all paused.
-        let plan = decide(&policy(), &mut memory, &looks[..2], t0(), &mut round);
+        let plan = decide(&policy(), &mut memory, &looks[..2], &none, t0(), &mut round);
         assert_eq!(plan.restarts.len(), 2);
         let later = t0() + secs(10);
-        let plan = decide(&policy(), &mut memory, &looks[2..], later, &mut round);
+        let plan = decide(
+            &policy(),
+            &mut memory,
+            &looks[2..],
+            &none,
+            later,
+            &mut round,
+        );
         assert!(plan.restarts.is_empty(), "{plan:?}");
         let (died, why) = plan.paused.expect("paused");
         assert_eq!(died, ["gt-deacon", "gt-mayor", "gt-rig-witness"]);
@@ -665,6 +838,7 @@ mod tests {
                 &policy(),
                 &mut memory,
                 &looks[..1],
+                &none,
                 t0() + secs(i),
                 &mut round,
             );

@@ -58,6 +58,7 @@ pub(crate) fn job(restart: Restart, now: DateTime<Utc>) -> Option<Job> {
         supervised: Some(SupervisedRecord {
             body: serde_json::to_vec(&body).unwrap_or_default(),
             capture: restart.capture,
+            after_crash: restart.after_crash,
         }),
     })
 }
@@ -139,6 +140,7 @@ mod tests {
             agent: agent.into(),
             reason: "session missing".into(),
             capture: Some("last words\n".into()),
+            after_crash: true,
         }
     }
 
