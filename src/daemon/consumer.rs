@@ -63,6 +63,8 @@ pub(crate) struct Consumer {
     dispatcher: Dispatcher,
     /// Kept to decide whether a request needs a durable claim first.
     executor: Arc<Executor>,
+    /// Sessions supervision's restarts hold until they are filed.
+    held: Arc<HeldSessions>,
     rx: Receiver<Message>,
     overflow: Arc<AtomicBool>,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
@@ -92,7 +94,7 @@ impl Consumer {
         hooks: &Hooks,
         monitoring: Monitoring,
     ) -> io::Result<Self> {
-        let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
+        let executor = Arc::new(Executor::new(town, config, stop.clone(), held.clone()));
         let dispatcher =
             Dispatcher::start(config.get().max_parallel, executor.clone(), inlet.wake)?;
         Ok(Consumer {
@@ -102,6 +104,7 @@ impl Consumer {
             ledger: Ledger::start(town, state)?,
             dispatcher,
             executor,
+            held,
             rx: inlet.rx,
             overflow: inlet.overflow,
             stop,
@@ -486,14 +489,17 @@ impl Consumer {
                     restarts::note_request(&self.town, &self.config.get(), &job.request, &sidecar);
                     self.filer.file(job.name, sidecar, tally);
                 }
-                Some(record) => restarts::file(
-                    &self.town,
-                    &mut self.filer,
-                    job.name,
-                    record,
-                    sidecar,
-                    tally,
-                ),
+                Some(record) => {
+                    restarts::file(
+                        &self.town,
+                        &mut self.filer,
+                        job.name,
+                        record,
+                        sidecar,
+                        tally,
+                    );
+                    self.held.release(&job.request.session());
+                }
             }
         }
     }
@@ -502,15 +508,17 @@ impl Consumer {
     /// working on that agent (supervision looks again at its next check).
     fn dispatch_supervised(&mut self) {
         for restart in std::mem::take(&mut self.supervised) {
+            let session = restart.session.clone();
             let Some(job) = restarts::job(restart, Utc::now()) else {
+                self.held.release(&session);
                 continue;
             };
-            let session = job.request.session();
             if !self.dispatcher.slots.may_start(&session) {
                 tracing::debug!(
                     session,
                     "a request is handling this agent; supervision waits"
                 );
+                self.held.release(&session);
                 continue;
             }
             self.dispatcher.submit(job);

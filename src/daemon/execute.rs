@@ -271,6 +271,19 @@ impl HeldSessions {
         }
     }
 
+    /// Holds `session` for a supervised restart on its way to the executor,
+    /// until [`HeldSessions::release`]: supervision must not look at an
+    /// agent it has just asked to restart (its session is missing until the
+    /// restart creates it), nor the heartbeat poke it.
+    pub(crate) fn claim(&self, session: &str) {
+        self.lock().insert(session.to_string());
+    }
+
+    /// Ends a [`HeldSessions::claim`] (the restart was filed, or dropped).
+    pub(crate) fn release(&self, session: &str) {
+        self.lock().remove(session);
+    }
+
     pub(crate) fn is_held(&self, session: &str) -> bool {
         self.lock().contains(session)
     }
@@ -289,5 +302,26 @@ impl HeldSessions {
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
         self.sessions.lock().remove(&self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_held_while_claimed_or_in_hand() {
+        let held = HeldSessions::default();
+        {
+            let _hold = held.hold("gt-mayor");
+            assert!(held.is_held("gt-mayor"));
+            assert_eq!(held.unless_held("gt-mayor", || ()), None);
+        }
+        assert!(!held.is_held("gt-mayor"), "released with its hold");
+        held.claim("gt-deacon");
+        assert!(held.is_held("gt-deacon"));
+        assert_eq!(held.unless_held("gt-mayor", || 7), Some(7));
+        held.release("gt-deacon");
+        assert!(!held.is_held("gt-deacon"));
     }
 }

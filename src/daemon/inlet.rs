@@ -46,6 +46,9 @@ pub(crate) enum Message {
 pub(crate) struct Restart {
     /// The agent as configured (its identity, as in a request's `from`).
     pub(crate) agent: String,
+    /// Its tmux session, held (see `HeldSessions::claim`) from the moment
+    /// the supervisor asks until the restart is filed or dropped.
+    pub(crate) session: String,
     pub(crate) reason: String,
     /// The dead pane's last lines, if there was a pane.
     pub(crate) capture: Option<String>,

@@ -313,3 +313,30 @@ fn an_exit_that_is_not_a_crash_does_not_count_toward_quarantine() {
     assert!(!why.contains("quarantine"), "{why}");
     assert!(!why.contains("backoff"), "{why}");
 }
+
+#[test]
+fn an_agent_whose_restart_is_on_its_way_is_not_taken_for_dead_again() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    // The consumer takes its time over two bad requests (a test hook), so
+    // supervision's start of the mayor waits behind them while supervision
+    // looks again every 200 ms and finds no session yet.
+    t.publish("a-bad.json", "not json");
+    t.publish("b-bad.json", "not json");
+    t.start_hooked(&[], &[(gt::testing::REQUEST_DELAY_MS, "1500")]);
+    t.wait_failed("b-bad.json");
+    wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    let why = explain(&t, "mayor");
+    assert!(why.contains("not running when supervision began"), "{why}");
+    assert!(
+        !why.contains("session missing") && !why.contains("backoff"),
+        "a start on its way was taken for a death: {why}"
+    );
+    assert_eq!(
+        daemon_records(&t, &t.processed()).len(),
+        1,
+        "{}",
+        t.snapshot()
+    );
+}

@@ -265,8 +265,13 @@ impl Supervisor {
                 r.why
             );
             self.monitoring.metrics.agent_restarted(&r.session, r.cause);
+            // Held from now until the consumer files or drops it: until the
+            // restart creates the session, the next check would see it
+            // missing and restart it again.
+            self.held.claim(&r.session);
             self.send(Restart {
                 agent: name.clone(),
+                session: r.session,
                 reason: r.why,
                 capture: r.capture,
                 after_crash: r.after_crash,

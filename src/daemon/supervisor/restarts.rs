@@ -138,6 +138,7 @@ mod tests {
     fn restart(agent: &str) -> Restart {
         Restart {
             agent: agent.into(),
+            session: String::new(),
             reason: "session missing".into(),
             capture: Some("last words\n".into()),
             after_crash: true,
