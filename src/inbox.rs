@@ -1,11 +1,16 @@
 //! The inbox as seen from anywhere: which names are requests, what is
-//! pending. Watching it is the daemon's business (`daemon::watch`).
+//! pending, and how a request file (in the inbox, or claimed from it) is
+//! read. Watching it is the daemon's business (`daemon::watch`).
 
 use std::ffi::{OsStr, OsString};
-use std::io;
+use std::fs::{File, Metadata};
+use std::io::{self, Read as _};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::SystemTime;
+
+use crate::request::{Read, Rejection, MAX_REQUEST_BYTES};
 
 /// Requests are `*.json`; dot-names are writes in progress.
 pub(crate) fn is_request_name(name: &OsStr) -> bool {
@@ -77,6 +82,71 @@ pub(crate) fn pending(inbox: &Path) -> (u64, Option<SystemTime>) {
     (count, oldest)
 }
 
+/// Reads a request file the way the daemon must, and the commands that
+/// show requests do: regular files only (symlinks are never followed,
+/// FIFOs and devices never opened), at most [`MAX_REQUEST_BYTES`].
+pub fn read_request(path: &Path) -> Read {
+    let meta = std::fs::symlink_metadata(path)?;
+    if let Some(rejection) = check_meta(&meta) {
+        return Ok(Err(rejection));
+    }
+    // O_NONBLOCK: should the name be swapped for a FIFO after the lstat,
+    // opening it still cannot hang; O_NOFOLLOW: nor can it become a link.
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(Err(Rejection(
+                "not a regular file: a symbolic link (never followed)".into(),
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(rejection) = check_meta(&file.metadata()?) {
+        return Ok(Err(rejection));
+    }
+    let mut bytes = Vec::with_capacity(1024);
+    file.take(MAX_REQUEST_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_REQUEST_BYTES {
+        return Ok(Err(too_large(bytes.len() as u64)));
+    }
+    Ok(Ok(bytes))
+}
+
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
+}
+
+fn check_meta(meta: &Metadata) -> Option<Rejection> {
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return (meta.len() > MAX_REQUEST_BYTES).then(|| too_large(meta.len()));
+    } else if t.is_symlink() {
+        "a symbolic link (never followed)"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (never opened)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device (never opened)"
+    } else {
+        "of an unknown type"
+    };
+    Some(Rejection(format!("not a regular file: {kind}")))
+}
+
+fn too_large(len: u64) -> Rejection {
+    Rejection(format!(
+        "file is too large: {len} bytes or more, limit {} bytes (64 KiB); requests are a few hundred bytes",
+        MAX_REQUEST_BYTES
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +169,35 @@ mod tests {
         assert!(!is_request_name(".a.tmp".as_ref()));
         assert!(!is_request_name("a.json.tmp".as_ref()));
         assert!(!is_request_name(".json".as_ref()));
+    }
+
+    #[test]
+    fn strange_files_are_refused_unopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.json");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let r = read_request(&fifo).unwrap().unwrap_err();
+        assert!(r.0.contains("FIFO"), "{r}");
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"{}").unwrap();
+        let link = dir.path().join("l.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(read_request(&link)
+            .unwrap()
+            .unwrap_err()
+            .0
+            .contains("symbolic link"));
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b'['; 1 << 20]).unwrap();
+        assert!(read_request(&big)
+            .unwrap()
+            .unwrap_err()
+            .0
+            .contains("too large"));
     }
 }

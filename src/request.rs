@@ -1,19 +1,13 @@
-//! The request file format (README, "Requests"): reading a request file,
-//! parsing, validation and the mapping from an agent identity to its tmux
-//! session.
+//! The request file format (README, "Requests"): parsing, validation and the mapping
+//! from an agent identity to its tmux session.
 //!
-//! Everything here but [`read`] is pure: bytes and a clock in, a
-//! [`Request`] or a [`Rejection`] with a reason a person can act on out.
-//! [`read`] opens a file the way the daemon must, and the commands that
-//! show requests do: never following, blocking on or swallowing a strange
-//! one. Request text never reaches a shell or a tmux target unless it
-//! passed [`Agent::parse`].
+//! Everything here is pure: bytes and a clock in, a [`Request`] or a
+//! [`Rejection`] with a reason a person can act on out (reading the file
+//! is [`crate::inbox::read_request`]). Request text never reaches a shell
+//! or a tmux target unless it passed [`Agent::parse`].
 
 use std::fmt;
-use std::fs::{File, Metadata};
-use std::io::{self, Read as _};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::io;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -338,7 +332,7 @@ pub fn parse(
     result.map_err(|r| (r, partial))
 }
 
-/// Validates what [`read`] returned: the request, or the reason it is
+/// Validates what [`crate::inbox::read_request`] returned: the request, or the reason it is
 /// refused, with whatever identity could be read for the sidecar either
 /// way.
 pub fn validate(
@@ -368,71 +362,6 @@ pub fn validate(
 /// What reading a request file gave: its bytes, a refusal (not a regular
 /// file, too large), or the error that kept it from being read.
 pub type Read = io::Result<Result<Vec<u8>, Rejection>>;
-
-/// Reads a request file: regular files only (symlinks are never followed,
-/// FIFOs and devices never opened), at most [`MAX_REQUEST_BYTES`].
-pub fn read(path: &Path) -> Read {
-    let meta = std::fs::symlink_metadata(path)?;
-    if let Some(rejection) = check_meta(&meta) {
-        return Ok(Err(rejection));
-    }
-    // O_NONBLOCK: should the name be swapped for a FIFO after the lstat,
-    // opening it still cannot hang; O_NOFOLLOW: nor can it become a link.
-    let file = match File::options()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Ok(Err(Rejection(
-                "not a regular file: a symbolic link (never followed)".into(),
-            )))
-        }
-        Err(e) => return Err(e),
-    };
-    if let Some(rejection) = check_meta(&file.metadata()?) {
-        return Ok(Err(rejection));
-    }
-    let mut bytes = Vec::with_capacity(1024);
-    file.take(MAX_REQUEST_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_REQUEST_BYTES {
-        return Ok(Err(too_large(bytes.len() as u64)));
-    }
-    Ok(Ok(bytes))
-}
-
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
-}
-
-fn check_meta(meta: &Metadata) -> Option<Rejection> {
-    let t = meta.file_type();
-    let kind = if t.is_file() {
-        return (meta.len() > MAX_REQUEST_BYTES).then(|| too_large(meta.len()));
-    } else if t.is_symlink() {
-        "a symbolic link (never followed)"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO (never opened)"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_block_device() || t.is_char_device() {
-        "a device (never opened)"
-    } else {
-        "of an unknown type"
-    };
-    Some(Rejection(format!("not a regular file: {kind}")))
-}
-
-fn too_large(len: u64) -> Rejection {
-    Rejection(format!(
-        "file is too large: {len} bytes or more, limit {} bytes (64 KiB); requests are a few hundred bytes",
-        MAX_REQUEST_BYTES
-    ))
-}
-
 fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Rejection> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -686,31 +615,5 @@ mod tests {
             br#"{"from":"mayor","action":"shutdown","timestamp":"2026-11-23T10:00:00Z"}"#,
         );
         assert!(parse(&bytes, now(), Duration::from_secs(60)).is_ok());
-    }
-
-    #[test]
-    fn strange_files_are_refused_unopened() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("f.json");
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::Mode::from_bits_truncate(0o644),
-        )
-        .unwrap();
-        let r = read(&fifo).unwrap().unwrap_err();
-        assert!(r.0.contains("FIFO"), "{r}");
-        let target = dir.path().join("target");
-        std::fs::write(&target, b"{}").unwrap();
-        let link = dir.path().join("l.json");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(read(&link)
-            .unwrap()
-            .unwrap_err()
-            .0
-            .contains("symbolic link"));
-        let big = dir.path().join("big.json");
-        std::fs::write(&big, vec![b'['; 1 << 20]).unwrap();
-        assert!(read(&big).unwrap().unwrap_err().0.contains("too large"));
     }
 }

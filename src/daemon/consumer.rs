@@ -15,14 +15,14 @@
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::claim::{self, Claim};
 use super::dispatch::{Dispatcher, Done, Job};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filer};
@@ -32,11 +32,11 @@ use super::metrics::Monitoring;
 use super::recovery;
 use super::stop::StopFlag;
 use super::supervisor::restarts;
-use super::validate::{self, SETTLE};
+use super::validate::{self, Settling, SETTLE};
+use super::watch;
 use crate::config::SharedConfig;
 use crate::crash_loop::Counted;
-use crate::fs::rename_unique;
-use crate::inbox::{self, MAX_NAME_BYTES};
+use crate::inbox;
 use crate::request::{self, Partial};
 use crate::state::StateStore;
 use crate::testing::Hooks;
@@ -46,13 +46,6 @@ use crate::town::Town;
 /// Files handled before the outcomes go to the ledger and the channel is
 /// looked at again.
 const BATCH: usize = 64;
-
-/// A file that may still be being written, to look at again at `due`.
-struct Settling {
-    name: OsString,
-    hint: Hint,
-    due: Instant,
-}
 
 pub(crate) struct Consumer {
     town: Town,
@@ -65,18 +58,16 @@ pub(crate) struct Consumer {
     executor: Arc<Executor>,
     /// Sessions supervision's restarts hold until they are filed.
     held: Arc<HeldSessions>,
-    rx: Receiver<Message>,
-    overflow: Arc<AtomicBool>,
+    inlet: Inlet,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
-    settling: Vec<Settling>,
+    settling: Settling,
     /// Restarts supervision asked for, to dispatch.
     supervised: Vec<Restart>,
     rescan_due: Option<&'static str>,
-    rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
 }
@@ -95,8 +86,11 @@ impl Consumer {
         monitoring: Monitoring,
     ) -> io::Result<Self> {
         let executor = Arc::new(Executor::new(town, config, stop.clone(), held.clone()));
-        let dispatcher =
-            Dispatcher::start(config.get().max_parallel, executor.clone(), inlet.wake)?;
+        let dispatcher = Dispatcher::start(
+            config.get().max_parallel,
+            executor.clone(),
+            inlet.wake.clone(),
+        )?;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
@@ -105,16 +99,14 @@ impl Consumer {
             dispatcher,
             executor,
             held,
-            rx: inlet.rx,
-            overflow: inlet.overflow,
             stop,
             queue: VecDeque::new(),
-            settling: Vec::new(),
+            settling: Settling::default(),
             supervised: Vec::new(),
             rescan_due: Some("start-up"),
-            rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
+            inlet,
         })
     }
 
@@ -132,7 +124,8 @@ impl Consumer {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.dispatcher.slots.release(&mut self.queue);
-            self.dispatch_supervised();
+            let asked = std::mem::take(&mut self.supervised);
+            restarts::dispatch(asked, &mut self.dispatcher, &self.held);
             self.process_batch(&mut tally);
             self.filer.refile_due(&mut tally, false);
             self.record(tally);
@@ -151,15 +144,15 @@ impl Consumer {
     }
 
     fn wind_down(mut self) {
-        for entry in std::mem::take(&mut self.settling) {
-            if let Hint::Claimed(_) = entry.hint {
-                self.unclaim(&entry.name, "still being written");
+        for name in self.settling.take_claimed() {
+            if let Err(e) = claim::unclaim(&self.town, &name) {
+                tracing::error!(file = %escape_os(&name), "cannot return a request (still being written) to the inbox: {e}");
             }
         }
         while self.dispatcher.running_count() > 0 {
             let running: Vec<&String> = self.dispatcher.running().collect();
             tracing::info!(?running, "waiting for requests in execution to finish");
-            let _ = self.rx.recv_timeout(Duration::from_millis(200));
+            let _ = self.inlet.rx.recv_timeout(Duration::from_millis(200));
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.record(tally);
@@ -172,14 +165,6 @@ impl Consumer {
         self.ledger.finish();
     }
 
-    /// Puts a claimed request that never ran back into the inbox.
-    fn unclaim(&self, name: &OsStr, why: &str) {
-        let source = self.town.processing().join(name);
-        if let Err(e) = rename_unique(&source, &self.town.inbox(), name) {
-            tracing::error!(file = %escape_os(name), "cannot return a request ({why}) to the inbox: {e}");
-        }
-    }
-
     /// Fills the queue from the channel, timers and scans; false on stop.
     fn gather(&mut self) -> bool {
         if self.stop.is_set() {
@@ -187,13 +172,14 @@ impl Consumer {
         }
         if self.queue.is_empty() && self.rescan_due.is_none() {
             let now = Instant::now();
-            let wake = self
-                .settling
-                .iter()
-                .map(|s| s.due)
+            let wake = (self.settling.next_due().into_iter())
                 .chain(self.filer.next_try())
                 .fold(self.next_rescan, Instant::min);
-            match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
+            match self
+                .inlet
+                .rx
+                .recv_timeout(wake.saturating_duration_since(now))
+            {
                 Ok(msg) => {
                     if !self.accept(msg) {
                         return false;
@@ -203,41 +189,25 @@ impl Consumer {
                 Err(RecvTimeoutError::Disconnected) => return false,
             }
         }
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Ok(msg) = self.inlet.rx.try_recv() {
             if !self.accept(msg) {
                 return false;
             }
         }
-        if self.overflow.swap(false, Ordering::AcqRel) {
+        if self.inlet.overflow.swap(false, Ordering::AcqRel) {
             self.rescan_due = Some("event channel full");
         }
         let now = Instant::now();
         if now >= self.next_rescan {
             self.rescan_due.get_or_insert("periodic safety net");
         }
-        if !self.settling.is_empty() {
-            let (due, later): (Vec<_>, Vec<_>) =
-                self.settling.drain(..).partition(|s| s.due <= now);
-            self.settling = later;
-            self.queue.extend(due.into_iter().map(|s| (s.name, s.hint)));
-        }
-        if self.queue.is_empty() {
-            if let Some(why) = self.rescan_due.take() {
-                self.next_rescan = now + self.rescan_every;
-                match inbox::scan(&self.town.inbox()) {
-                    Ok(names) => {
-                        if !names.is_empty() {
-                            tracing::debug!(count = names.len(), why, "inbox scan found requests");
-                        }
-                        self.queue
-                            .extend(names.into_iter().map(|n| (n, Hint::Scan)));
-                    }
-                    Err(e) => {
-                        filing::heal_dirs(&self.town);
-                        tracing::error!(inbox = %self.town.inbox().display(), "cannot scan the inbox: {e}")
-                    }
-                }
-            }
+        self.queue.extend(self.settling.take_due(now));
+        if let (true, Some(why)) = (self.queue.is_empty(), self.rescan_due) {
+            self.rescan_due = None;
+            self.next_rescan = now + self.inlet.rescan_every;
+            let names = watch::scan(&self.town, why);
+            self.queue
+                .extend(names.into_iter().map(|n| (n, Hint::Scan)));
         }
         true
     }
@@ -285,247 +255,145 @@ impl Consumer {
         jobs
     }
 
-    /// Submits the claimed jobs once their claims are durable: claims must
-    /// survive power loss before anything runs, or a restart could come
-    /// back from inbox/ and run twice. One directory sync covers the batch.
+    /// Submits the claimed jobs once their claims are durable (one
+    /// directory sync covers the batch).
     fn start(&mut self, jobs: Vec<Job>, tally: &mut Tally) {
-        if jobs.is_empty() {
-            return;
-        }
-        if self.executor.has_effects() {
-            if let Err(e) = self.filer.sync_claims() {
-                for job in jobs {
-                    let reason = format!("cannot make the claim durable, not executing: {e}");
-                    let sidecar = self
-                        .filer
-                        .sidecar(Err(reason), &job.partial, job.original_name);
-                    self.filer.file(job.name, sidecar, tally);
-                }
-                return;
-            }
-        }
+        let durable = match jobs.is_empty() {
+            true => Ok(()),
+            false => claim::make_durable(&self.town),
+        };
         for job in jobs {
-            self.dispatcher.submit(job);
+            let Err(e) = &durable else {
+                self.dispatcher.submit(job);
+                continue;
+            };
+            let reason = format!("cannot make the claim durable, not executing: {e}");
+            let sidecar = self
+                .filer
+                .sidecar(Err(reason), &job.partial, job.original_name);
+            self.filer.file(job.name, sidecar, tally);
         }
     }
 
     /// Takes one name from claim to a job for the executor, or files it at
     /// once when it is refused. `Ok(None)`: nothing more to do now (gone,
-    /// refused and filed, or not yet complete).
+    /// waiting, refused and filed, or not yet complete).
     fn handle(&mut self, name: &OsStr, hint: Hint, tally: &mut Tally) -> io::Result<Option<Job>> {
-        if hint == Hint::Created {
-            // A regular file just created gets its close-write event when
-            // complete; look again later in case it never does (a hard
-            // link, a writer that keeps it open). Anything else (FIFO,
-            // directory, symlink) never will: take it now.
-            let is_file =
-                std::fs::symlink_metadata(self.town.inbox().join(name)).is_ok_and(|m| m.is_file());
-            if is_file {
-                let now = Instant::now();
-                self.settling.push(Settling {
-                    name: name.to_os_string(),
-                    hint: Hint::Announced(now),
-                    due: now + SETTLE,
-                });
-                return Ok(None);
-            }
+        let inbox_path = self.town.inbox().join(name);
+        if hint == Hint::Created && self.settling.created(name, &inbox_path, Instant::now()) {
+            return Ok(None);
         }
         if self.dispatcher.slots.is_deferred(name) {
             return Ok(None); // seen again by a scan; it keeps its place
         }
-        if !matches!(hint, Hint::Claimed(_))
-            && self.executor.has_effects()
-            && self.dispatcher.slots.any_taken()
-        {
-            // Look before claiming: a request for a busy agent stays in
-            // the inbox, unclaimed, until that agent is free.
-            let peek = request::read(&self.town.inbox().join(name));
-            if let (Ok(request), _) =
-                request::validate(peek, Utc::now(), self.config.get().max_request_age)
-            {
-                let session = request.session();
-                if self.dispatcher.slots.must_wait(&session) {
-                    self.dispatcher.slots.defer(name.to_os_string(), session);
-                    return Ok(None);
-                }
-            }
+        if !matches!(hint, Hint::Claimed(_)) && self.left_waiting(name) {
+            return Ok(None);
         }
         let (claimed_name, original_name) = match hint {
             Hint::Claimed(_) => (name.to_os_string(), None),
-            _ => match self.claim(name)? {
-                Some(claimed) => claimed,
-                None => return Ok(None),
+            _ => match claim::claim(&self.town, name) {
+                Claim::Claimed { name, original } => {
+                    self.filer.claimed(&name);
+                    (name, original)
+                }
+                Claim::Gone => return Ok(None),
+                Claim::Failed => {
+                    let due =
+                        Instant::now() + filing::REFILE_EVERY_MAX.min(self.inlet.rescan_every);
+                    self.settling.push(name.to_os_string(), Hint::Scan, due);
+                    return Ok(None);
+                }
             },
         };
         let claimed = self.town.processing().join(&claimed_name);
         if !self.test_delay.is_zero() {
             std::thread::sleep(self.test_delay);
         }
-        let read = request::read(&claimed);
-        if let Ok(Ok(bytes)) = &read {
-            let announced = match hint {
-                Hint::Announced(at) | Hint::Claimed(Some(at)) => Some(at),
-                _ => None,
-            };
-            let still_writing = match (hint, announced) {
-                (Hint::Ready, _) => false,
-                (_, Some(at)) => {
-                    !validate::is_complete_json(bytes)
-                        && at.elapsed() < self.config.get().write_timeout
-                }
-                (_, None) => validate::may_still_be_written(&claimed, bytes),
-            };
-            if still_writing && original_name.is_none() {
+        let read = inbox::read_request(&claimed);
+        if let (Ok(Ok(bytes)), None) = (&read, &original_name) {
+            let write_timeout = self.config.get().write_timeout;
+            if let Some(again) = validate::still_writing(hint, &claimed, bytes, write_timeout) {
                 tracing::debug!(file = %escape_os(&claimed_name), "still being written; looking again");
-                self.settling.push(Settling {
-                    name: claimed_name,
-                    hint: Hint::Claimed(announced),
-                    due: Instant::now() + SETTLE,
-                });
+                self.settling
+                    .push(claimed_name, again, Instant::now() + SETTLE);
                 return Ok(None);
             }
         }
-        let (request, partial) = if let Some(original) = &original_name {
-            let reason = format!(
-                "file name too long: {} bytes, at most {MAX_NAME_BYTES} (so that it can be filed); \
-                 filed under a shortened name, the original is in this sidecar's original_name",
-                original.len()
-            );
-            (Err(reason), Partial::default())
-        } else {
-            request::validate(read, Utc::now(), self.config.get().max_request_age)
+        let (request, partial) = match &original_name {
+            Some(original) => (Err(claim::too_long(original)), Partial::default()),
+            None => request::validate(read, Utc::now(), self.config.get().max_request_age),
         };
-        match request {
-            Ok(request) if !self.executor.has_effects() => {
-                // Nothing to wait for (dry run): run it here and now.
-                let result = self.executor.execute(&request, Counted::Yes);
-                let sidecar = self.filer.sidecar(result, &partial, original_name);
-                self.filer.file(claimed_name, sidecar, tally);
-                Ok(None)
-            }
-            Ok(request) => {
-                let session = request.session();
-                if self.dispatcher.slots.must_wait(&session) {
-                    // It changed between the look and the claim: back it
-                    // goes, unrun.
-                    let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
-                    self.filer.unclaimed(&claimed_name);
-                    let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
-                    self.dispatcher.slots.defer(back, session);
-                    return Ok(None);
-                }
-                self.dispatcher.slots.claimed(session);
-                Ok(Some(Job {
+        let sidecar = match request {
+            Ok(request) if self.executor.has_effects() => {
+                let job = Job {
                     name: claimed_name,
                     request,
                     partial,
                     original_name,
                     supervised: None,
-                }))
+                };
+                return self.queue_job(job);
             }
-            Err(reason) => {
-                let sidecar = self.filer.sidecar(Err(reason), &partial, original_name);
-                self.filer.file(claimed_name, sidecar, tally);
-                Ok(None)
+            // Nothing to wait for (dry run): run it here and now.
+            Ok(request) => {
+                let result = self.executor.execute(&request, Counted::Yes);
+                self.filer.sidecar(result, &partial, original_name)
             }
-        }
-    }
-
-    /// Claims `inbox/NAME` by renaming it into `processing/` (under a
-    /// shortened name when NAME is too long to file). `None`: it is gone,
-    /// already handled. A claim that fails for any other reason is
-    /// reported and tried again later, never skipped silently.
-    fn claim(&mut self, name: &OsStr) -> io::Result<Option<(OsString, Option<String>)>> {
-        let source = self.town.inbox().join(name);
-        let (target, original) = if name.len() > MAX_NAME_BYTES {
-            (
-                inbox::shortened(name),
-                Some(name.to_string_lossy().into_owned()),
-            )
-        } else {
-            (name.to_os_string(), None)
+            Err(reason) => self.filer.sidecar(Err(reason), &partial, original_name),
         };
-        let mut healed = false;
-        loop {
-            match rename_unique(&source, &self.town.processing(), &target) {
-                Ok(path) => {
-                    let claimed = path.file_name().unwrap_or(&target).to_os_string();
-                    self.filer.claimed(&claimed);
-                    return Ok(Some((claimed, original)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => {
-                    return Ok(None)
-                }
-                Err(e) if !healed => {
-                    healed = true;
-                    if !filing::heal_dirs(&self.town) {
-                        return self.claim_failed(name, e);
-                    }
-                }
-                Err(e) => return self.claim_failed(name, e),
-            }
-        }
+        self.filer.file(claimed_name, sidecar, tally);
+        Ok(None)
     }
 
-    fn claim_failed(
-        &mut self,
-        name: &OsStr,
-        e: io::Error,
-    ) -> io::Result<Option<(OsString, Option<String>)>> {
-        tracing::error!(file = %escape_os(name), "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
-        self.settling.push(Settling {
-            name: name.to_os_string(),
-            hint: Hint::Scan,
-            due: Instant::now() + filing::REFILE_EVERY_MAX.min(self.rescan_every),
-        });
-        Ok(None)
+    /// Looks before claiming: a valid request for a busy agent, or that
+    /// finds every worker taken, stays in the inbox unclaimed. True when
+    /// it was left waiting.
+    fn left_waiting(&mut self, name: &OsStr) -> bool {
+        if !self.executor.has_effects() || !self.dispatcher.slots.any_taken() {
+            return false;
+        }
+        let peek = inbox::read_request(&self.town.inbox().join(name));
+        let max_age = self.config.get().max_request_age;
+        let (Ok(request), _) = request::validate(peek, Utc::now(), max_age) else {
+            return false;
+        };
+        let session = request.session();
+        let wait = self.dispatcher.slots.must_wait(&session);
+        if wait {
+            self.dispatcher.slots.defer(name.to_os_string(), session);
+        }
+        wait
+    }
+
+    /// The job for a claimed valid request, unless its agent became busy
+    /// between the look and the claim: then back to the inbox it goes,
+    /// unrun, to wait there.
+    fn queue_job(&mut self, job: Job) -> io::Result<Option<Job>> {
+        let session = job.request.session();
+        if self.dispatcher.slots.must_wait(&session) {
+            let back = claim::unclaim(&self.town, &job.name)?;
+            self.filer.unclaimed(&job.name);
+            self.dispatcher.slots.defer(back, session);
+            return Ok(None);
+        }
+        self.dispatcher.slots.claimed(session);
+        Ok(Some(job))
     }
 
     fn collect_done(&mut self, tally: &mut Tally) {
         for Done { job, result } in self.dispatcher.take_done() {
-            let sidecar = self.filer.sidecar(result, &job.partial, job.original_name);
-            match job.supervised {
-                None => {
-                    restarts::note_request(&self.town, &self.config.get(), &job.request, &sidecar);
-                    self.filer.file(job.name, sidecar, tally);
-                }
-                Some(record) => {
-                    restarts::file(
-                        &self.town,
-                        &mut self.filer,
-                        job.name,
-                        record,
-                        sidecar,
-                        tally,
-                    );
-                    self.held.release(&job.request.session());
-                }
-            }
-        }
-    }
-
-    /// Hands supervision's restarts to the executor, unless a request is
-    /// working on that agent (supervision looks again at its next check).
-    fn dispatch_supervised(&mut self) {
-        for restart in std::mem::take(&mut self.supervised) {
-            let session = restart.session.clone();
-            let Some(job) = restarts::job(restart, Utc::now()) else {
-                self.held.release(&session);
-                continue;
-            };
-            if !self.dispatcher.slots.may_start(&session) {
-                tracing::debug!(
-                    session,
-                    "a request is handling this agent; supervision waits"
-                );
-                self.held.release(&session);
+            let sidecar = self
+                .filer
+                .sidecar(result, &job.partial, job.original_name.clone());
+            if job.supervised.is_some() {
+                restarts::file(&self.town, &mut self.filer, &self.held, job, sidecar, tally);
                 continue;
             }
-            self.dispatcher.submit(job);
+            restarts::note_request(&self.town, &self.config.get(), &job.request, &sidecar);
+            self.filer.file(job.name, sidecar, tally);
         }
     }
 }
 
-fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
-}
+#[cfg(test)]
+mod tests;

@@ -244,12 +244,6 @@ impl Filer {
         )
     }
 
-    /// Makes claims (renames into processing/) durable before a request
-    /// with side effects runs, so power loss cannot bring it back to inbox/.
-    pub(crate) fn sync_claims(&self) -> io::Result<()> {
-        crate::fs::sync_dir(&self.town.processing())
-    }
-
     /// Remembers the outcome of the executed request `processing/NAME`
     /// until it can be filed.
     fn journal(&self, name: &OsStr, sidecar: &Sidecar) -> io::Result<()> {
@@ -420,23 +414,23 @@ pub(crate) mod tests {
         }
     }
 
+    /// Metrics and alerts that go nowhere.
+    pub(crate) fn quiet_monitoring(town: &Town) -> Monitoring {
+        let config = Config::default();
+        let metrics = Metrics::new(town, &SharedConfig::new(config.clone()));
+        let stop = Arc::new(StopFlag::default());
+        let alerts = crate::daemon::alert::start(town, &config, metrics.clone(), stop).unwrap();
+        Monitoring { metrics, alerts }
+    }
+
     /// A town with its directories, and a filer for it whose metrics and
     /// alerts go nowhere.
     pub(crate) fn town_and_filer() -> (tempfile::TempDir, Town, Filer) {
         let dir = tempfile::tempdir().unwrap();
         let town = Town::at(dir.path()).unwrap();
         town.ensure_dirs().unwrap();
-        let config = Config::default();
-        let metrics = Metrics::new(&town, &SharedConfig::new(config.clone()));
-        let alerts = crate::daemon::alert::start(
-            &town,
-            &config,
-            metrics.clone(),
-            Arc::new(StopFlag::default()),
-        )
-        .unwrap();
         let state = Arc::new(StateStore::new(town.state_file(), State::default()));
-        let filer = Filer::new(&town, state, Monitoring { metrics, alerts });
+        let filer = Filer::new(&town, state, quiet_monitoring(&town));
         (dir, town, filer)
     }
 

@@ -13,6 +13,7 @@
 //! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
 
 pub(crate) mod alert;
+pub(crate) mod claim;
 pub(crate) mod consumer;
 pub(crate) mod dispatch;
 pub(crate) mod execute;

@@ -104,7 +104,7 @@ fn recover_one(
     // caught it being read, or still being written): it gets its own
     // reason. A valid one may have run: interrupted.
     let (reason, partial, was_valid) = match request::validate(
-        request::read(&town.processing().join(&name)),
+        inbox::read_request(&town.processing().join(&name)),
         Utc::now(),
         Duration::MAX,
     ) {

@@ -1,5 +1,6 @@
 //! Watching `inbox/`: the notify watcher turns kernel events into
-//! candidate names for the consumer.
+//! candidate names for the consumer; a [`scan`] finds them all (at start,
+//! after a lost event, periodically as a safety net, or when polling).
 //!
 //! The watcher only says "look at NAME" or "rescan": it never decides
 //! anything, so a lost, duplicated or reordered event can cost a syscall
@@ -14,8 +15,29 @@ use std::sync::Arc;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
+use super::filing;
 use super::inlet::{Hint, Message};
-use crate::inbox::is_request_name;
+use crate::inbox::{self, is_request_name};
+use crate::town::Town;
+
+/// The request names in the inbox, oldest-named first; `why` the scan was
+/// due, for the log. An inbox that cannot be read is reported (and the
+/// daemon's directories recreated, should they have been removed): none.
+pub(crate) fn scan(town: &Town, why: &str) -> Vec<std::ffi::OsString> {
+    match inbox::scan(&town.inbox()) {
+        Ok(names) => {
+            if !names.is_empty() {
+                tracing::debug!(count = names.len(), why, "inbox scan found requests");
+            }
+            names
+        }
+        Err(e) => {
+            filing::heal_dirs(town);
+            tracing::error!(inbox = %town.inbox().display(), "cannot scan the inbox: {e}");
+            Vec::new()
+        }
+    }
+}
 
 /// Keeps the watcher alive; dropping it stops the events.
 pub(crate) struct Watch {

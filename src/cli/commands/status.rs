@@ -428,7 +428,7 @@ fn in_progress(town: &Town) -> Vec<InProgress> {
         .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
         .map(|e| {
             let path = e.path();
-            let read = crate::request::read(&path);
+            let read = crate::inbox::read_request(&path);
             let (_, partial) = crate::request::validate(read, Utc::now(), Duration::MAX);
             let name = e.file_name();
             InProgress {

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::super::dispatch::{Job, SupervisedRecord};
+use super::super::dispatch::{Dispatcher, Job, SupervisedRecord};
+use super::super::execute::HeldSessions;
 use super::super::filing::Filer;
 use super::super::inlet::Restart;
 use super::super::ledger::Tally;
@@ -63,17 +64,43 @@ pub(crate) fn job(restart: Restart, now: DateTime<Utc>) -> Option<Job> {
     })
 }
 
+/// Hands supervision's restarts to the executor, unless a request is
+/// working on that agent or every worker is taken: then the restart is
+/// dropped, its session released, and supervision looks again at its next
+/// check.
+pub(crate) fn dispatch(asked: Vec<Restart>, dispatcher: &mut Dispatcher, held: &HeldSessions) {
+    for restart in asked {
+        let session = restart.session.clone();
+        match job(restart, Utc::now()) {
+            Some(job) if dispatcher.slots.may_start(&session) => dispatcher.submit(job),
+            Some(_) => {
+                tracing::debug!(
+                    session,
+                    "a request is handling this agent; supervision waits"
+                );
+                held.release(&session);
+            }
+            None => held.release(&session),
+        }
+    }
+}
+
 /// Files a supervised restart like a request: its record (written now,
 /// there being no request file) beside its sidecar, and the dead pane's
-/// last lines beside both.
+/// last lines beside both; then its session is no longer held.
 pub(crate) fn file(
     town: &Town,
     filer: &mut Filer,
-    name: OsString,
-    record: SupervisedRecord,
+    held: &HeldSessions,
+    job: Job,
     sidecar: Sidecar,
     tally: &mut Tally,
 ) {
+    let Some(record) = job.supervised else {
+        return;
+    };
+    held.release(&job.request.session());
+    let name = job.name;
     let path = town.processing().join(&name);
     if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
         tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
@@ -171,14 +198,10 @@ mod tests {
         let sidecar = filer.sidecar(Ok(()), &job.partial, None);
         let mut tally = Tally::default();
         let name = job.name.clone();
-        file(
-            &town,
-            &mut filer,
-            job.name,
-            job.supervised.unwrap(),
-            sidecar,
-            &mut tally,
-        );
+        let held = HeldSessions::default();
+        held.claim("gt-mayor");
+        file(&town, &mut filer, &held, job, sidecar, &mut tally);
+        assert!(!held.is_held("gt-mayor"), "released once filed");
         let filed = crate::outcome::filed(&town, &name).unwrap();
         assert_eq!(filed.sidecar.from.as_deref(), Some("daemon"));
         let mut pane = filed.path.clone().into_os_string();
