@@ -1,16 +1,34 @@
 //! The daemon's life: take the lock, recover, watch, serve, stop cleanly.
 //!
-//! Threads: the notify watcher (events in), the consumer (this thread), the
-//! heartbeat, and a signal thread that flips the stop switch (SIGTERM,
-//! SIGINT) or reloads config.json (SIGHUP).
+//! Threads, each named as `ps -L` and a debugger show it:
+//! - the consumer (the thread that called [`run`]): claims, validates,
+//!   dispatches and files every request ([`consumer`]);
+//! - the notify watcher (notify's own thread): inbox events in ([`watch`]);
+//! - `executor-N`: up to `max_parallel` workers, started as requests need
+//!   them, each executing one request at a time ([`dispatch`],
+//!   [`execute`]);
+//! - `ledger`: makes filed outcomes durable and counts them ([`ledger`]);
+//! - `heartbeat`: pokes, state.json, retention, the ownership check
+//!   ([`heartbeat`]);
+//! - `signals`: SIGTERM and SIGINT flip the stop switch, SIGHUP reloads
+//!   config.json;
+//! - `supervisor`, with `supervise`: keeps the listed agents alive
+//!   ([`supervisor`]);
+//! - `notifier`, with `notify_command`: runs it for what a person must act
+//!   on ([`alert`]);
+//! - the metrics server's, with `metrics_listen` ([`metrics`]).
 //!
 //! The stages of a request, in the order it meets them: [`watch`] (a name
-//! to look at) → [`consumer`] (claim by rename, then drive the rest) →
-//! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
-//! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
-//! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
-//! told), and for whoever watches the daemon [`metrics`] (`/metrics`,
-//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
+//! to look at) → [`consumer`] (reads its [`inlet`] and routes) → [`claim`]
+//! (rename into processing/) → [`validate`] → [`dispatch`] (one at a time
+//! per agent; those that must wait stay in the inbox) → [`execute`] →
+//! [`filing`] → [`ledger`] (durable, counted). At start, [`recovery`]
+//! files what a stopped daemon left in processing/. Beside them:
+//! [`heartbeat`] (pokes, state.json, [`retention`]), [`supervisor`] (its
+//! policy, and its restarts on the consumer's side), [`logging`], the
+//! [`stop`] switch, [`sdnotify`] (what systemd is told), and for whoever
+//! watches the daemon [`metrics`] (`/metrics`, `/healthz`, `/readyz`) and
+//! [`alert`] (`notify_command`).
 
 pub(crate) mod alert;
 pub(crate) mod claim;
