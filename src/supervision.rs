@@ -10,6 +10,12 @@
 //! read-modify-write under an flock. The daemon's side is
 //! `daemon::supervisor`: the thread that looks at the agents, and its
 //! policy.
+//!
+//! It is rewritten and fsynced at each change, and `status` prints it
+//! whole, so it holds supervised agents only: requests for other agents
+//! never add to it, the supervisor forgets the agents it no longer
+//! supervises when it starts, and past [`MAX_AGENTS`] the agents decided
+//! about least recently are forgotten.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -21,6 +27,9 @@ use crate::town::Town;
 
 /// Decisions kept per agent for `explain`.
 const DECISIONS_KEPT: usize = 30;
+
+/// Agents remembered at most: far more than a town supervises.
+pub const MAX_AGENTS: usize = 1000;
 
 /// What supervision is doing about one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -96,9 +105,47 @@ pub struct Memory {
     pub paused: Option<Paused>,
 }
 
+impl Memory {
+    /// Forgets, past `max` agents, those decided about least recently.
+    fn cap(&mut self, max: usize) {
+        let excess = self.agents.len().saturating_sub(max);
+        if excess == 0 {
+            return;
+        }
+        let mut last: Vec<(Option<DateTime<Utc>>, String)> = self
+            .agents
+            .iter()
+            .map(|(session, record)| (record.decisions.last().map(|d| d.at), session.clone()))
+            .collect();
+        last.sort_unstable();
+        for (_, session) in last.into_iter().take(excess) {
+            self.agents.remove(&session);
+        }
+    }
+}
+
 /// Reads and changes `supervise.json` under its lock.
 pub fn update<R>(town: &Town, change: impl FnOnce(&mut Memory) -> (R, bool)) -> io::Result<R> {
-    crate::fs::locked_update(&town.supervise_file(), &town.supervise_lock(), change)
+    crate::fs::locked_update(&town.supervise_file(), &town.supervise_lock(), |memory| {
+        let (answer, changed) = change(memory);
+        if changed {
+            memory.cap(MAX_AGENTS);
+        }
+        (answer, changed)
+    })
+}
+
+/// Forgets every agent but the `supervised` sessions; how many were
+/// forgotten.
+pub fn keep_only(town: &Town, supervised: &[String]) -> io::Result<usize> {
+    update(town, |memory| {
+        let before = memory.agents.len();
+        memory
+            .agents
+            .retain(|session, _| supervised.contains(session));
+        let forgotten = before - memory.agents.len();
+        (forgotten, forgotten > 0)
+    })
 }
 
 /// The current memory (empty when supervision never ran).
@@ -138,4 +185,53 @@ pub fn resume(town: &Town, session: Option<&str>, by: &str) -> io::Result<bool> 
         crate::crash_loop::clear(town, session)?;
     }
     Ok(resumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_decided_about_least_recently_go_past_the_cap() {
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let mut memory = Memory::default();
+        for i in 0..5000 {
+            let record = memory
+                .agents
+                .entry(format!("gt-rig{i}-witness"))
+                .or_default();
+            let at = t0 + chrono::Duration::seconds(i);
+            record.note(at, "stopped", "a shutdown request".into(), None);
+        }
+        memory.agents.entry("gt-never-decided".into()).or_default();
+        memory.cap(3);
+        let left: Vec<&String> = memory.agents.keys().collect();
+        assert_eq!(
+            left,
+            [
+                "gt-rig4997-witness",
+                "gt-rig4998-witness",
+                "gt-rig4999-witness"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_supervised_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        update(&town, |memory| {
+            for session in ["gt-mayor", "gt-old-witness", "gt-deacon"] {
+                memory.agents.entry(session.into()).or_default();
+            }
+            ((), true)
+        })
+        .unwrap();
+        let supervised = ["gt-mayor".to_string(), "gt-deacon".to_string()];
+        assert_eq!(keep_only(&town, &supervised).unwrap(), 1);
+        assert_eq!(keep_only(&town, &supervised).unwrap(), 0);
+        let left: Vec<String> = load(&town).agents.into_keys().collect();
+        assert_eq!(left, ["gt-deacon", "gt-mayor"]);
+    }
 }

@@ -26,12 +26,12 @@ use super::claim::{self, Claim};
 use super::dispatch::{Dispatcher, Done, Job};
 use super::execute::{Executor, HeldSessions};
 use super::filing::{self, Filer};
-use super::inlet::{Hint, Inlet, Message, Restart};
+use super::inlet::{Hint, Inlet, Message};
 use super::ledger::{Ledger, Tally};
 use super::metrics::Monitoring;
 use super::recovery;
 use super::stop::StopFlag;
-use super::supervisor::restarts;
+use super::supervisor::restarts::Liaison;
 use super::validate::{self, Settling, SETTLE};
 use super::watch;
 use crate::config::SharedConfig;
@@ -56,8 +56,7 @@ pub(crate) struct Consumer {
     dispatcher: Dispatcher,
     /// Kept to decide whether a request needs a durable claim first.
     executor: Arc<Executor>,
-    /// Sessions supervision's restarts hold until they are filed.
-    held: Arc<HeldSessions>,
+    supervision: Liaison,
     inlet: Inlet,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
@@ -65,8 +64,6 @@ pub(crate) struct Consumer {
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
     settling: Settling,
-    /// Restarts supervision asked for, to dispatch.
-    supervised: Vec<Restart>,
     rescan_due: Option<&'static str>,
     next_rescan: Instant,
     test_delay: Duration,
@@ -98,11 +95,10 @@ impl Consumer {
             ledger: Ledger::start(town, state)?,
             dispatcher,
             executor,
-            held,
+            supervision: Liaison::new(town, &config.get(), held),
             stop,
             queue: VecDeque::new(),
             settling: Settling::default(),
-            supervised: Vec::new(),
             rescan_due: Some("start-up"),
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
@@ -124,8 +120,7 @@ impl Consumer {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.dispatcher.slots.release(&mut self.queue);
-            let asked = std::mem::take(&mut self.supervised);
-            restarts::dispatch(asked, &mut self.dispatcher, &self.held);
+            self.supervision.dispatch(&mut self.dispatcher);
             self.process_batch(&mut tally);
             self.filer.refile_due(&mut tally, false);
             self.record(tally);
@@ -219,7 +214,7 @@ impl Consumer {
                 tracing::debug!(why, "rescan requested");
                 self.rescan_due = Some(why);
             }
-            Message::Supervised(restart) => self.supervised.push(*restart),
+            Message::Supervised(restart) => self.supervision.ask(*restart),
             Message::Done | Message::Stop => {}
         }
         !self.stop.is_set()
@@ -386,10 +381,11 @@ impl Consumer {
                 .filer
                 .sidecar(result, &job.partial, job.original_name.clone());
             if job.supervised.is_some() {
-                restarts::file(&self.town, &mut self.filer, &self.held, job, sidecar, tally);
+                let (town, filer) = (&self.town, &mut self.filer);
+                self.supervision.file(town, filer, job, sidecar, tally);
                 continue;
             }
-            restarts::note_request(&self.town, &self.config.get(), &job.request, &sidecar);
+            self.supervision.note(&self.town, &job.request, &sidecar);
             self.filer.file(job.name, sidecar, tally);
         }
     }

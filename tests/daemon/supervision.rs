@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::support::proc::kill9;
-use crate::support::{read_lines, request_names, Town, DEADLINE};
+use crate::support::{count_requests, read_lines, request_json, request_names, Town, DEADLINE};
 
 /// Supervised agents print a marker first, so their captured pane shows it.
 fn supervised(t: &mut Town, agents: &[&str], extra: Value) {
@@ -338,5 +338,39 @@ fn an_agent_whose_restart_is_on_its_way_is_not_taken_for_dead_again() {
         1,
         "{}",
         t.snapshot()
+    );
+}
+
+#[test]
+fn requests_for_agents_nobody_supervises_leave_supervision_memory_alone() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    // What an older daemon left: a record of an agent nobody supervises.
+    std::fs::create_dir_all(t.supervise_file().parent().unwrap()).unwrap();
+    let since = chrono::Utc::now().to_rfc3339();
+    let old =
+        json!({"agents": {"gt-old-witness": {"state": "stopped_on_request", "since": since}}});
+    std::fs::write(t.supervise_file(), old.to_string()).unwrap();
+    t.start();
+    wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    // Shutdowns for the witnesses of 300 rigs: processed (no session to
+    // end), none of them supervised.
+    for i in 0..300 {
+        let from = format!("rig{i}/witness");
+        t.publish(&format!("r{i:03}.json"), request_json(&from, "shutdown"));
+    }
+    t.wait_until("the 300 shutdowns filed", DEADLINE, || {
+        count_requests(&t.processed()) >= 301
+    });
+    let memory: Value =
+        serde_json::from_slice(&std::fs::read(t.supervise_file()).unwrap()).unwrap();
+    let sessions: Vec<&String> = memory["agents"].as_object().unwrap().keys().collect();
+    assert_eq!(sessions, ["gt-mayor"], "{memory:#}");
+    let status = t.gt(&["daemon", "status"]);
+    assert!(
+        !status.stdout.contains("gt-rig") && !status.stdout.contains("gt-old"),
+        "{}",
+        status.stdout
     );
 }

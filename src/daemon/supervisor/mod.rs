@@ -55,6 +55,14 @@ pub(crate) struct Supervisor {
     pub(crate) monitoring: Monitoring,
 }
 
+/// The sessions of the agents `supervise` names (see [`agents`]).
+pub(crate) fn sessions(town: &Town, config: &Config) -> Vec<String> {
+    agents(town, config)
+        .iter()
+        .map(|(_, a)| a.session())
+        .collect()
+}
+
 /// The agents `supervise` names: the listed ones, and for `auto` every
 /// agent whose work directory exists in the town.
 pub(crate) fn agents(town: &Town, config: &Config) -> Vec<(String, Agent)> {
@@ -101,6 +109,12 @@ impl Supervisor {
         let agents = agents(&self.town, &self.config);
         let names: Vec<&str> = agents.iter().map(|(n, _)| n.as_str()).collect();
         tracing::info!(?names, every = %human(self.config.supervise_interval), "supervising agents");
+        let sessions: Vec<String> = agents.iter().map(|(_, a)| a.session()).collect();
+        match supervision::keep_only(&self.town, &sessions) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("supervise.json: forgot {n} agents no longer supervised"),
+            Err(e) => tracing::warn!("cannot tidy supervise.json: {e}"),
+        }
         let policy = Policy::of(&self.config);
         let mut round = Round::first();
         let mut shutdown_lock = false;

@@ -5,11 +5,12 @@
 //! supervision: a `shutdown` stops it for that agent, a `restart` or
 //! `cycle` puts the agent back under it.
 //!
-//! These run on the consumer's thread, which owns the claims and the
-//! filing; the decisions are the supervisor's.
+//! These run on the consumer's thread ([`Liaison`]), which owns the
+//! claims and the filing; the decisions are the supervisor's.
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -24,6 +25,54 @@ use crate::request::{Action, Agent, Partial, Request};
 use crate::supervision::AgentState;
 use crate::text::escape_os;
 use crate::town::Town;
+
+/// Supervision's liaison on the consumer's thread.
+pub(crate) struct Liaison {
+    /// Sessions supervision's restarts hold until they are filed.
+    held: Arc<HeldSessions>,
+    /// The sessions of the agents `supervise` names, as at the start.
+    supervised: Vec<String>,
+    /// Restarts the supervisor asked for, to dispatch.
+    asked: Vec<Restart>,
+}
+
+impl Liaison {
+    pub(crate) fn new(town: &Town, config: &Config, held: Arc<HeldSessions>) -> Self {
+        Liaison {
+            held,
+            supervised: super::sessions(town, config),
+            asked: Vec::new(),
+        }
+    }
+
+    /// The supervisor asks for a restart.
+    pub(crate) fn ask(&mut self, restart: Restart) {
+        self.asked.push(restart);
+    }
+
+    /// Hands the restarts asked for to the executor (see [`dispatch`]).
+    pub(crate) fn dispatch(&mut self, dispatcher: &mut Dispatcher) {
+        dispatch(std::mem::take(&mut self.asked), dispatcher, &self.held);
+    }
+
+    /// Files a finished supervised restart (see [`file`]).
+    pub(crate) fn file(
+        &self,
+        town: &Town,
+        filer: &mut Filer,
+        job: Job,
+        sidecar: Sidecar,
+        tally: &mut Tally,
+    ) {
+        file(town, filer, &self.held, job, sidecar, tally);
+    }
+
+    /// What a finished request means for supervision (see
+    /// [`note_request`]).
+    pub(crate) fn note(&self, town: &Town, request: &Request, sidecar: &Sidecar) {
+        note_request(town, &self.supervised, request, sidecar);
+    }
+}
 
 /// The job for a restart supervision asked for at `now`, with the record
 /// to file for it (there is no request file); `None` for an agent that is
@@ -122,11 +171,18 @@ pub(crate) fn file(
 
 /// A processed `shutdown` request stops supervision of its agent until a
 /// `restart` or `cycle` request for it, which puts it back as running.
-pub(crate) fn note_request(town: &Town, config: &Config, request: &Request, sidecar: &Sidecar) {
-    if config.supervise.is_empty() || sidecar.outcome != Outcome::Processed {
+/// Only the `supervised` sessions are remembered: requests for any other
+/// agent leave `supervise.json` alone.
+pub(crate) fn note_request(
+    town: &Town,
+    supervised: &[String],
+    request: &Request,
+    sidecar: &Sidecar,
+) {
+    let session = request.session();
+    if sidecar.outcome != Outcome::Processed || !supervised.contains(&session) {
         return;
     }
-    let session = request.session();
     let now = Utc::now();
     let result = crate::supervision::update(town, |memory| {
         let record = memory.agents.entry(session.clone()).or_default();
@@ -213,10 +269,7 @@ mod tests {
     #[test]
     fn requests_stop_and_resume_supervision_of_their_agent() {
         let (_dir, town, filer) = town_and_filer();
-        let config = Config {
-            supervise: vec!["mayor".into()],
-            ..Config::default()
-        };
+        let supervised = ["gt-mayor".to_string()];
         let request = |action| Request {
             from: "mayor".into(),
             agent: Agent::Mayor,
@@ -231,23 +284,25 @@ mod tests {
                 .clone()
         };
 
-        note_request(&town, &config, &request(Action::Shutdown), &processed);
+        note_request(&town, &supervised, &request(Action::Shutdown), &processed);
         assert!(matches!(state(), AgentState::StoppedOnRequest { .. }));
-        note_request(&town, &config, &request(Action::Cycle), &failed);
+        note_request(&town, &supervised, &request(Action::Cycle), &failed);
         assert!(
             matches!(state(), AgentState::StoppedOnRequest { .. }),
             "a failed request changes nothing"
         );
-        note_request(&town, &config, &request(Action::Cycle), &processed);
+        note_request(&town, &supervised, &request(Action::Cycle), &processed);
         assert!(matches!(state(), AgentState::Running { .. }));
 
         std::fs::remove_file(town.supervise_file()).unwrap();
-        note_request(
-            &town,
-            &Config::default(),
-            &request(Action::Shutdown),
-            &processed,
+        let deacon = Request {
+            agent: Agent::Deacon,
+            ..request(Action::Shutdown)
+        };
+        note_request(&town, &supervised, &deacon, &processed);
+        assert!(
+            !town.supervise_file().exists(),
+            "the deacon is not supervised"
         );
-        assert!(!town.supervise_file().exists(), "without supervision");
     }
 }
