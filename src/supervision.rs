@@ -47,6 +47,10 @@ pub enum AgentState {
     /// A `shutdown` request stopped it: left alone until a `restart` or
     /// `cycle` request for it, or `gt daemon supervise resume`.
     StoppedOnRequest { since: DateTime<Utc> },
+    /// Its restart was cut short by a daemon stop (a crash, or a stop
+    /// within `prime_delay`): it may run unprimed, so it is restarted at
+    /// the next look, alive or not.
+    Interrupted { since: DateTime<Utc> },
 }
 
 /// One decision, with what it was based on.

@@ -95,7 +95,7 @@ impl Consumer {
             ledger: Ledger::start(town, state)?,
             dispatcher,
             executor,
-            supervision: Liaison::new(town, &config.get(), held),
+            supervision: Liaison::new(town, &config.get(), held, stop.clone()),
             stop,
             queue: VecDeque::new(),
             settling: Settling::default(),
@@ -381,11 +381,10 @@ impl Consumer {
                 .filer
                 .sidecar(result, &job.partial, job.original_name.clone());
             if job.supervised.is_some() {
-                let (town, filer) = (&self.town, &mut self.filer);
-                self.supervision.file(town, filer, job, sidecar, tally);
+                self.supervision.file(&mut self.filer, job, sidecar, tally);
                 continue;
             }
-            self.supervision.note(&self.town, &job.request, &sidecar);
+            self.supervision.note(&job.request, &sidecar);
             self.filer.file(job.name, sidecar, tally);
         }
     }

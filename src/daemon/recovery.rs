@@ -8,7 +8,10 @@
 //!   be filed: filed with that real outcome;
 //! - a request that may have run without a record: filed as interrupted and
 //!   never run again (at most once), or, if it does not even validate (the
-//!   stop caught it being read or written), filed with its own reason.
+//!   stop caught it being read or written), filed with its own reason;
+//! - the record of a supervised restart the stop cut short: filed as
+//!   interrupted (from "daemon"), and supervision told, so that it restarts
+//!   the agent (which may run unprimed) instead of counting it alive.
 //!
 //! One bad file never stops the start: it is reported and left for the
 //! operator.
@@ -22,6 +25,7 @@ use chrono::Utc;
 
 use super::filing::{self, Filer};
 use super::ledger::{self, Ledger, Tally};
+use super::supervisor::restarts;
 use crate::fs::rename_unique;
 use crate::inbox::{self, MAX_NAME_BYTES};
 use crate::request;
@@ -100,14 +104,24 @@ fn recover_one(
         return Ok(false);
     }
     let (name, original_name) = fit_name(town, name)?;
+    let read = inbox::read_request(&town.processing().join(&name));
+    if let Some(partial) = read
+        .as_ref()
+        .ok()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|bytes| restarts::recorded(&name, bytes))
+    {
+        let sidecar = filer.sidecar(Err(restarts::INTERRUPTED.into()), &partial, original_name);
+        tracing::warn!(file = %escape_os(&name), session = partial.session.as_deref().unwrap_or("-"),
+            "a supervised restart cut short by a stopped daemon; the agent is restarted");
+        restarts::interrupted(town, partial.session.as_deref().unwrap_or_default(), &name);
+        filer.file(name, sidecar, tally);
+        return Ok(true);
+    }
     // A request that does not validate was never executed (the stop
     // caught it being read, or still being written): it gets its own
     // reason. A valid one may have run: interrupted.
-    let (reason, partial, was_valid) = match request::validate(
-        inbox::read_request(&town.processing().join(&name)),
-        Utc::now(),
-        Duration::MAX,
-    ) {
+    let (reason, partial, was_valid) = match request::validate(read, Utc::now(), Duration::MAX) {
         (Ok(_), partial) => (INTERRUPTED.to_string(), partial, true),
         (Err(reason), partial) => (reason, partial, false),
     };
@@ -219,5 +233,38 @@ mod tests {
         let short = inbox::shortened(OsStr::new(&long));
         let sidecar = filed(&town, short.to_str().unwrap());
         assert_eq!(sidecar.original_name.as_deref(), Some(long.as_str()));
+    }
+
+    #[test]
+    fn a_supervised_restart_cut_short_is_filed_from_the_daemon_and_supervision_told() {
+        let (_dir, town, mut filer) = town_and_filer();
+        let job = restarts::job(
+            crate::daemon::inlet::Restart {
+                agent: "mayor".into(),
+                session: "gt-mayor".into(),
+                reason: "session missing".into(),
+                capture: None,
+                after_crash: true,
+            },
+            Utc::now(),
+        )
+        .unwrap();
+        let body = job.supervised.unwrap().body;
+        std::fs::write(town.processing().join(&job.name), body).unwrap();
+        crate::supervision::update(&town, |m| {
+            m.agents.entry("gt-mayor".into()).or_default();
+            ((), true)
+        })
+        .unwrap();
+        assert_eq!(recover_now(&town, &mut filer), 1);
+        let sidecar = filed(&town, job.name.to_str().unwrap());
+        assert_eq!(sidecar.error.as_deref(), Some(restarts::INTERRUPTED));
+        assert_eq!(sidecar.from.as_deref(), Some("daemon"));
+        assert_eq!(sidecar.session.as_deref(), Some("gt-mayor"));
+        let memory = crate::supervision::load(&town);
+        assert!(matches!(
+            memory.agents["gt-mayor"].state,
+            crate::supervision::AgentState::Interrupted { .. }
+        ));
     }
 }

@@ -374,3 +374,52 @@ fn requests_for_agents_nobody_supervises_leave_supervision_memory_alone() {
         status.stdout
     );
 }
+
+/// Supervision starts the mayor with a long prime_delay; `cut_short` ends
+/// the daemon within it, leaving the agent running unprimed. The next
+/// daemon must file that restart as failed and prime the agent.
+fn restart_cut_short_then_primed(cut_short: impl FnOnce(&Town, u32)) -> (Town, Value) {
+    let mut t = Town::new();
+    let typed = t.root().join("typed.txt");
+    // The agent keeps what is typed into it: being primed shows there.
+    let agent = json!(["sh", "-c", format!("exec cat > {}", typed.display())]);
+    let config = |prime_delay: &str| json!({"agent_command": agent, "prime_text": "PRIME-9Z", "prime_delay": prime_delay});
+    supervised(&mut t, &["mayor"], config("10m"));
+    let pid = t.start();
+    t.wait_until("supervision has started the mayor", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    cut_short(&t, pid);
+    supervised(&mut t, &["mayor"], config("200ms"));
+    t.start();
+    t.wait_until("the cut-short restart filed", DEADLINE, || {
+        !daemon_records(&t, &t.failed()).is_empty()
+    });
+    let records = daemon_records(&t, &t.failed());
+    let sc = t.sidecar(&t.failed(), &records[0]);
+    assert_eq!(sc["session"], "gt-mayor", "{sc:#}");
+    t.wait_until("the mayor primed", DEADLINE, || {
+        std::fs::read_to_string(&typed).is_ok_and(|s| s.contains("PRIME-9Z"))
+    });
+    (t, sc)
+}
+
+#[test]
+fn a_restart_cut_short_by_kill_9_is_filed_and_the_agent_primed_by_the_next_daemon() {
+    let (t, sc) = restart_cut_short_then_primed(|_, pid| {
+        kill9(pid);
+        assert!(crate::support::proc::wait_gone(&[pid], DEADLINE));
+    });
+    let why = sc["error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("interrupted"), "{sc:#}");
+    assert!(explain(&t, "mayor").contains("interrupted"));
+}
+
+#[test]
+fn a_restart_cut_short_by_a_stop_leaves_no_unprimed_agent_behind() {
+    let (_t, sc) = restart_cut_short_then_primed(|t, _| {
+        t.stop();
+    });
+    let why = sc["error"].as_str().unwrap_or_default();
+    assert!(why.contains("before priming"), "{sc:#}");
+}

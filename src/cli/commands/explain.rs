@@ -61,6 +61,10 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         AgentState::StoppedOnRequest { since } => {
             format!("stopped on request since {} (not restarted)", when(since))
         }
+        AgentState::Interrupted { since } => format!(
+            "its restart was cut short by a daemon stop at {} (restarted at the next look)",
+            when(since)
+        ),
     };
     println!("{session}: {state}");
     // Supervision counts deaths by the restarts that follow them, in the

@@ -377,6 +377,10 @@ fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
                 "stopped on request since {} (gt daemon supervise resume {session})",
                 crate::text::time(*since, zone)
             ),
+            AgentState::Interrupted { since } => format!(
+                "restart cut short by a daemon stop at {} (restarted at the next look)",
+                crate::text::time(*since, zone)
+            ),
         };
         lines.push(format!("{session}: {what}"));
     }

@@ -117,11 +117,14 @@ impl Look {
         }
     }
 
-    /// Why a restart is asked for, as the restart metric labels it.
+    /// Why a restart is asked for, as the restart metric labels it (an
+    /// agent seen alive is only restarted when its last restart was cut
+    /// short).
     fn cause(&self) -> &'static str {
         match self.seen {
             Seen::Dead { exit: None, .. } => "session_missing",
-            _ => "pane_exited",
+            Seen::Dead { exit: Some(_), .. } => "pane_exited",
+            Seen::Alive => "interrupted",
         }
     }
 }
@@ -272,6 +275,17 @@ pub(crate) fn decide(
     let mut deaths: Vec<(&Look, Failure, Restarts)> = Vec::new();
     for look in looks {
         let record = memory.agents.entry(look.session.clone()).or_default();
+        let count = restarts.get(&look.session).copied().unwrap_or_default();
+        if let AgentState::Interrupted { .. } = record.state {
+            // Alive or not, it may never have been primed.
+            let start = Start {
+                why: "its last restart was cut short by a daemon stop (it may run unprimed)".into(),
+                afresh: false,
+                after_crash: false,
+            };
+            plan.start_or_hold(policy, record, look, start, count, now);
+            continue;
+        }
         let Some(failure) = Failure::of(&look.seen, policy) else {
             if !matches!(
                 record.state,
@@ -283,7 +297,6 @@ pub(crate) fn decide(
             }
             continue;
         };
-        let count = restarts.get(&look.session).copied().unwrap_or_default();
         match case(record, failure, &look.seen, now, round.first) {
             Case::Leave => {}
             Case::Retry {

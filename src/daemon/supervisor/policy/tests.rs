@@ -325,3 +325,19 @@ fn several_agents_dying_together_pause_supervision() {
         assert!(plan.paused.is_none());
     }
 }
+
+#[test]
+fn a_restart_cut_short_is_done_again_alive_or_not() {
+    let cut_short = AgentState::Interrupted {
+        since: t0() - secs(5),
+    };
+    for (seen, cause) in [(Seen::Alive, "interrupted"), (missing(), "session_missing")] {
+        let (state, plan) = judge(agent(cut_short.clone(), 1), seen, false);
+        let r = restarted(&plan).expect("restarted");
+        assert!(r.why.contains("cut short by a daemon stop"), "{}", r.why);
+        assert_eq!(r.cause, cause);
+        assert!(!r.after_crash, "not a crash: not counted");
+        assert_eq!(state, AgentState::Running { since: t0() });
+        assert!(plan.paused.is_none() && plan.backoffs.is_empty());
+    }
+}
