@@ -1,9 +1,22 @@
-//! The crash-loop guard: at most `max_restarts` cycle/restart of one session
-//! within `restart_window`.
+//! The crash-loop guard: at most `max_restarts` counted cycle/restart of one
+//! session within `restart_window`.
 //!
-//! Its memory lives in `daemon/restart_state.json` so a daemon restart does
-//! not reset it, and so `gt daemon clear-backoff` (another process) can
-//! reset it. Both sides do read-modify-write under an flock on
+//! Its memory is the one record of an agent's restarts. Every `cycle` and
+//! `restart` request is recorded when it is executed; so is supervision's
+//! restart of an agent that crashed, marked as such ([`Counted`]).
+//! Supervision reads that mark instead of counting deaths itself: an agent
+//! restarted after `n` crashes within the window that crashes again has
+//! died `n + 1` times (see `daemon::supervisor::policy`). Supervision's
+//! restarts that follow no crash (the start of an agent missing when
+//! supervision began, a restart after an exit that is not a crash, the
+//! retry once a quarantine is over) are checked against the guard but not
+//! recorded. [`clear`] is the one way to forget a session's restarts:
+//! `clear-backoff`, `supervise resume`, the end of a quarantine and a
+//! stable run all use it.
+//!
+//! It lives in `daemon/restart_state.json` so a daemon restart does not
+//! reset it, and so `gt daemon clear-backoff` (another process) can reset
+//! it. Both sides do read-modify-write under an flock on
 //! `restart_state.lock`, so neither loses the other's update.
 //!
 //! The file is rewritten and fsynced on every cycle/restart, so its size is
@@ -25,27 +38,59 @@ use crate::town::Town;
 /// afresh), because an unbounded file slows every restart down.
 const MAX_SESSIONS: usize = 1000;
 
+/// How a restart counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// Checked against the guard, not recorded: supervision's restart that
+    /// follows no crash.
+    No,
+    /// Recorded: a request's cycle or restart.
+    Yes,
+    /// Recorded as following a crash: supervision's restart of an agent
+    /// that died, which supervision's backoff and quarantine count too.
+    AfterCrash,
+}
+
+/// One recorded restart. A request's is a bare time, as the file has
+/// always held them; one after a crash is `{"crash": time}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    AfterCrash { crash: DateTime<Utc> },
+    At(DateTime<Utc>),
+}
+
+impl Entry {
+    fn at(self) -> DateTime<Utc> {
+        match self {
+            Entry::AfterCrash { crash } => crash,
+            Entry::At(at) => at,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Record {
-    /// Session name → when its recent restarts were executed.
+    /// Session name → its recent restarts, in the order executed.
     #[serde(default)]
-    restarts: BTreeMap<String, Vec<DateTime<Utc>>>,
+    restarts: BTreeMap<String, Vec<Entry>>,
 }
 
 impl Record {
     /// Forgets restarts outside the window, sessions left with none, and
     /// beyond `max_sessions` the sessions whose last restart is oldest.
     fn prune(&mut self, now: DateTime<Utc>, window: chrono::Duration, max_sessions: usize) {
-        self.restarts.retain(|_, times| {
-            times.retain(|t| now.signed_duration_since(*t) < window);
-            !times.is_empty()
+        self.restarts.retain(|_, entries| {
+            entries.retain(|e| now.signed_duration_since(e.at()) < window);
+            !entries.is_empty()
         });
         if self.restarts.len() > max_sessions {
             let mut latest: Vec<(DateTime<Utc>, String)> = self
                 .restarts
                 .iter()
-                .map(|(session, times)| {
-                    (times.iter().max().copied().unwrap_or(now), session.clone())
+                .map(|(session, entries)| {
+                    let last = entries.iter().map(|e| e.at()).max();
+                    (last.unwrap_or(now), session.clone())
                 })
                 .collect();
             latest.sort_unstable();
@@ -65,12 +110,14 @@ pub(crate) struct CrashLoopGuard {
     max_sessions: usize,
 }
 
-/// A session the guard remembers: its restarts within the window, and
-/// whether (and until when) it refuses the next one.
+/// A session the guard remembers: its restarts within the window, how many
+/// of them followed a crash, and whether (and until when) it refuses the
+/// next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Remembered {
     pub session: String,
     pub restarts: usize,
+    pub after_crash: usize,
     pub held: bool,
     /// When the guard will admit a restart again (`None` while not held,
     /// or with `max_restarts` 0, which never admits one).
@@ -124,22 +171,28 @@ impl CrashLoopGuard {
         })
     }
 
-    /// Records a restart of `session` at `now` unless the guard is tripped.
+    /// Admits a restart of `session` at `now` unless the guard is tripped,
+    /// and records it as `counted` says.
     pub(crate) fn admit(
         &self,
         session: &str,
         now: DateTime<Utc>,
+        counted: Counted,
     ) -> io::Result<Result<(), Tripped>> {
         let window = self.window();
         let max = self.max as usize;
         self.with_record(now, |record| {
-            let times = record.restarts.entry(session.to_string()).or_default();
-            times.retain(|t| now.signed_duration_since(*t) < window);
-            if times.len() >= max {
-                let count = times.len();
+            let entries = record.restarts.entry(session.to_string()).or_default();
+            entries.retain(|e| now.signed_duration_since(e.at()) < window);
+            if entries.len() >= max {
+                let count = entries.len();
                 return (Err(Tripped { count }), true);
             }
-            times.push(now);
+            match counted {
+                Counted::No => return (Ok(()), false),
+                Counted::Yes => entries.push(Entry::At(now)),
+                Counted::AfterCrash => entries.push(Entry::AfterCrash { crash: now }),
+            }
             (Ok(()), true)
         })
     }
@@ -158,11 +211,12 @@ impl CrashLoopGuard {
         let mut out: Vec<Remembered> = record
             .restarts
             .into_iter()
-            .filter_map(|(session, mut times)| {
-                times.retain(|t| now.signed_duration_since(*t) < window);
-                if times.is_empty() {
+            .filter_map(|(session, mut entries)| {
+                entries.retain(|e| now.signed_duration_since(e.at()) < window);
+                if entries.is_empty() {
                     return None;
                 }
+                let mut times: Vec<DateTime<Utc>> = entries.iter().map(|e| e.at()).collect();
                 times.sort_unstable();
                 let held = times.len() >= max;
                 // Admitted again once all but max - 1 have left the window.
@@ -172,6 +226,10 @@ impl CrashLoopGuard {
                 Some(Remembered {
                     session,
                     restarts: times.len(),
+                    after_crash: entries
+                        .iter()
+                        .filter(|e| matches!(e, Entry::AfterCrash { .. }))
+                        .count(),
                     held,
                     held_until,
                 })
@@ -180,17 +238,31 @@ impl CrashLoopGuard {
         out.sort_by(|a, b| b.restarts.cmp(&a.restarts).then(a.session.cmp(&b.session)));
         Ok(out)
     }
+}
 
-    /// Forgets the restarts of `session`; true when there were any.
-    pub(crate) fn clear(&self, session: &str) -> io::Result<bool> {
-        self.with_record(Utc::now(), |record| {
+/// Which memories [`clear`] found restarts in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Cleared {
+    pub(crate) real: bool,
+    pub(crate) dry_run: bool,
+}
+
+/// Forgets the restarts of `session`, in the real daemon's memory and in a
+/// dry run's: the one place a restart count is cleared.
+pub(crate) fn clear(town: &Town, session: &str) -> io::Result<Cleared> {
+    let forget = |file: PathBuf| {
+        crate::fs::locked_update(&file, &town.restart_state_lock(), |record: &mut Record| {
             let had = record
                 .restarts
                 .remove(session)
                 .is_some_and(|t| !t.is_empty());
-            (had, true)
+            (had, had)
         })
-    }
+    };
+    Ok(Cleared {
+        real: forget(town.restart_state_file())?,
+        dry_run: forget(town.dry_run_restart_state_file())?,
+    })
 }
 
 #[cfg(test)]
@@ -204,23 +276,49 @@ mod tests {
         town.ensure_dirs().unwrap();
         let guard = CrashLoopGuard::new(&town, 2, Duration::from_secs(60));
         let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
-        assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
-        assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
-        assert!(guard.admit("gt-mayor", t0).unwrap().is_err());
+        assert!(guard.admit("gt-mayor", t0, Counted::Yes).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t0, Counted::Yes).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t0, Counted::Yes).unwrap().is_err());
         assert!(
-            guard.admit("gt-deacon", t0).unwrap().is_ok(),
+            guard.admit("gt-deacon", t0, Counted::Yes).unwrap().is_ok(),
             "sessions are counted apart"
         );
         // A fresh guard (a restarted daemon) remembers.
         let again = CrashLoopGuard::new(&town, 2, Duration::from_secs(60));
-        assert!(again.admit("gt-mayor", t0).unwrap().is_err());
+        assert!(again.admit("gt-mayor", t0, Counted::Yes).unwrap().is_err());
         // The window passes.
         let later = t0 + chrono::Duration::seconds(61);
-        assert!(again.admit("gt-mayor", later).unwrap().is_ok());
-        assert!(again.admit("gt-mayor", later).unwrap().is_ok());
-        assert!(again.admit("gt-mayor", later).unwrap().is_err());
-        assert!(again.clear("gt-mayor").unwrap());
-        assert!(again.admit("gt-mayor", later).unwrap().is_ok());
+        assert!(again
+            .admit("gt-mayor", later, Counted::Yes)
+            .unwrap()
+            .is_ok());
+        assert!(again
+            .admit("gt-mayor", later, Counted::Yes)
+            .unwrap()
+            .is_ok());
+        assert!(again
+            .admit("gt-mayor", later, Counted::Yes)
+            .unwrap()
+            .is_err());
+        assert!(again
+            .admit("gt-mayor", later, Counted::No)
+            .unwrap()
+            .is_err());
+        let cleared = clear(&town, "gt-mayor").unwrap();
+        assert_eq!((cleared.real, cleared.dry_run), (true, false));
+        assert!(again.admit("gt-mayor", later, Counted::No).unwrap().is_ok());
+        assert!(again
+            .admit("gt-mayor", later, Counted::Yes)
+            .unwrap()
+            .is_ok());
+        assert_eq!(
+            clear(&town, "gt-mayor").unwrap(),
+            Cleared {
+                real: true,
+                dry_run: false
+            }
+        );
+        assert_eq!(clear(&town, "gt-mayor").unwrap(), Cleared::default());
     }
 
     #[test]
@@ -231,9 +329,9 @@ mod tests {
         let guard = CrashLoopGuard::new(&town, 2, Duration::from_secs(60));
         let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
         let t1 = t0 + chrono::Duration::seconds(10);
-        assert!(guard.admit("gt-mayor", t0).unwrap().is_ok());
-        assert!(guard.admit("gt-mayor", t1).unwrap().is_ok());
-        assert!(guard.admit("gt-deacon", t1).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t0, Counted::Yes).unwrap().is_ok());
+        assert!(guard.admit("gt-mayor", t1, Counted::Yes).unwrap().is_ok());
+        assert!(guard.admit("gt-deacon", t1, Counted::Yes).unwrap().is_ok());
         let seen = guard.remembered(t1).unwrap();
         assert_eq!(seen[0].session, "gt-mayor");
         assert!(seen[0].held);
@@ -243,8 +341,18 @@ mod tests {
         // The dry run's memory is its own.
         let dry = CrashLoopGuard::dry_run(&town, 2, Duration::from_secs(60));
         assert!(dry.remembered(t1).unwrap().is_empty());
-        assert!(dry.admit("gt-mayor", t1).unwrap().is_ok());
+        assert!(dry.admit("gt-mayor", t1, Counted::Yes).unwrap().is_ok());
         assert_eq!(guard.remembered(t1).unwrap()[0].restarts, 2);
+        // Clearing forgets both.
+        let both = clear(&town, "gt-mayor").unwrap();
+        assert_eq!(
+            both,
+            Cleared {
+                real: true,
+                dry_run: true
+            }
+        );
+        assert!(dry.remembered(t1).unwrap().is_empty());
     }
 
     fn sessions_in_file(town: &Town) -> Vec<String> {
@@ -262,13 +370,16 @@ mod tests {
         let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
         for i in 0..50 {
             assert!(guard
-                .admit(&format!("gt-rig{i}-witness"), t0)
+                .admit(&format!("gt-rig{i}-witness"), t0, Counted::Yes)
                 .unwrap()
                 .is_ok());
         }
         assert_eq!(sessions_in_file(&town).len(), 50);
         let later = t0 + chrono::Duration::seconds(61);
-        assert!(guard.admit("gt-mayor", later).unwrap().is_ok());
+        assert!(guard
+            .admit("gt-mayor", later, Counted::Yes)
+            .unwrap()
+            .is_ok());
         assert_eq!(
             sessions_in_file(&town),
             ["gt-mayor"],
@@ -287,13 +398,46 @@ mod tests {
         for i in 0..6 {
             let at = t0 + chrono::Duration::seconds(i);
             assert!(guard
-                .admit(&format!("gt-rig{i}-witness"), at)
+                .admit(&format!("gt-rig{i}-witness"), at, Counted::Yes)
                 .unwrap()
                 .is_ok());
         }
         assert_eq!(
             sessions_in_file(&town),
             ["gt-rig3-witness", "gt-rig4-witness", "gt-rig5-witness"]
+        );
+    }
+
+    #[test]
+    fn restarts_after_a_crash_are_told_apart_and_uncounted_ones_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        // A file as older daemons wrote it: bare times.
+        std::fs::write(
+            town.restart_state_file(),
+            r#"{"restarts":{"gt-mayor":["2026-11-23T10:00:00Z"]}}"#,
+        )
+        .unwrap();
+        let guard = CrashLoopGuard::new(&town, 3, Duration::from_secs(60));
+        let t0: DateTime<Utc> = "2026-11-23T10:00:01Z".parse().unwrap();
+        assert!(guard
+            .admit("gt-mayor", t0, Counted::AfterCrash)
+            .unwrap()
+            .is_ok());
+        assert!(guard.admit("gt-mayor", t0, Counted::No).unwrap().is_ok());
+        let seen = &guard.remembered(t0).unwrap()[0];
+        assert_eq!((seen.restarts, seen.after_crash), (2, 1));
+        let file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(town.restart_state_file()).unwrap()).unwrap();
+        assert_eq!(
+            file["restarts"]["gt-mayor"],
+            serde_json::json!(["2026-11-23T10:00:00Z", {"crash": "2026-11-23T10:00:01Z"}])
+        );
+        assert!(guard.admit("gt-mayor", t0, Counted::Yes).unwrap().is_ok());
+        assert!(
+            guard.admit("gt-mayor", t0, Counted::No).unwrap().is_err(),
+            "a restart that is not counted is still refused by a tripped guard"
         );
     }
 }

@@ -1,11 +1,15 @@
 //! The inbox as seen from anywhere: which names are requests, what is
-//! pending. Watching it is the daemon's business (`daemon::watch`).
+//! pending, and how a request file (in the inbox, or claimed from it) is
+//! read. Watching it is the daemon's business (`daemon::watch`).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::time::SystemTime;
+
+use crate::fs::{Links, NotRead};
+use crate::request::{Read, Rejection, MAX_REQUEST_BYTES};
 
 /// Requests are `*.json`; dot-names are writes in progress.
 pub(crate) fn is_request_name(name: &OsStr) -> bool {
@@ -77,6 +81,20 @@ pub(crate) fn pending(inbox: &Path) -> (u64, Option<SystemTime>) {
     (count, oldest)
 }
 
+/// Reads a request file the way the daemon must, and the commands that
+/// show requests do: regular files only (symlinks are never followed,
+/// FIFOs and devices never opened), at most [`MAX_REQUEST_BYTES`]. The
+/// reading is [`crate::fs::read_bounded`]'s, shared with config.json.
+pub fn read_request(path: &Path) -> Read {
+    let read = crate::fs::read_bounded(path, MAX_REQUEST_BYTES, Links::Refuse)?;
+    Ok(read.map_err(|refused| match refused {
+        NotRead::TooLarge { .. } => Rejection(format!(
+            "{refused} (64 KiB); requests are a few hundred bytes"
+        )),
+        NotRead::NotRegular(_) => Rejection(refused.to_string()),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +117,35 @@ mod tests {
         assert!(!is_request_name(".a.tmp".as_ref()));
         assert!(!is_request_name("a.json.tmp".as_ref()));
         assert!(!is_request_name(".json".as_ref()));
+    }
+
+    #[test]
+    fn strange_files_are_refused_unopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.json");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let r = read_request(&fifo).unwrap().unwrap_err();
+        assert!(r.0.contains("FIFO"), "{r}");
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"{}").unwrap();
+        let link = dir.path().join("l.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(read_request(&link)
+            .unwrap()
+            .unwrap_err()
+            .0
+            .contains("symbolic link"));
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b'['; 1 << 20]).unwrap();
+        assert!(read_request(&big)
+            .unwrap()
+            .unwrap_err()
+            .0
+            .contains("too large"));
     }
 }

@@ -11,7 +11,7 @@
 //! - The shared core: [`town`] (paths), [`config`], [`duration`],
 //!   [`request`] (request and agent identity), [`inbox`] and [`outcome`]
 //!   (what is pending, what was filed), [`instance`] (the lock), [`state`],
-//!   [`crash_loop`], [`supervise`] (supervision's memory), [`tmux`],
+//!   [`crash_loop`], [`supervision`] (supervision's memory), [`tmux`],
 //!   [`process`], [`fs`] (atomic writes and renames), [`text`] (untrusted
 //!   text made safe to show, and times), and [`testing`] (the test hooks).
 #![warn(unreachable_pub)]
@@ -32,7 +32,7 @@ pub mod process;
 pub mod request;
 pub(crate) mod service;
 pub mod state;
-pub mod supervise;
+pub mod supervision;
 pub mod testing;
 pub mod text;
 pub(crate) mod tmux;

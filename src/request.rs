@@ -2,10 +2,12 @@
 //! from an agent identity to its tmux session.
 //!
 //! Everything here is pure: bytes and a clock in, a [`Request`] or a
-//! [`Rejection`] with a reason a person can act on out. Request text never
-//! reaches a shell or a tmux target unless it passed [`Agent::parse`].
+//! [`Rejection`] with a reason a person can act on out (reading the file
+//! is [`crate::inbox::read_request`]). Request text never reaches a shell
+//! or a tmux target unless it passed [`Agent::parse`].
 
 use std::fmt;
+use std::io;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -330,6 +332,36 @@ pub fn parse(
     result.map_err(|r| (r, partial))
 }
 
+/// Validates what [`crate::inbox::read_request`] returned: the request, or the reason it is
+/// refused, with whatever identity could be read for the sidecar either
+/// way.
+pub fn validate(
+    read: Read,
+    now: DateTime<Utc>,
+    max_age: Duration,
+) -> (Result<Request, String>, Partial) {
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(rejection)) => return (Err(rejection.0), Partial::default()),
+        Err(e) => {
+            return (
+                Err(format!("cannot read the request: {e}")),
+                Partial::default(),
+            )
+        }
+    };
+    match parse(&bytes, now, max_age) {
+        Ok(r) => {
+            let partial = Partial::of(&r);
+            (Ok(r), partial)
+        }
+        Err((rejection, partial)) => (Err(rejection.0), partial),
+    }
+}
+
+/// What reading a request file gave: its bytes, a refusal (not a regular
+/// file, too large), or the error that kept it from being read.
+pub type Read = io::Result<Result<Vec<u8>, Rejection>>;
 fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Rejection> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))

@@ -7,80 +7,45 @@
 //! by the [`Dispatcher`]'s workers; bad ones are filed at once, never
 //! queued behind a restart. Filing happens here, on one thread.
 //!
-//! A request for an agent whose earlier request is still executing is not
-//! claimed: it waits in the inbox (its name remembered here) until that
-//! agent is free. So `processing/` only ever holds requests in hand, and a
-//! crash can only call "interrupted" a request that may really have run.
-//! In a dry run nothing waits on an agent, and requests run right here.
+//! A request for an agent whose earlier request is still executing, or
+//! that finds every worker taken, is not claimed: the dispatcher keeps it
+//! waiting in the inbox (see [`super::dispatch`]). In a dry run nothing
+//! waits on an agent, and requests run right here.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::alert::Event;
-use super::dispatch::{Dispatcher, Done, Job, SupervisedRecord};
+use super::claim::{self, Claim};
+use super::dispatch::{Dispatcher, Done, Job};
 use super::execute::{Executor, HeldSessions};
-use super::filing::{self, Filed, Filer};
-use super::ledger::{self, Ledger, Tally};
+use super::filing::{self, Filer};
+use super::inlet::{Hint, Inlet, Message};
+use super::ledger::{Ledger, Tally};
 use super::monitoring::Monitoring;
+use super::recovery;
 use super::stop::StopFlag;
-use super::supervisor::Restart;
-use super::validate::{self, SETTLE};
-use super::watch::{Hint, Message};
+use super::supervisor::restarts::Liaison;
+use super::validate::{self, Settling, SETTLE};
+use super::watch;
 use crate::config::SharedConfig;
-use crate::fs::rename_unique;
-use crate::inbox::{self, MAX_NAME_BYTES};
-use crate::outcome::{Outcome, Sidecar};
-use crate::request::{Action, Agent, Partial, Request};
+use crate::crash_loop::Counted;
+use crate::inbox;
+use crate::request::{self, Partial};
 use crate::state::StateStore;
-use crate::supervise::AgentState;
 use crate::testing::Hooks;
-use crate::text::{escape, escape_os};
+use crate::text::escape_os;
 use crate::town::Town;
-
-const INTERRUPTED: &str =
-    "interrupted: the daemon stopped while executing this request; it was not run again \
-     (at most once). Check the agent, then `gt daemon retry` it if needed";
 
 /// Files handled before the outcomes go to the ledger and the channel is
 /// looked at again.
 const BATCH: usize = 64;
-
-/// How often an outcome that could not be filed is tried again, at most.
-const REFILE_EVERY_MAX: Duration = Duration::from_secs(30);
-
-/// What the watcher hands the consumer: names on `rx`, `overflow` when it
-/// had to drop some, and how often to rescan anyway; `wake` is the sending
-/// side of `rx`, for the executor's workers.
-pub(crate) struct Inlet {
-    pub(crate) rx: Receiver<Message>,
-    pub(crate) wake: SyncSender<Message>,
-    pub(crate) overflow: Arc<AtomicBool>,
-    pub(crate) rescan_every: Duration,
-}
-
-/// A file that may still be being written, to look at again at `due`.
-struct Settling {
-    name: OsString,
-    hint: Hint,
-    due: Instant,
-}
-
-/// An executed (or refused) request whose outcome could not be filed yet.
-struct Unfiled {
-    name: OsString,
-    sidecar: Sidecar,
-    attempts: u32,
-    next_try: Instant,
-    error: String,
-}
 
 pub(crate) struct Consumer {
     town: Town,
@@ -91,38 +56,17 @@ pub(crate) struct Consumer {
     dispatcher: Dispatcher,
     /// Kept to decide whether a request needs a durable claim first.
     executor: Arc<Executor>,
-    state: Arc<StateStore>,
-    rx: Receiver<Message>,
-    overflow: Arc<AtomicBool>,
+    supervision: Liaison,
+    inlet: Inlet,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
-    pid: u32,
-    /// Outcomes filed since the start, in filing order: each sidecar
-    /// carries its number (`seq`), and the ledger counts them in this order.
-    filed_count: u64,
     /// Names to look at, in order; bounded by the inbox's size because a
     /// scan only runs when it is empty.
     queue: VecDeque<(OsString, Hint)>,
-    settling: Vec<Settling>,
-    unfiled: Vec<Unfiled>,
-    /// Requests left in the inbox until their agent is free, per session
-    /// in the order they were seen, and all their names.
-    deferred: HashMap<String, VecDeque<OsString>>,
-    deferred_names: HashSet<OsString>,
-    /// Requests left in the inbox until a worker is free.
-    pool_waiting: VecDeque<OsString>,
-    /// Sessions of the jobs claimed in the batch being handled.
-    batch_sessions: HashSet<String>,
-    /// Restarts supervision asked for, to dispatch.
-    supervised: Vec<Restart>,
+    settling: Settling,
     rescan_due: Option<&'static str>,
-    rescan_every: Duration,
     next_rescan: Instant,
     test_delay: Duration,
-    monitoring: Monitoring,
-    /// When each request in `processing/` was claimed, for the duration
-    /// metric; bounded, like `processing/`, by the requests in hand.
-    claimed_at: HashMap<OsString, Instant>,
 }
 
 impl Consumer {
@@ -138,150 +82,47 @@ impl Consumer {
         hooks: &Hooks,
         monitoring: Monitoring,
     ) -> io::Result<Self> {
-        let executor = Arc::new(Executor::new(town, config, stop.clone(), held));
-        let dispatcher =
-            Dispatcher::start(config.get().max_parallel, executor.clone(), inlet.wake)?;
+        let executor = Arc::new(Executor::new(town, config, stop.clone(), held.clone()));
+        let dispatcher = Dispatcher::start(
+            config.get().max_parallel,
+            executor.clone(),
+            inlet.wake.clone(),
+        )?;
         Ok(Consumer {
             town: town.clone(),
             config: config.clone(),
-            filer: Filer::new(town),
-            ledger: Ledger::start(town, state.clone())?,
+            filer: Filer::new(town, state.clone(), monitoring),
+            ledger: Ledger::start(town, state)?,
             dispatcher,
             executor,
-            state,
-            rx: inlet.rx,
-            overflow: inlet.overflow,
+            supervision: Liaison::new(town, &config.get(), held, stop.clone()),
             stop,
-            pid: std::process::id(),
-            filed_count: 0,
             queue: VecDeque::new(),
-            settling: Vec::new(),
-            unfiled: Vec::new(),
-            deferred: HashMap::new(),
-            deferred_names: HashSet::new(),
-            pool_waiting: VecDeque::new(),
-            batch_sessions: HashSet::new(),
-            supervised: Vec::new(),
+            settling: Settling::default(),
             rescan_due: Some("start-up"),
-            rescan_every: inlet.rescan_every,
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
-            monitoring,
-            claimed_at: HashMap::new(),
+            inlet,
         })
     }
 
-    /// Files what a stopped daemon left in `processing/`. A request whose
-    /// outcome was journalled ran and is filed with that outcome; one that
-    /// may have run without a record is never run again (at most once) and
-    /// is filed as interrupted. One bad file never stops the start: it is
-    /// reported and left for the operator. Returns how many were filed as
-    /// interrupted.
+    /// Files what a stopped daemon left in `processing/` (see
+    /// [`recovery`]); how many were filed as interrupted.
     pub(crate) fn recover(&mut self) -> io::Result<usize> {
-        let mut interrupted = 0;
-        let mut tally = Tally::default();
-        let mut journals = Vec::new();
-        for entry in std::fs::read_dir(self.town.processing())? {
-            let name = entry?.file_name();
-            if filing::is_journal_name(&name) {
-                journals.push(name);
-                continue;
-            }
-            match self.recover_one(&name, &mut tally) {
-                Ok(true) => interrupted += 1,
-                Ok(false) => {}
-                Err(e) => tracing::error!(
-                    file = %escape_os(&name),
-                    "cannot recover processing/{}: {e}; left in place",
-                    escape_os(&name)
-                ),
-            }
-        }
-        // A journal entry whose request was filed after all (the crash came
-        // between filing and forgetting) has nothing left to say.
-        for journal in journals {
-            let request = &journal.as_encoded_bytes()[1..];
-            let request = request
-                .strip_suffix(crate::outcome::SIDECAR_SUFFIX.as_bytes())
-                .unwrap_or(request);
-            // SAFETY-free: the bytes came from an OsStr and were cut at
-            // ASCII boundaries.
-            let request = unsafe { OsStr::from_encoded_bytes_unchecked(request) };
-            if !self.town.processing().join(request).exists() {
-                let _ = std::fs::remove_file(self.town.processing().join(&journal));
-            }
-        }
-        if !tally.is_empty() {
-            ledger::flush(&std::mem::take(&mut tally.sidecars), &self.dirs())?;
-            self.ledger.record(tally);
-        }
-        Ok(interrupted)
-    }
-
-    /// True when the request was filed as interrupted.
-    fn recover_one(&mut self, name: &OsStr, tally: &mut Tally) -> io::Result<bool> {
-        let source = self.town.processing().join(name);
-        if let Some(dir) = filing::half_filed(&self.town, name) {
-            tracing::info!(file = %escape_os(name), "finishing the filing of a request that completed before the stop");
-            rename_unique(&source, &dir, name)?;
-            return Ok(false);
-        }
-        if let Some(sidecar) = self.filer.journaled(name) {
-            tracing::info!(file = %escape_os(name), outcome = ?sidecar.outcome,
-                "filing a request that ran before the stop with its real outcome");
-            self.file(name.to_os_string(), sidecar, tally);
-            return Ok(false);
-        }
-        let (name, original_name) = self.fit_name(name)?;
-        // A request that does not validate was never executed (the stop
-        // caught it being read, or still being written): it gets its own
-        // reason. A valid one may have run: interrupted.
-        let source = if original_name.is_some() {
-            self.town.processing().join(&name)
-        } else {
-            source
-        };
-        let (reason, partial, was_valid) =
-            match validate::validate(validate::read_request(&source), Utc::now(), Duration::MAX) {
-                (Ok(_), partial) => (INTERRUPTED.to_string(), partial, true),
-                (Err(reason), partial) => (reason, partial, false),
-            };
-        let sidecar = self.sidecar(Err(reason), &partial, original_name);
-        tracing::warn!(file = %escape_os(&name), from = %escape(partial.from.as_deref().unwrap_or("-")),
-            action = %escape(partial.action.as_deref().unwrap_or("-")),
-            reason = %escape(sidecar.error.as_deref().unwrap_or_default()), "request left in processing/ by a stopped daemon");
-        self.file(name, sidecar, tally);
-        Ok(was_valid)
-    }
-
-    /// A name in `processing/` that can be filed: the same one, or (for a
-    /// name too long to file) a shortened one it is renamed to, with the
-    /// original kept for the sidecar.
-    fn fit_name(&self, name: &OsStr) -> io::Result<(OsString, Option<String>)> {
-        if name.len() <= MAX_NAME_BYTES {
-            return Ok((name.to_os_string(), None));
-        }
-        let short = inbox::shortened(name);
-        let path = rename_unique(
-            &self.town.processing().join(name),
-            &self.town.processing(),
-            &short,
-        )?;
-        let fitted = path.file_name().unwrap_or(&short).to_os_string();
-        Ok((fitted, Some(name.to_string_lossy().into_owned())))
+        recovery::recover(&self.town, &mut self.filer, &self.ledger)
     }
 
     /// Runs until the stop. Requests being executed are finished (the
-    /// executor cuts its waits short on a stop); requests claimed but not
-    /// started go back to the inbox.
+    /// executor cuts its waits short on a stop); a request claimed while
+    /// still being written goes back to the inbox.
     pub(crate) fn run(mut self) {
         while self.gather() {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
-            self.release_deferred();
-            self.dispatch_supervised();
+            self.dispatcher.slots.release(&mut self.queue);
+            self.supervision.dispatch(&mut self.dispatcher);
             self.process_batch(&mut tally);
-            self.refile_due(&mut tally, false);
+            self.filer.refile_due(&mut tally, false);
             self.record(tally);
         }
         self.wind_down();
@@ -291,47 +132,32 @@ impl Consumer {
         if !tally.is_empty() {
             tally.pending = (self.queue.len()
                 + self.settling.len()
-                + self.deferred_names.len()
-                + self.dispatcher.waiting_count()
+                + self.dispatcher.slots.deferred_count()
                 + self.dispatcher.running_count()) as u64;
             self.ledger.record(tally);
         }
     }
 
     fn wind_down(mut self) {
-        for job in self.dispatcher.take_waiting() {
-            self.unclaim(&job.name, "never started");
-        }
-        for entry in std::mem::take(&mut self.settling) {
-            if let Hint::Claimed(_) = entry.hint {
-                self.unclaim(&entry.name, "still being written");
+        for name in self.settling.take_claimed() {
+            if let Err(e) = claim::unclaim(&self.town, &name) {
+                tracing::error!(file = %escape_os(&name), "cannot return a request (still being written) to the inbox: {e}");
             }
         }
         while self.dispatcher.running_count() > 0 {
             let running: Vec<&String> = self.dispatcher.running().collect();
             tracing::info!(?running, "waiting for requests in execution to finish");
-            let _ = self.rx.recv_timeout(Duration::from_millis(200));
+            let _ = self.inlet.rx.recv_timeout(Duration::from_millis(200));
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.record(tally);
         }
         let mut tally = Tally::default();
-        self.refile_due(&mut tally, true);
+        self.filer.refile_due(&mut tally, true);
         self.record(tally);
-        for left in &self.unfiled {
-            tracing::error!(file = %escape_os(&left.name), error = %left.error,
-                "stopping with an outcome not yet filed; its journal entry in processing/ files it at the next start");
-        }
+        self.filer.report_unfiled();
         self.dispatcher.finish();
         self.ledger.finish();
-    }
-
-    /// Puts a claimed request that never ran back into the inbox.
-    fn unclaim(&self, name: &OsStr, why: &str) {
-        let source = self.town.processing().join(name);
-        if let Err(e) = rename_unique(&source, &self.town.inbox(), name) {
-            tracing::error!(file = %escape_os(name), "cannot return a request ({why}) to the inbox: {e}");
-        }
     }
 
     /// Fills the queue from the channel, timers and scans; false on stop.
@@ -341,13 +167,14 @@ impl Consumer {
         }
         if self.queue.is_empty() && self.rescan_due.is_none() {
             let now = Instant::now();
-            let wake = self
-                .settling
-                .iter()
-                .map(|s| s.due)
-                .chain(self.unfiled.iter().map(|u| u.next_try))
+            let wake = (self.settling.next_due().into_iter())
+                .chain(self.filer.next_try())
                 .fold(self.next_rescan, Instant::min);
-            match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
+            match self
+                .inlet
+                .rx
+                .recv_timeout(wake.saturating_duration_since(now))
+            {
                 Ok(msg) => {
                     if !self.accept(msg) {
                         return false;
@@ -357,41 +184,25 @@ impl Consumer {
                 Err(RecvTimeoutError::Disconnected) => return false,
             }
         }
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Ok(msg) = self.inlet.rx.try_recv() {
             if !self.accept(msg) {
                 return false;
             }
         }
-        if self.overflow.swap(false, Ordering::AcqRel) {
+        if self.inlet.overflow.swap(false, Ordering::AcqRel) {
             self.rescan_due = Some("event channel full");
         }
         let now = Instant::now();
         if now >= self.next_rescan {
             self.rescan_due.get_or_insert("periodic safety net");
         }
-        if !self.settling.is_empty() {
-            let (due, later): (Vec<_>, Vec<_>) =
-                self.settling.drain(..).partition(|s| s.due <= now);
-            self.settling = later;
-            self.queue.extend(due.into_iter().map(|s| (s.name, s.hint)));
-        }
-        if self.queue.is_empty() {
-            if let Some(why) = self.rescan_due.take() {
-                self.next_rescan = now + self.rescan_every;
-                match inbox::scan(&self.town.inbox()) {
-                    Ok(names) => {
-                        if !names.is_empty() {
-                            tracing::debug!(count = names.len(), why, "inbox scan found requests");
-                        }
-                        self.queue
-                            .extend(names.into_iter().map(|n| (n, Hint::Scan)));
-                    }
-                    Err(e) => {
-                        self.heal_dirs();
-                        tracing::error!(inbox = %self.town.inbox().display(), "cannot scan the inbox: {e}")
-                    }
-                }
-            }
+        self.queue.extend(self.settling.take_due(now));
+        if let (true, Some(why)) = (self.queue.is_empty(), self.rescan_due) {
+            self.rescan_due = None;
+            self.next_rescan = now + self.inlet.rescan_every;
+            let names = watch::scan(&self.town, why);
+            self.queue
+                .extend(names.into_iter().map(|n| (n, Hint::Scan)));
         }
         true
     }
@@ -403,80 +214,23 @@ impl Consumer {
                 tracing::debug!(why, "rescan requested");
                 self.rescan_due = Some(why);
             }
-            Message::Supervised(restart) => self.supervised.push(*restart),
+            Message::Supervised(restart) => self.supervision.ask(*restart),
             Message::Done | Message::Stop => {}
         }
         !self.stop.is_set()
     }
 
-    /// Queues again the first request left waiting for each agent that is
-    /// free now.
-    fn release_deferred(&mut self) {
-        // Workers free: requests that waited for one, in the order seen.
-        let slots = self
-            .dispatcher
-            .size()
-            .saturating_sub(self.dispatcher.running_count());
-        for _ in 0..slots {
-            let Some(name) = self.pool_waiting.pop_front() else {
-                break;
-            };
-            self.deferred_names.remove(&name);
-            self.queue.push_back((name, Hint::Ready));
-        }
-        if self.deferred.is_empty() || self.pool_full() {
-            return;
-        }
-        let free: Vec<String> = self
-            .deferred
-            .keys()
-            .filter(|s| !self.dispatcher.is_busy(s))
-            .cloned()
-            .collect();
-        for session in free {
-            let Some(names) = self.deferred.get_mut(&session) else {
-                continue;
-            };
-            if let Some(name) = names.pop_front() {
-                self.deferred_names.remove(&name);
-                self.queue.push_front((name, Hint::Ready));
-            }
-            if names.is_empty() {
-                self.deferred.remove(&session);
-            }
-        }
-    }
-
-    /// Is `session` executing, or has it a job claimed in this batch?
-    fn session_taken(&self, session: &str) -> bool {
-        self.dispatcher.is_busy(session) || self.batch_sessions.contains(session)
-    }
-
-    /// Are all `max_parallel` workers taken? Then a valid request is not
-    /// claimed either: nothing claimed ever waits for a worker.
-    fn pool_full(&self) -> bool {
-        self.dispatcher.running_count() + self.batch_sessions.len() >= self.dispatcher.size()
-    }
-
-    fn must_wait(&self, session: &str) -> bool {
-        self.session_taken(session) || self.pool_full()
-    }
-
-    /// Leaves a valid request unclaimed in the inbox until its agent, or
-    /// else a worker, is free.
-    fn defer(&mut self, name: OsString, session: String) {
-        self.deferred_names.insert(name.clone());
-        if self.session_taken(&session) {
-            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
-            self.deferred.entry(session).or_default().push_back(name);
-        } else {
-            tracing::debug!(file = %escape_os(&name), session, "left in the inbox until a worker is free (max_parallel)");
-            self.pool_waiting.push_back(name);
-        }
-    }
-
     fn process_batch(&mut self, tally: &mut Tally) {
-        self.batch_sessions.clear();
+        self.dispatcher.slots.begin_batch();
+        let jobs = self.claim_batch(tally);
+        self.start(jobs, tally);
+        // Its jobs are busy at a worker now, or filed: the batch itself no
+        // longer takes a worker.
+        self.dispatcher.slots.end_batch();
+    }
+
+    /// Handles up to [`BATCH`] queued names; the valid requests claimed.
+    fn claim_batch(&mut self, tally: &mut Tally) -> Vec<Job> {
         let mut jobs = Vec::new();
         for _ in 0..BATCH {
             let Some((name, hint)) = self.queue.pop_front() else {
@@ -493,510 +247,148 @@ impl Consumer {
                 break;
             }
         }
-        if jobs.is_empty() {
-            return;
-        }
-        // Claims must survive power loss before anything runs, or a
-        // restart could come back from inbox/ and run twice: one directory
-        // sync covers the batch.
-        if self.executor.has_effects() {
-            if let Err(e) = self.filer.sync_claims() {
-                for job in jobs {
-                    let reason = format!("cannot make the claim durable, not executing: {e}");
-                    let sidecar = self.sidecar(Err(reason), &job.partial, job.original_name);
-                    self.file(job.name, sidecar, tally);
-                }
-                return;
-            }
-        }
+        jobs
+    }
+
+    /// Submits the claimed jobs once their claims are durable (one
+    /// directory sync covers the batch).
+    fn start(&mut self, jobs: Vec<Job>, tally: &mut Tally) {
+        let durable = match jobs.is_empty() {
+            true => Ok(()),
+            false => claim::make_durable(&self.town),
+        };
         for job in jobs {
-            self.dispatcher.submit(job);
+            let Err(e) = &durable else {
+                self.dispatcher.submit(job);
+                continue;
+            };
+            let reason = format!("cannot make the claim durable, not executing: {e}");
+            let sidecar = self
+                .filer
+                .sidecar(Err(reason), &job.partial, job.original_name);
+            self.filer.file(job.name, sidecar, tally);
         }
     }
 
     /// Takes one name from claim to a job for the executor, or files it at
     /// once when it is refused. `Ok(None)`: nothing more to do now (gone,
-    /// refused and filed, or not yet complete).
+    /// waiting, refused and filed, or not yet complete).
     fn handle(&mut self, name: &OsStr, hint: Hint, tally: &mut Tally) -> io::Result<Option<Job>> {
-        if hint == Hint::Created {
-            // A regular file just created gets its close-write event when
-            // complete; look again later in case it never does (a hard
-            // link, a writer that keeps it open). Anything else (FIFO,
-            // directory, symlink) never will: take it now.
-            let is_file =
-                std::fs::symlink_metadata(self.town.inbox().join(name)).is_ok_and(|m| m.is_file());
-            if is_file {
-                let now = Instant::now();
-                self.settling.push(Settling {
-                    name: name.to_os_string(),
-                    hint: Hint::Announced(now),
-                    due: now + SETTLE,
-                });
-                return Ok(None);
-            }
+        let inbox_path = self.town.inbox().join(name);
+        if hint == Hint::Created && self.settling.created(name, &inbox_path, Instant::now()) {
+            return Ok(None);
         }
-        if self.deferred_names.contains(name) {
+        if self.dispatcher.slots.is_deferred(name) {
             return Ok(None); // seen again by a scan; it keeps its place
         }
-        if !matches!(hint, Hint::Claimed(_)) && self.executor.has_effects() && self.any_taken() {
-            // Look before claiming: a request for a busy agent stays in
-            // the inbox, unclaimed, until that agent is free.
-            let peek = validate::read_request(&self.town.inbox().join(name));
-            if let (Ok(request), _) =
-                validate::validate(peek, Utc::now(), self.config.get().max_request_age)
-            {
-                let session = request.session();
-                if self.must_wait(&session) {
-                    self.defer(name.to_os_string(), session);
-                    return Ok(None);
-                }
-            }
+        if !matches!(hint, Hint::Claimed(_)) && self.left_waiting(name) {
+            return Ok(None);
         }
         let (claimed_name, original_name) = match hint {
             Hint::Claimed(_) => (name.to_os_string(), None),
-            _ => match self.claim(name)? {
-                Some(claimed) => claimed,
-                None => return Ok(None),
+            _ => match claim::claim(&self.town, name) {
+                Claim::Claimed { name, original } => {
+                    self.filer.claimed(&name);
+                    (name, original)
+                }
+                Claim::Gone => return Ok(None),
+                Claim::Failed => {
+                    let due =
+                        Instant::now() + filing::REFILE_EVERY_MAX.min(self.inlet.rescan_every);
+                    self.settling.push(name.to_os_string(), Hint::Scan, due);
+                    return Ok(None);
+                }
             },
         };
         let claimed = self.town.processing().join(&claimed_name);
         if !self.test_delay.is_zero() {
             std::thread::sleep(self.test_delay);
         }
-        let read = validate::read_request(&claimed);
-        if let Ok(Ok(bytes)) = &read {
-            let announced = match hint {
-                Hint::Announced(at) | Hint::Claimed(Some(at)) => Some(at),
-                _ => None,
-            };
-            let still_writing = match (hint, announced) {
-                (Hint::Ready, _) => false,
-                (_, Some(at)) => {
-                    !validate::is_complete_json(bytes)
-                        && at.elapsed() < self.config.get().write_timeout
-                }
-                (_, None) => validate::may_still_be_written(&claimed, bytes),
-            };
-            if still_writing && original_name.is_none() {
+        let read = inbox::read_request(&claimed);
+        if let (Ok(Ok(bytes)), None) = (&read, &original_name) {
+            let write_timeout = self.config.get().write_timeout;
+            if let Some(again) = validate::still_writing(hint, &claimed, bytes, write_timeout) {
                 tracing::debug!(file = %escape_os(&claimed_name), "still being written; looking again");
-                self.settling.push(Settling {
-                    name: claimed_name,
-                    hint: Hint::Claimed(announced),
-                    due: Instant::now() + SETTLE,
-                });
+                self.settling
+                    .push(claimed_name, again, Instant::now() + SETTLE);
                 return Ok(None);
             }
         }
-        let (request, partial) = if let Some(original) = &original_name {
-            let reason = format!(
-                "file name too long: {} bytes, at most {MAX_NAME_BYTES} (so that it can be filed); \
-                 filed under a shortened name, the original is in this sidecar's original_name",
-                original.len()
-            );
-            (Err(reason), Partial::default())
-        } else {
-            validate::validate(read, Utc::now(), self.config.get().max_request_age)
+        let (request, partial) = match &original_name {
+            Some(original) => (Err(claim::too_long(original)), Partial::default()),
+            None => request::validate(read, Utc::now(), self.config.get().max_request_age),
         };
-        match request {
-            Ok(request) if !self.executor.has_effects() => {
-                // Nothing to wait for (dry run): run it here and now.
-                let result = self.executor.execute(&request);
-                let sidecar = self.sidecar(result, &partial, original_name);
-                self.file(claimed_name, sidecar, tally);
-                Ok(None)
-            }
-            Ok(request) => {
-                let session = request.session();
-                if self.must_wait(&session) {
-                    // It changed between the look and the claim: back it
-                    // goes, unrun.
-                    let back = rename_unique(&claimed, &self.town.inbox(), &claimed_name)?;
-                    self.claimed_at.remove(&claimed_name);
-                    let back = back.file_name().unwrap_or(&claimed_name).to_os_string();
-                    self.defer(back, session);
-                    return Ok(None);
-                }
-                self.batch_sessions.insert(session);
-                Ok(Some(Job {
+        let sidecar = match request {
+            Ok(request) if self.executor.has_effects() => {
+                let job = Job {
                     name: claimed_name,
                     request,
                     partial,
                     original_name,
                     supervised: None,
-                }))
+                };
+                return self.queue_job(job);
             }
-            Err(reason) => {
-                let sidecar = self.sidecar(Err(reason), &partial, original_name);
-                self.file(claimed_name, sidecar, tally);
-                Ok(None)
+            // Nothing to wait for (dry run): run it here and now.
+            Ok(request) => {
+                let result = self.executor.execute(&request, Counted::Yes);
+                self.filer.sidecar(result, &partial, original_name)
             }
-        }
-    }
-
-    fn any_taken(&self) -> bool {
-        self.dispatcher.running_count() > 0 || !self.batch_sessions.is_empty()
-    }
-
-    /// Claims `inbox/NAME` by renaming it into `processing/` (under a
-    /// shortened name when NAME is too long to file). `None`: it is gone,
-    /// already handled. A claim that fails for any other reason is
-    /// reported and tried again later, never skipped silently.
-    fn claim(&mut self, name: &OsStr) -> io::Result<Option<(OsString, Option<String>)>> {
-        let source = self.town.inbox().join(name);
-        let (target, original) = if name.len() > MAX_NAME_BYTES {
-            (
-                inbox::shortened(name),
-                Some(name.to_string_lossy().into_owned()),
-            )
-        } else {
-            (name.to_os_string(), None)
+            Err(reason) => self.filer.sidecar(Err(reason), &partial, original_name),
         };
-        let mut healed = false;
-        loop {
-            match rename_unique(&source, &self.town.processing(), &target) {
-                Ok(path) => {
-                    let claimed = path.file_name().unwrap_or(&target).to_os_string();
-                    self.claimed_at.insert(claimed.clone(), Instant::now());
-                    return Ok(Some((claimed, original)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(&source) => {
-                    return Ok(None)
-                }
-                Err(e) if !healed => {
-                    healed = true;
-                    if !self.heal_dirs() {
-                        return self.claim_failed(name, e);
-                    }
-                }
-                Err(e) => return self.claim_failed(name, e),
-            }
-        }
-    }
-
-    fn claim_failed(
-        &mut self,
-        name: &OsStr,
-        e: io::Error,
-    ) -> io::Result<Option<(OsString, Option<String>)>> {
-        tracing::error!(file = %escape_os(name), "cannot claim a request into processing/ ({e}); it stays in the inbox and is tried again");
-        self.settling.push(Settling {
-            name: name.to_os_string(),
-            hint: Hint::Scan,
-            due: Instant::now() + REFILE_EVERY_MAX.min(self.rescan_every),
-        });
+        self.filer.file(claimed_name, sidecar, tally);
         Ok(None)
     }
 
-    /// Recreates daemon directories that were removed under us; true when
-    /// one was.
-    fn heal_dirs(&self) -> bool {
-        let mut healed = false;
-        for dir in [
-            self.town.daemon_dir().to_path_buf(),
-            self.town.inbox(),
-            self.town.processing(),
-            self.town.processed(),
-            self.town.failed(),
-        ] {
-            if std::fs::symlink_metadata(&dir).is_err() {
-                match std::fs::create_dir_all(&dir) {
-                    Ok(()) => {
-                        tracing::warn!(dir = %dir.display(), "recreated a missing daemon directory");
-                        healed = true;
-                    }
-                    Err(e) => {
-                        tracing::error!(dir = %dir.display(), "cannot recreate a missing daemon directory: {e}")
-                    }
-                }
-            }
+    /// Looks before claiming: a valid request for a busy agent, or that
+    /// finds every worker taken, stays in the inbox unclaimed. True when
+    /// it was left waiting.
+    fn left_waiting(&mut self, name: &OsStr) -> bool {
+        if !self.executor.has_effects() || !self.dispatcher.slots.any_taken() {
+            return false;
         }
-        healed
+        let peek = inbox::read_request(&self.town.inbox().join(name));
+        let max_age = self.config.get().max_request_age;
+        let (Ok(request), _) = request::validate(peek, Utc::now(), max_age) else {
+            return false;
+        };
+        let session = request.session();
+        let wait = self.dispatcher.slots.must_wait(&session);
+        if wait {
+            self.dispatcher.slots.defer(name.to_os_string(), session);
+        }
+        wait
+    }
+
+    /// The job for a claimed valid request, unless its agent became busy
+    /// between the look and the claim: then back to the inbox it goes,
+    /// unrun, to wait there.
+    fn queue_job(&mut self, job: Job) -> io::Result<Option<Job>> {
+        let session = job.request.session();
+        if self.dispatcher.slots.must_wait(&session) {
+            let back = claim::unclaim(&self.town, &job.name)?;
+            self.filer.unclaimed(&job.name);
+            self.dispatcher.slots.defer(back, session);
+            return Ok(None);
+        }
+        self.dispatcher.slots.claimed(session);
+        Ok(Some(job))
     }
 
     fn collect_done(&mut self, tally: &mut Tally) {
         for Done { job, result } in self.dispatcher.take_done() {
-            let sidecar = self.sidecar(result, &job.partial, job.original_name);
-            match job.supervised {
-                None => {
-                    self.note_for_supervision(&job.request, &sidecar);
-                    self.file(job.name, sidecar, tally);
-                }
-                Some(record) => self.file_supervised(job.name, record, sidecar, tally),
-            }
-        }
-    }
-
-    /// Hands supervision's restarts to the executor, unless a request is
-    /// working on that agent (supervision looks again at its next check).
-    fn dispatch_supervised(&mut self) {
-        for restart in std::mem::take(&mut self.supervised) {
-            let Ok(agent) = Agent::parse(&restart.agent) else {
-                continue;
-            };
-            let session = agent.session();
-            if self.dispatcher.is_busy(&session)
-                || self.deferred.contains_key(&session)
-                || self.pool_full()
-            {
-                tracing::debug!(
-                    session,
-                    "a request is handling this agent; supervision waits"
-                );
+            let sidecar = self
+                .filer
+                .sidecar(result, &job.partial, job.original_name.clone());
+            if job.supervised.is_some() {
+                self.supervision.file(&mut self.filer, job, sidecar, tally);
                 continue;
             }
-            let now = Utc::now();
-            let body = serde_json::json!({
-                "from": "daemon",
-                "agent": restart.agent,
-                "action": "restart",
-                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "reason": restart.reason,
-            });
-            let name = OsString::from(format!(
-                "{}-daemon-{session}.json",
-                now.format("%Y%m%dT%H%M%S%.6fZ")
-            ));
-            let job = Job {
-                name,
-                request: Request {
-                    from: restart.agent.clone(),
-                    agent,
-                    action: Action::Restart,
-                    timestamp: now,
-                },
-                partial: Partial {
-                    from: Some("daemon".into()),
-                    action: Some("restart".into()),
-                    session: Some(session),
-                },
-                original_name: None,
-                supervised: Some(SupervisedRecord {
-                    body: serde_json::to_vec(&body).unwrap_or_default(),
-                    capture: restart.capture,
-                }),
-            };
-            self.dispatcher.submit(job);
-        }
-    }
-
-    /// Files a supervision restart like a request: its record (written now,
-    /// there being no request file) beside its sidecar, and the dead pane's
-    /// last lines beside both.
-    fn file_supervised(
-        &mut self,
-        name: OsString,
-        record: SupervisedRecord,
-        sidecar: Sidecar,
-        tally: &mut Tally,
-    ) {
-        let path = self.town.processing().join(&name);
-        if let Err(e) = crate::fs::write_atomic(&path, &record.body, None) {
-            tracing::error!(file = %escape_os(&name), "cannot write the record of a supervised restart: {e}");
-            return;
-        }
-        self.file(name.clone(), sidecar, tally);
-        let Some(capture) = record.capture else {
-            return;
-        };
-        let Some(filed) = crate::outcome::filed(&self.town, &name) else {
-            return; // not filed yet: the capture stays in supervise.json
-        };
-        let mut pane = filed.path.into_os_string();
-        pane.push(crate::outcome::CAPTURE_SUFFIX);
-        if let Err(e) = crate::fs::write_atomic(Path::new(&pane), capture.as_bytes(), None) {
-            tracing::warn!("cannot save a dead pane's last lines: {e}");
-        }
-    }
-
-    /// A `shutdown` request stops supervision of its agent until a
-    /// `restart` or `cycle` request for it.
-    fn note_for_supervision(&self, request: &Request, sidecar: &Sidecar) {
-        if self.config.get().supervise.is_empty() || sidecar.outcome != Outcome::Processed {
-            return;
-        }
-        let session = request.session();
-        let now = Utc::now();
-        let result = crate::supervise::update(&self.town, |s| {
-            let agent = s.agents.entry(session.clone()).or_default();
-            match request.action {
-                Action::Shutdown => {
-                    agent.state = AgentState::StoppedOnRequest { since: now };
-                    agent.decide(
-                        now,
-                        "stopped",
-                        format!("a shutdown request from {}", request.from),
-                        None,
-                    );
-                }
-                Action::Restart | Action::Cycle => {
-                    agent.state = AgentState::Running { since: now };
-                    agent.decide(
-                        now,
-                        "started",
-                        format!("a {} request from {}", request.action, request.from),
-                        None,
-                    );
-                }
-            }
-            ((), true)
-        });
-        if let Err(e) = result {
-            tracing::error!("cannot write supervise.json: {e}");
-        }
-    }
-
-    /// Files `processing/NAME` with its outcome, or keeps the outcome to
-    /// file later: an executed request's outcome is never dropped.
-    fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
-        sidecar.seq = Some(self.filed_count + 1);
-        let mut result = self.filer.file(&name, &sidecar);
-        if result.is_err() && self.heal_dirs() {
-            result = self.filer.file(&name, &sidecar);
-        }
-        match result {
-            Ok(filed) => self.filed(&name, filed, &sidecar, tally),
-            Err(e) => {
-                let error = e.to_string();
-                tracing::error!(file = %escape_os(&name), outcome = ?sidecar.outcome, "cannot file the outcome ({error}); keeping it and trying again");
-                if let Err(e) = self.filer.journal(&name, &sidecar) {
-                    tracing::error!(file = %escape_os(&name), "cannot journal the outcome either ({e}); it is kept in memory");
-                }
-                self.unfiled.push(Unfiled {
-                    name,
-                    sidecar,
-                    attempts: 1,
-                    next_try: Instant::now() + Duration::from_secs(1),
-                    error,
-                });
-                self.publish_unfiled();
-            }
-        }
-    }
-
-    /// A request is filed: logged, its journal entry gone, counted once
-    /// the ledger has made it durable (and in the metrics at once).
-    fn filed(&mut self, name: &OsStr, filed: Filed, sidecar: &Sidecar, tally: &mut Tally) {
-        self.filed_count += 1;
-        log_outcome(&filed.path, sidecar);
-        let took = self.claimed_at.remove(name).map(|at| at.elapsed());
-        self.monitoring
-            .metrics
-            .filed(sidecar.outcome, sidecar.action.as_deref(), took);
-        self.filer.forget_journal(name);
-        match sidecar.outcome {
-            Outcome::Processed => tally.processed += 1,
-            Outcome::Failed => tally.failed += 1,
-        }
-        tally.sidecars.push(filed.sidecar);
-    }
-
-    /// Tries again the outcomes whose time has come (all of them when
-    /// `all`).
-    fn refile_due(&mut self, tally: &mut Tally, all: bool) {
-        if self.unfiled.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let before = self.unfiled.len();
-        let mut keep = Vec::new();
-        for mut u in std::mem::take(&mut self.unfiled) {
-            if !all && u.next_try > now {
-                keep.push(u);
-                continue;
-            }
-            self.heal_dirs();
-            u.sidecar.seq = Some(self.filed_count + 1);
-            match self.filer.file(&u.name, &u.sidecar) {
-                Ok(filed) => {
-                    tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
-                    self.filed(&u.name, filed, &u.sidecar, tally);
-                }
-                Err(e) => {
-                    u.attempts += 1;
-                    u.error = e.to_string();
-                    let backoff = Duration::from_secs(1 << u.attempts.min(5));
-                    u.next_try = now + backoff.min(REFILE_EVERY_MAX);
-                    if self.filer.journaled(&u.name).is_none() {
-                        let _ = self.filer.journal(&u.name, &u.sidecar);
-                    }
-                    keep.push(u);
-                }
-            }
-        }
-        self.unfiled = keep;
-        if self.unfiled.len() != before {
-            self.publish_unfiled();
-        }
-    }
-
-    /// Tells `status`, the metrics and a person (`notify_command`) how
-    /// many outcomes wait to be filed, and why.
-    fn publish_unfiled(&self) {
-        let count = self.unfiled.len() as u64;
-        let error = self.unfiled.first().map(|u| u.error.clone());
-        self.monitoring.metrics.unfiled(count, error.as_deref());
-        if let (1.., Some(error)) = (count, &error) {
-            self.monitoring.alerts.send(Event::FilingFailing {
-                unfiled: count,
-                error: error.clone(),
-            });
-        }
-        if let Err(e) = self.state.update(|s| {
-            s.outcomes_unfiled = count;
-            s.filing_error = error;
-        }) {
-            tracing::error!("cannot write state.json: {e}");
-        }
-    }
-
-    fn dirs(&self) -> Vec<PathBuf> {
-        vec![
-            self.town.processing(),
-            self.town.processed(),
-            self.town.failed(),
-        ]
-    }
-
-    fn sidecar(
-        &self,
-        result: Result<(), String>,
-        partial: &Partial,
-        original_name: Option<String>,
-    ) -> Sidecar {
-        let (outcome, error) = match result {
-            Ok(()) => (Outcome::Processed, None),
-            Err(reason) => (Outcome::Failed, Some(reason)),
-        };
-        Sidecar {
-            outcome,
-            error,
-            from: partial.from.clone(),
-            action: partial.action.clone(),
-            session: partial.session.clone(),
-            finished_at: Utc::now(),
-            daemon_pid: self.pid,
-            original_name,
-            seq: None,
+            self.supervision.note(&job.request, &sidecar);
+            self.filer.file(job.name, sidecar, tally);
         }
     }
 }
 
-fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
-}
-
-/// One line per outcome. Names and fields are whatever an agent wrote:
-/// escaped, so neither log format can carry a forged line or a terminal
-/// control sequence.
-fn log_outcome(path: &Path, s: &Sidecar) {
-    let file = escape_os(path.file_name().unwrap_or_default());
-    let from = escape(s.from.as_deref().unwrap_or("-"));
-    let action = escape(s.action.as_deref().unwrap_or("-"));
-    match &s.error {
-        None => tracing::info!(%file, %action, %from, result = "processed", "request processed"),
-        Some(reason) => {
-            let reason = escape(reason);
-            tracing::warn!(%file, %action, %from, result = "failed", %reason, "request failed")
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -18,7 +18,7 @@ use chrono::Utc;
 
 use super::stop::StopFlag;
 use crate::config::SharedConfig;
-use crate::crash_loop::CrashLoopGuard;
+use crate::crash_loop::{Counted, CrashLoopGuard};
 use crate::duration::human;
 use crate::process;
 use crate::request::{Action, Request};
@@ -63,8 +63,10 @@ impl Executor {
         !self.config.get().dry_run
     }
 
-    /// Executes the request; the error is the reason filed with it.
-    pub(crate) fn execute(&self, request: &Request) -> Result<(), String> {
+    /// Executes the request; the error is the reason filed with it. A
+    /// cycle or restart goes through the crash-loop guard, which records it
+    /// as `counted` says.
+    pub(crate) fn execute(&self, request: &Request, counted: Counted) -> Result<(), String> {
         let _status = super::sdnotify::executing(request.action.as_str(), &request.from);
         let config = self.config.get();
         let session = request.session();
@@ -81,7 +83,7 @@ impl Executor {
             } else {
                 CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window)
             };
-            match guard.admit(&session, Utc::now()) {
+            match guard.admit(&session, Utc::now(), counted) {
                 Ok(Ok(())) => {}
                 Ok(Err(tripped)) => {
                     return Err(format!(
@@ -269,6 +271,19 @@ impl HeldSessions {
         }
     }
 
+    /// Holds `session` for a supervised restart on its way to the executor,
+    /// until [`HeldSessions::release`]: supervision must not look at an
+    /// agent it has just asked to restart (its session is missing until the
+    /// restart creates it), nor the heartbeat poke it.
+    pub(crate) fn claim(&self, session: &str) {
+        self.lock().insert(session.to_string());
+    }
+
+    /// Ends a [`HeldSessions::claim`] (the restart was filed, or dropped).
+    pub(crate) fn release(&self, session: &str) {
+        self.lock().remove(session);
+    }
+
     pub(crate) fn is_held(&self, session: &str) -> bool {
         self.lock().contains(session)
     }
@@ -287,5 +302,26 @@ impl HeldSessions {
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
         self.sessions.lock().remove(&self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_held_while_claimed_or_in_hand() {
+        let held = HeldSessions::default();
+        {
+            let _hold = held.hold("gt-mayor");
+            assert!(held.is_held("gt-mayor"));
+            assert_eq!(held.unless_held("gt-mayor", || ()), None);
+        }
+        assert!(!held.is_held("gt-mayor"), "released with its hold");
+        held.claim("gt-deacon");
+        assert!(held.is_held("gt-deacon"));
+        assert_eq!(held.unless_held("gt-mayor", || 7), Some(7));
+        held.release("gt-deacon");
+        assert!(!held.is_held("gt-deacon"));
     }
 }

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::execute::HeldSessions;
+use super::inlet::Message;
 use super::logging::Repeats;
 use super::metrics::Metrics;
 use super::retention;
 use super::sdnotify::{self, Manager};
 use super::stop::StopFlag;
-use super::watch::Message;
 use crate::config::SharedConfig;
 use crate::duration::human;
 use crate::inbox;

@@ -1,20 +1,38 @@
 //! The daemon's life: take the lock, recover, watch, serve, stop cleanly.
 //!
-//! Threads: the notify watcher (events in), the consumer (this thread), the
-//! heartbeat, and a signal thread that flips the stop switch (SIGTERM,
-//! SIGINT) or reloads config.json (SIGHUP).
+//! Threads, each named as `ps -L` and a debugger show it:
+//! - the consumer (the thread that called [`run`]): claims, validates,
+//!   dispatches and files every request ([`consumer`]);
+//! - the notify watcher (notify's own thread): inbox events in ([`watch`]);
+//! - `executor-N`: up to `max_parallel` workers, started as requests need
+//!   them, each executing one request at a time ([`dispatch`],
+//!   [`execute`]);
+//! - `ledger`: makes filed outcomes durable and counts them ([`ledger`]);
+//! - `heartbeat`: pokes, state.json, retention, the ownership check
+//!   ([`heartbeat`]);
+//! - `signals`: SIGTERM and SIGINT flip the stop switch, SIGHUP reloads
+//!   config.json;
+//! - `supervisor`, with `supervise`: keeps the listed agents alive
+//!   ([`supervisor`]);
+//! - `notifier`, with `notify_command`: runs it for what a person must act
+//!   on ([`alert`]);
+//! - `metrics`, with `metrics_listen`: serves the endpoint ([`http`]).
 //!
 //! The stages of a request, in the order it meets them: [`watch`] (a name
-//! to look at) → [`consumer`] (claim by rename, then drive the rest) →
-//! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
-//! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
-//! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
-//! told), and for whoever watches the daemon ([`monitoring`]): the
-//! [`health`] record, the [`metrics`] series, the [`http`] endpoint that
-//! serves them (`/metrics`, `/healthz`, `/readyz`) and [`alert`]
-//! (`notify_command`).
+//! to look at) → [`consumer`] (reads its [`inlet`] and routes) → [`claim`]
+//! (rename into processing/) → [`validate`] → [`dispatch`] (one at a time
+//! per agent; those that must wait stay in the inbox) → [`execute`] →
+//! [`filing`] → [`ledger`] (durable, counted). At start, [`recovery`]
+//! files what a stopped daemon left in processing/. Beside them:
+//! [`heartbeat`] (pokes, state.json, [`retention`]), [`supervisor`] (its
+//! policy, and its restarts on the consumer's side), [`logging`], the
+//! [`stop`] switch, [`sdnotify`] (what systemd is told), and for whoever
+//! watches the daemon ([`monitoring`]): the [`health`] record, the
+//! [`metrics`] series, the [`http`] endpoint that serves them (`/metrics`,
+//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
 
 pub(crate) mod alert;
+pub(crate) mod claim;
 pub(crate) mod consumer;
 pub(crate) mod dispatch;
 pub(crate) mod execute;
@@ -22,10 +40,12 @@ pub(crate) mod filing;
 pub(crate) mod health;
 pub(crate) mod heartbeat;
 pub(crate) mod http;
+pub(crate) mod inlet;
 pub(crate) mod ledger;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod monitoring;
+pub(crate) mod recovery;
 pub(crate) mod retention;
 pub(crate) mod sdnotify;
 pub(crate) mod stop;
@@ -48,15 +68,15 @@ use crate::state::{State, StateStore};
 use crate::testing::Hooks;
 use crate::tmux::Tmux;
 use crate::town::{Town, TownError};
-use consumer::{Consumer, Inlet};
+use consumer::Consumer;
 use execute::HeldSessions;
 use health::Watching;
 use heartbeat::Heartbeat;
+use inlet::{Inlet, Message};
 use metrics::Metrics;
 use monitoring::Monitoring;
 use sdnotify::Manager;
 use stop::StopFlag;
-use watch::Message;
 
 /// Events buffered between the watcher and the consumer; past this the
 /// watcher drops events and asks for one rescan instead.

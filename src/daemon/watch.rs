@@ -1,51 +1,42 @@
 //! Watching `inbox/`: the notify watcher turns kernel events into
-//! candidate names for the consumer.
+//! candidate names for the consumer; a [`scan`] finds them all (at start,
+//! after a lost event, periodically as a safety net, or when polling).
 //!
 //! The watcher only says "look at NAME" or "rescan": it never decides
 //! anything, so a lost, duplicated or reordered event can cost a syscall
 //! but never a request. Claiming by rename is what makes each file handled
 //! once.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use crate::inbox::is_request_name;
+use super::filing;
+use super::inlet::{Hint, Message};
+use crate::inbox::{self, is_request_name};
+use crate::town::Town;
 
-/// How a name came to our attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hint {
-    /// Closed after writing, or renamed in: complete.
-    Ready,
-    /// Just created: a regular file may still be being written.
-    Created,
-    /// Created at this instant and looked at again: complete once it
-    /// parses (or its close-write event arrives), else after
-    /// `write_timeout`.
-    Announced(Instant),
-    /// Found by a scan: may be anything.
-    Scan,
-    /// Already claimed into `processing/` while still being written: look
-    /// at it there again (with the instant it was announced, if it was).
-    Claimed(Option<Instant>),
-}
-
-#[derive(Debug)]
-pub(crate) enum Message {
-    Candidate(OsString, Hint),
-    /// The watcher may have missed events (queue overflow, error).
-    Rescan(&'static str),
-    /// An executor worker finished a request.
-    Done,
-    /// Supervision asks for a dead agent to be restarted.
-    Supervised(Box<super::supervisor::Restart>),
-    Stop,
+/// The request names in the inbox, oldest-named first; `why` the scan was
+/// due, for the log. An inbox that cannot be read is reported (and the
+/// daemon's directories recreated, should they have been removed): none.
+pub(crate) fn scan(town: &Town, why: &str) -> Vec<std::ffi::OsString> {
+    match inbox::scan(&town.inbox()) {
+        Ok(names) => {
+            if !names.is_empty() {
+                tracing::debug!(count = names.len(), why, "inbox scan found requests");
+            }
+            names
+        }
+        Err(e) => {
+            filing::heal_dirs(town);
+            tracing::error!(inbox = %town.inbox().display(), "cannot scan the inbox: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Keeps the watcher alive; dropping it stops the events.

@@ -178,3 +178,19 @@ fn nothing_is_claimed_to_wait_for_a_worker() {
     );
     assert!(!t.tmux.has_session("gt-deacon"));
 }
+
+#[test]
+fn with_one_worker_an_agents_next_request_runs_as_soon_as_its_first_is_done() {
+    let mut t = Town::new();
+    // No rescan to fall back on: only the end of the first request can
+    // release the second.
+    t.config(json!({"prime_delay": "1s", "max_parallel": 1, "rescan_interval": "1h"}));
+    // Both found by the start-up scan, so both are looked at in one batch:
+    // the second waits behind the first, claimed in that batch.
+    t.publish("a-restart.json", request_json("mayor", "restart"));
+    t.publish("b-shutdown.json", request_json("mayor", "shutdown"));
+    t.start();
+    t.wait_processed("a-restart.json");
+    t.wait_processed("b-shutdown.json");
+    assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
+}

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::support::proc::kill9;
-use crate::support::{read_lines, request_names, Town, DEADLINE};
+use crate::support::{count_requests, read_lines, request_json, request_names, Town, DEADLINE};
 
 /// Supervised agents print a marker first, so their captured pane shows it.
 fn supervised(t: &mut Town, agents: &[&str], extra: Value) {
@@ -312,4 +312,114 @@ fn an_exit_that_is_not_a_crash_does_not_count_toward_quarantine() {
     let why = explain(&t, "mayor");
     assert!(!why.contains("quarantine"), "{why}");
     assert!(!why.contains("backoff"), "{why}");
+}
+
+#[test]
+fn an_agent_whose_restart_is_on_its_way_is_not_taken_for_dead_again() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    // The consumer takes its time over two bad requests (a test hook), so
+    // supervision's start of the mayor waits behind them while supervision
+    // looks again every 200 ms and finds no session yet.
+    t.publish("a-bad.json", "not json");
+    t.publish("b-bad.json", "not json");
+    t.start_hooked(&[], &[(gt::testing::REQUEST_DELAY_MS, "1500")]);
+    t.wait_failed("b-bad.json");
+    wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    let why = explain(&t, "mayor");
+    assert!(why.contains("not running when supervision began"), "{why}");
+    assert!(
+        !why.contains("session missing") && !why.contains("backoff"),
+        "a start on its way was taken for a death: {why}"
+    );
+    assert_eq!(
+        daemon_records(&t, &t.processed()).len(),
+        1,
+        "{}",
+        t.snapshot()
+    );
+}
+
+#[test]
+fn requests_for_agents_nobody_supervises_leave_supervision_memory_alone() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    // What an older daemon left: a record of an agent nobody supervises.
+    std::fs::create_dir_all(t.supervise_file().parent().unwrap()).unwrap();
+    let since = chrono::Utc::now().to_rfc3339();
+    let old =
+        json!({"agents": {"gt-old-witness": {"state": "stopped_on_request", "since": since}}});
+    std::fs::write(t.supervise_file(), old.to_string()).unwrap();
+    t.start();
+    wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    // Shutdowns for the witnesses of 300 rigs: processed (no session to
+    // end), none of them supervised.
+    for i in 0..300 {
+        let from = format!("rig{i}/witness");
+        t.publish(&format!("r{i:03}.json"), request_json(&from, "shutdown"));
+    }
+    t.wait_until("the 300 shutdowns filed", DEADLINE, || {
+        count_requests(&t.processed()) >= 301
+    });
+    let memory: Value =
+        serde_json::from_slice(&std::fs::read(t.supervise_file()).unwrap()).unwrap();
+    let sessions: Vec<&String> = memory["agents"].as_object().unwrap().keys().collect();
+    assert_eq!(sessions, ["gt-mayor"], "{memory:#}");
+    let status = t.gt(&["daemon", "status"]);
+    assert!(
+        !status.stdout.contains("gt-rig") && !status.stdout.contains("gt-old"),
+        "{}",
+        status.stdout
+    );
+}
+
+/// Supervision starts the mayor with a long prime_delay; `cut_short` ends
+/// the daemon within it, leaving the agent running unprimed. The next
+/// daemon must file that restart as failed and prime the agent.
+fn restart_cut_short_then_primed(cut_short: impl FnOnce(&Town, u32)) -> (Town, Value) {
+    let mut t = Town::new();
+    let typed = t.root().join("typed.txt");
+    // The agent keeps what is typed into it: being primed shows there.
+    let agent = json!(["sh", "-c", format!("exec cat > {}", typed.display())]);
+    let config = |prime_delay: &str| json!({"agent_command": agent, "prime_text": "PRIME-9Z", "prime_delay": prime_delay});
+    supervised(&mut t, &["mayor"], config("10m"));
+    let pid = t.start();
+    t.wait_until("supervision has started the mayor", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    cut_short(&t, pid);
+    supervised(&mut t, &["mayor"], config("200ms"));
+    t.start();
+    t.wait_until("the cut-short restart filed", DEADLINE, || {
+        !daemon_records(&t, &t.failed()).is_empty()
+    });
+    let records = daemon_records(&t, &t.failed());
+    let sc = t.sidecar(&t.failed(), &records[0]);
+    assert_eq!(sc["session"], "gt-mayor", "{sc:#}");
+    t.wait_until("the mayor primed", DEADLINE, || {
+        std::fs::read_to_string(&typed).is_ok_and(|s| s.contains("PRIME-9Z"))
+    });
+    (t, sc)
+}
+
+#[test]
+fn a_restart_cut_short_by_kill_9_is_filed_and_the_agent_primed_by_the_next_daemon() {
+    let (t, sc) = restart_cut_short_then_primed(|_, pid| {
+        kill9(pid);
+        assert!(crate::support::proc::wait_gone(&[pid], DEADLINE));
+    });
+    let why = sc["error"].as_str().unwrap_or_default();
+    assert!(why.starts_with("interrupted"), "{sc:#}");
+    assert!(explain(&t, "mayor").contains("interrupted"));
+}
+
+#[test]
+fn a_restart_cut_short_by_a_stop_leaves_no_unprimed_agent_behind() {
+    let (_t, sc) = restart_cut_short_then_primed(|t, _| {
+        t.stop();
+    });
+    let why = sc["error"].as_str().unwrap_or_default();
+    assert!(why.contains("before priming"), "{sc:#}");
 }

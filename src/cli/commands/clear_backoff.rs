@@ -118,8 +118,9 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     std::fs::create_dir_all(town.daemon_dir())?;
     let mut cleared = false;
     for session in &sessions {
-        for (tag, guard) in &guards {
-            if guard.clear(session)? {
+        let had = crate::crash_loop::clear(town, session)?;
+        for (tag, had) in [("", had.real), (" (dry run)", had.dry_run)] {
+            if had {
                 cleared = true;
                 writeln!(out, "Cleared the crash-loop guard of {session}{tag}")?;
             }
@@ -135,7 +136,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     // Supervision's backoff and quarantine end too.
     if town.supervise_file().exists() {
         for session in &sessions {
-            if crate::supervise::resume(town, Some(session), "clear-backoff")? {
+            if crate::supervision::resume(town, Some(session), "clear-backoff")? {
                 writeln!(
                     out,
                     "Ended supervision's backoff or quarantine of {session}"

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 use color_eyre::eyre::eyre;
 
 use crate::cli::table::Table;
+use crate::config::Config;
+use crate::crash_loop::CrashLoopGuard;
 use crate::outcome::{Outcome, CAPTURE_SUFFIX};
 use crate::request::Agent;
-use crate::supervise::{self, AgentState};
+use crate::supervision::{self, AgentState};
 use crate::town::Town;
 
 /// Show supervision's recent decisions about an agent, with their reasons.
@@ -38,7 +40,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         });
     let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
     let session = agent.session();
-    let memory = supervise::load(town);
+    let memory = supervision::load(town);
     if let Some(p) = &memory.paused {
         println!(
             "Supervision is paused until {} ({})",
@@ -64,12 +66,22 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         AgentState::StoppedOnRequest { since } => {
             format!("stopped on request since {} (not restarted)", when(since))
         }
+        AgentState::Interrupted { since } => format!(
+            "its restart was cut short by a daemon stop at {} (restarted at the next look)",
+            when(since)
+        ),
     };
     println!("{session}: {state}");
-    println!(
-        "Deaths counted within restart_window: {}",
-        record.deaths.len()
-    );
+    // Supervision counts deaths by the restarts that follow them, in the
+    // crash-loop guard's record of restarts.
+    let config = Config::load(&town.config_file()).unwrap_or_default();
+    let guard = CrashLoopGuard::new(town, config.max_restarts, config.restart_window);
+    let after_crash = guard
+        .remembered(chrono::Utc::now())?
+        .into_iter()
+        .find(|r| r.session == session)
+        .map_or(0, |r| r.after_crash);
+    println!("Restarts after a crash within restart_window: {after_crash}");
     // Time, what was decided, why: a table so that the reasons line up.
     let rows: Vec<[String; 3]> = record
         .decisions

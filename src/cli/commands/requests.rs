@@ -364,7 +364,7 @@ fn pending(town: &Town, args: &Args) -> io::Result<()> {
 /// (never following a link, never blocking on a FIFO, at most 64 KiB).
 fn unfiled(dir: &Path, name: OsString, state: &'static str, since: Option<SystemTime>) -> Unfiled {
     let path = dir.join(&name);
-    let fields = crate::daemon::validate::read_request(&path)
+    let fields = crate::inbox::read_request(&path)
         .ok()
         .and_then(Result::ok)
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());

@@ -28,7 +28,7 @@ Examples:
 pub fn run(town: &Town, command: Command) -> color_eyre::Result<ExitCode> {
     match command {
         Command::Resume { agent: None } => {
-            if crate::supervise::resume(town, None, "gt daemon supervise resume")? {
+            if crate::supervision::resume(town, None, "gt daemon supervise resume")? {
                 println!("Supervision resumes at its next check");
             } else {
                 println!("Supervision was not paused");
@@ -37,7 +37,7 @@ pub fn run(town: &Town, command: Command) -> color_eyre::Result<ExitCode> {
         Command::Resume { agent: Some(name) } => {
             let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
             let session = agent.session();
-            if crate::supervise::resume(town, Some(&session), "gt daemon supervise resume")? {
+            if crate::supervision::resume(town, Some(&session), "gt daemon supervise resume")? {
                 println!("Supervision of {session} resumes at its next check");
             } else {
                 println!("{session} was not held by supervision; nothing to resume");

@@ -372,10 +372,10 @@ fn unit(town: &Town) -> Option<Unit> {
 /// config asks for it.
 #[derive(Debug, Serialize)]
 pub struct Supervision {
-    pub paused: Option<crate::supervise::Paused>,
+    pub paused: Option<crate::supervision::Paused>,
     /// Session → state (`running`, `backoff`, `quarantined`,
     /// `stopped_on_request`) with its times and reason.
-    pub agents: std::collections::BTreeMap<String, crate::supervise::AgentState>,
+    pub agents: std::collections::BTreeMap<String, crate::supervision::AgentState>,
 }
 
 fn supervision(town: &Town) -> Option<Supervision> {
@@ -383,7 +383,7 @@ fn supervision(town: &Town) -> Option<Supervision> {
     if !on {
         return None;
     }
-    let memory = crate::supervise::load(town);
+    let memory = crate::supervision::load(town);
     Some(Supervision {
         paused: memory.paused,
         agents: memory
@@ -439,8 +439,8 @@ fn in_progress(town: &Town) -> Vec<InProgress> {
         .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
         .map(|e| {
             let path = e.path();
-            let read = crate::daemon::validate::read_request(&path);
-            let (_, partial) = crate::daemon::validate::validate(read, Utc::now(), Duration::MAX);
+            let read = crate::inbox::read_request(&path);
+            let (_, partial) = crate::request::validate(read, Utc::now(), Duration::MAX);
             let name = e.file_name();
             InProgress {
                 file: name

@@ -252,7 +252,7 @@ fn recent_failures(out: &mut impl Write, r: &Report, zone: Zone) -> io::Result<(
 
 /// One line per supervised agent, in words.
 fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
-    use crate::supervise::AgentState;
+    use crate::supervision::AgentState;
     let mut lines = Vec::new();
     if let Some(p) = &s.paused {
         lines.push(format!(
@@ -275,6 +275,10 @@ fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
             }
             AgentState::StoppedOnRequest { since } => format!(
                 "stopped on request since {} (gt daemon supervise resume {session})",
+                time(*since, zone)
+            ),
+            AgentState::Interrupted { since } => format!(
+                "restart cut short by a daemon stop at {} (restarted at the next look)",
                 time(*since, zone)
             ),
         };
