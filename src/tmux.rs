@@ -20,6 +20,10 @@ pub(crate) enum TmuxError {
     NotInstalled,
     #[error("no tmux server is running{}", socket_note(.0))]
     NoServer(Option<String>),
+    /// The target is not there: no such session, window or pane, or a
+    /// server with no sessions at all. An answer, not a failure.
+    #[error("tmux {args}: no such session ({stderr})")]
+    NoSession { args: String, stderr: String },
     #[error("tmux {args} failed: {stderr}")]
     Failed { args: String, stderr: String },
     #[error(
@@ -138,9 +142,13 @@ impl Tmux {
             return Err(TmuxError::NoServer(self.socket.clone()));
         }
         // A session that is not there is an answer, not a failure.
-        if !stderr.contains("can't find") {
-            CALLS.failed.fetch_add(1, Ordering::Relaxed);
+        if names_no_session(&stderr) {
+            return Err(TmuxError::NoSession {
+                args: join(&args),
+                stderr,
+            });
         }
+        CALLS.failed.fetch_add(1, Ordering::Relaxed);
         Err(TmuxError::Failed {
             args: join(&args),
             stderr,
@@ -159,10 +167,7 @@ impl Tmux {
     pub(crate) fn has_session(&self, name: &str) -> Result<bool, TmuxError> {
         match self.run(["has-session", "-t", &exact(name)]) {
             Ok(_) => Ok(true),
-            Err(TmuxError::NoServer(_)) => Ok(false),
-            Err(TmuxError::Failed { stderr, .. }) if stderr.contains("can't find session") => {
-                Ok(false)
-            }
+            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -183,7 +188,7 @@ impl Tmux {
         let format = "#{session_name}\t#{pane_pid}\t#{session_created}\t#{pane_dead}";
         let out = match self.run(["list-panes", "-a", "-F", format]) {
             Ok(out) => out,
-            Err(TmuxError::NoServer(_)) => return Ok(Vec::new()),
+            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         Ok(String::from_utf8_lossy(&out.stdout)
@@ -203,10 +208,7 @@ impl Tmux {
     /// Kills the session; already gone is fine.
     pub(crate) fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
         match self.run(["kill-session", "-t", &exact(name)]) {
-            Ok(_) | Err(TmuxError::NoServer(_)) => Ok(()),
-            Err(TmuxError::Failed { stderr, .. }) if stderr.contains("can't find session") => {
-                Ok(())
-            }
+            Ok(_) | Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -245,14 +247,7 @@ impl Tmux {
             "#{window_index} #{pane_index} #{pane_id} #{pane_dead} #{pane_dead_status}",
         ]) {
             Ok(out) => out,
-            Err(TmuxError::NoServer(_)) => return Ok(None),
-            // "can't find window" when the server runs but not the session.
-            Err(TmuxError::Failed { stderr, .. })
-                if stderr.contains("can't find session")
-                    || stderr.contains("can't find window") =>
-            {
-                return Ok(None)
-            }
+            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         let text = String::from_utf8_lossy(&out.stdout);
@@ -295,6 +290,21 @@ impl Tmux {
         self.run(["send-keys", "-t", &target, "-l", "--", text])?;
         self.run(["send-keys", "-t", &target, "Enter"]).map(drop)
     }
+}
+
+/// Does tmux's `stderr` say the target is not there? "can't find session"
+/// (or window, or pane: a session that went between two calls), and "no
+/// current target", which a server with no sessions at all answers
+/// (`exit-empty off`, or a server in the middle of exiting).
+fn names_no_session(stderr: &str) -> bool {
+    [
+        "can't find session",
+        "can't find window",
+        "can't find pane",
+        "no current target",
+    ]
+    .iter()
+    .any(|words| stderr.contains(words))
 }
 
 fn join(args: &[std::ffi::OsString]) -> String {

@@ -274,3 +274,45 @@ fn heartbeat_pokes_the_mayor_and_the_witnesses() {
         t.state_u64("heartbeat_count") >= 2
     });
 }
+
+/// A tmux server with no sessions at all (`exit-empty off`, or one in the
+/// middle of exiting) answers "no current target" where a missing session
+/// is meant: that is no session, so shutdown, restart and supervision work
+/// on it as on a server that has other sessions.
+#[test]
+fn an_empty_tmux_server_means_no_session() {
+    let mut t = Town::new();
+    t.config(json!({
+        "supervise": ["mayor"],
+        "supervise_interval": "200ms",
+    }));
+    t.tmux.run(&[
+        "-f",
+        "/dev/null",
+        "start-server",
+        ";",
+        "set-option",
+        "-g",
+        "exit-empty",
+        "off",
+    ]);
+    assert!(t.tmux.sessions().is_empty(), "the server starts empty");
+    t.start();
+
+    // Supervision's first look starts the Mayor on the empty server.
+    t.wait_until("supervision starts gt-mayor", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    t.publish("s1.json", request_json("mayor", "shutdown"));
+    t.wait_processed("s1.json");
+    t.wait_until("gt-mayor gone, the server empty again", DEADLINE, || {
+        t.tmux.sessions().is_empty()
+    });
+
+    // On the empty server: nothing to end is success, and a restart runs.
+    t.publish("s2.json", request_json("deacon", "shutdown"));
+    t.wait_processed("s2.json");
+    t.publish("r.json", request_json("mayor", "restart"));
+    t.wait_processed("r.json");
+    assert!(t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
+}
