@@ -11,11 +11,11 @@
 //!
 //! - here: one look at the processes ([`Stat`]), their environment, trees,
 //!   signals, and the one loop that ends a set of processes ([`end_all`]);
-
+//! - [`agent`]: every process of an agent, and the leftovers of agents;
 //! - [`run`]: commands the daemon runs itself (tmux, `notify_command`);
 //! - [`locks`]: who holds a `flock`.
 
-
+pub(crate) mod agent;
 mod locks;
 mod run;
 
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 
 pub use locks::{flocks, Flock};
-pub(crate) use run::{run_bounded, run_contained};
 pub use run::SPAWN_MARK;
+pub(crate) use run::{run_bounded, run_contained};
 
 /// The most processes one look reads (Linux's default `pid_max` is 32768
 /// on small machines; a host running more than this is told so).
@@ -136,7 +136,11 @@ pub(crate) fn descendants(all: &[Stat], roots: &[u32]) -> Vec<u32> {
     }
     let living: HashSet<u32> = all.iter().map(|p| p.pid).collect();
     let mut seen: HashSet<u32> = HashSet::new();
-    let mut stack: Vec<u32> = roots.iter().copied().filter(|p| living.contains(p)).collect();
+    let mut stack: Vec<u32> = roots
+        .iter()
+        .copied()
+        .filter(|p| living.contains(p))
+        .collect();
     while let Some(pid) = stack.pop() {
         if seen.insert(pid) {
             stack.extend(children.get(&pid).into_iter().flatten());
@@ -300,7 +304,9 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert!(me.start > 0 && me.rss_pages > 0, "{me:?}");
         let all = processes().all;
-        assert!(all.iter().any(|p| p.pid == me.pid && p.session == me.session));
+        assert!(all
+            .iter()
+            .any(|p| p.pid == me.pid && p.session == me.session));
         assert!(descendants(&all, &[me.ppid]).contains(&me.pid));
         assert!(ancestors(&all, me.pid).contains(&me.ppid));
     }
