@@ -25,6 +25,7 @@
 //! tmux server killed under agents that ignore SIGHUP), or it has left
 //! its agent's pane for good.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -254,23 +255,40 @@ impl Census {
 struct TownRoot {
     given: PathBuf,
     canonical: Option<PathBuf>,
+    /// Other spellings already judged (most processes carrying one carry
+    /// the same): at most [`MAX_SPELLINGS`] remembered.
+    judged: RefCell<HashMap<Vec<u8>, bool>>,
 }
+
+/// Other towns' roots remembered by one look.
+const MAX_SPELLINGS: usize = 64;
 
 impl TownRoot {
     fn new(root: &Path) -> TownRoot {
         TownRoot {
             given: root.to_path_buf(),
             canonical: std::fs::canonicalize(root).ok(),
+            judged: RefCell::new(HashMap::new()),
         }
     }
 
     fn is(&self, value: &[u8]) -> bool {
         let path = Path::new(OsStr::from_bytes(value));
-        path == self.given
-            || self
-                .canonical
-                .as_ref()
-                .is_some_and(|c| std::fs::canonicalize(path).is_ok_and(|p| &p == c))
+        if path == self.given {
+            return true;
+        }
+        let Some(canonical) = &self.canonical else {
+            return false;
+        };
+        if let Some(&known) = self.judged.borrow().get(value) {
+            return known;
+        }
+        let same = std::fs::canonicalize(path).is_ok_and(|p| &p == canonical);
+        let mut judged = self.judged.borrow_mut();
+        if judged.len() < MAX_SPELLINGS {
+            judged.insert(value.to_vec(), same);
+        }
+        same
     }
 }
 

@@ -66,7 +66,9 @@ pub(crate) struct Stat {
 /// `path` read whole, if it fits in `limit` bytes (the rest is cut).
 pub(crate) fn read_proc(path: &str, limit: u64) -> Option<Vec<u8>> {
     let file = File::open(path).ok()?;
-    let mut bytes = Vec::new();
+    // Room for what these files usually hold, so that one read takes it
+    // (an empty buffer is filled by small probing reads first).
+    let mut bytes = Vec::with_capacity(limit.min(8 * 1024) as usize);
     file.take(limit).read_to_end(&mut bytes).ok()?;
     Some(bytes)
 }
