@@ -7,7 +7,8 @@
 //! The stages of a request, in the order it meets them: [`watch`] (a name
 //! to look at) → [`consumer`] (claim by rename, then drive the rest) →
 //! [`validate`] → [`execute`] → [`filing`] → [`ledger`] (durable, counted).
-//! Beside them: [`heartbeat`] (pokes, state.json, [`retention`]),
+//! Beside them: [`heartbeat`] (pokes, state.json, [`retention`],
+//! [`leftovers`]),
 //! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
 //! told), and for whoever watches the daemon ([`monitoring`]): the
 //! [`health`] record, the [`metrics`] series, the [`http`] endpoint that
@@ -23,6 +24,7 @@ pub(crate) mod health;
 pub(crate) mod heartbeat;
 pub(crate) mod http;
 pub(crate) mod ledger;
+pub(crate) mod leftovers;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod monitoring;
@@ -201,6 +203,7 @@ pub(crate) fn run(
     service.ready();
     tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
 
+    let leftovers = leftovers::Leftovers::new(town, &live, held.clone(), metrics.clone());
     let heartbeat = Heartbeat {
         town: town.clone(),
         config: live,
@@ -214,6 +217,7 @@ pub(crate) fn run(
         ownership: instance.ownership(),
         wake: wake.clone(),
         metrics: metrics.clone(),
+        leftovers,
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())

@@ -1,7 +1,9 @@
 //! Every process of an agent ends with it: `shutdown`, `restart` and a
 //! supervision restart leave nothing of the old agent behind, children that
 //! ignore SIGTERM and SIGHUP and ones re-parented to init included, and
-//! never touch another live agent's processes.
+//! never touch another live agent's processes. What is found outside any
+//! agent (after the daemon was killed) is reported by `status`, the
+//! metrics and the log, and ended only with `end_leftovers`.
 //!
 //! The agent is a shell that ignores TERM and HUP, leaves a child behind
 //! and becomes a `sleep` itself: what an agent program with a language
@@ -15,8 +17,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::support::proc::{agent_processes, alive, kill9, parent, tree};
-use crate::support::{request_names, Town, DEADLINE};
+use super::metrics::{sample, town_with_metrics, wait_reply};
+use crate::support::proc::{agent_processes, alive, kill9, parent, signal, tree, Signal};
+use crate::support::{read_lines, request_names, Town, DEADLINE};
 
 /// Ignores TERM and HUP, leaves `sleep 1000` running, becomes `sleep 600`.
 const STUBBORN: &str = "trap '' TERM HUP; sleep 1000 & exec sleep 600";
@@ -195,4 +198,105 @@ fn another_live_agents_processes_are_never_touched() {
         t.snapshot()
     );
     assert!(t.tmux.has_session("gt-gastown-witness"));
+}
+
+/// The `leftovers` object of `status --json`.
+fn leftovers(t: &Town) -> Value {
+    t.status_json()["leftovers"].clone()
+}
+
+fn leftover_pids(report: &Value) -> BTreeSet<u32> {
+    report["processes"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn leftovers_after_a_killed_daemon_are_reported_and_ended_only_when_asked() {
+    let (mut t, port) = town_with_metrics(stubborn(json!({"heartbeat_interval": "1s"})));
+    let daemon = t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart");
+    let (pane, child) = wait_agent(&t, "mayor", "gt-mayor");
+    // The daemon dies, then the tmux server: the agent ignores the SIGHUP
+    // and runs on with no session at all.
+    kill9(daemon);
+    t.wait_daemon_gone(daemon);
+    let server = t.tmux.server_pid();
+    t.tmux.run(&["kill-server"]);
+    t.wait_until("the agent's pane re-parented", DEADLINE, || {
+        parent(pane).is_some_and(|p| p != server)
+    });
+    let agent = BTreeSet::from([pane, child]);
+    assert_eq!(agent_processes(t.root(), "mayor"), agent);
+
+    // status finds them with no daemon running.
+    let report = leftovers(&t);
+    assert_eq!(report["count"], 2, "{report:#}");
+    assert_eq!(leftover_pids(&report), agent, "{report:#}");
+    assert!(report["resident_bytes"].as_u64() > Some(0), "{report:#}");
+    assert_eq!(report["processes"][0]["agent"], "mayor", "{report:#}");
+    assert_eq!(
+        report["processes"][0]["reason"], "no_live_pane",
+        "{report:#}"
+    );
+    let text = t.gt(&["daemon", "status"]);
+    assert!(
+        text.stdout.contains("leftover processes") && text.stderr.contains("end_leftovers"),
+        "{text:#?}"
+    );
+
+    // The next daemon reports them, once in the log, and leaves them be.
+    t.start();
+    let metrics = wait_reply(&t, port, "/metrics", |r| {
+        sample(&r.body, r#"gt_leftover_processes{reason="no_live_pane"}"#) == Some(2.0)
+    });
+    let rss = sample(
+        &metrics.body,
+        r#"gt_leftover_resident_bytes{reason="no_live_pane"}"#,
+    );
+    assert!(rss > Some(0.0), "{}", metrics.body);
+    let beats = t.state_u64("heartbeat_count");
+    t.wait_until("three more heartbeats", DEADLINE, || {
+        t.state_u64("heartbeat_count") >= beats + 3
+    });
+    assert!(
+        agent.iter().all(|&p| alive(p)),
+        "ended without end_leftovers"
+    );
+    let found: Vec<String> = read_lines(&t.log_file())
+        .into_iter()
+        .filter(|l| l.contains("leftover processes found"))
+        .collect();
+    assert_eq!(found.len(), 1, "said once, not every look: {found:#?}");
+
+    // Asked to, it ends them.
+    t.config(stubborn(json!({
+        "heartbeat_interval": "1s",
+        "metrics_listen": format!("127.0.0.1:{port}"),
+        "end_leftovers": true,
+    })));
+    let daemon = t.recorded_pid().expect("daemon.pid");
+    signal(daemon, Signal::HUP);
+    t.wait_until("the leftovers ended", DEADLINE, || {
+        agent.iter().all(|&p| !alive(p))
+    });
+    let metrics = wait_reply(&t, port, "/metrics", |r| {
+        sample(&r.body, r#"gt_leftover_processes{reason="no_live_pane"}"#) == Some(0.0)
+    });
+    assert_eq!(
+        sample(&metrics.body, "gt_leftover_processes_ended_total"),
+        Some(2.0),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(leftovers(&t)["count"], 0);
+    t.wait_log_line("the ending logged", |l| {
+        l.contains("leftover processes ended")
+    });
 }
