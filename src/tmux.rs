@@ -192,6 +192,10 @@ impl Tmux {
         let out = match self.run(["list-panes", "-a", "-F", format]) {
             Ok(out) => out,
             Err(TmuxError::NoServer(_)) => return Ok(Vec::new()),
+            // A server with no sessions (`exit-empty off`, or one exiting).
+            Err(TmuxError::Failed { stderr, .. }) if stderr.contains("no current target") => {
+                return Ok(Vec::new())
+            }
             Err(e) => return Err(e),
         };
         Ok(String::from_utf8_lossy(&out.stdout)

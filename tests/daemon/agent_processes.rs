@@ -300,3 +300,26 @@ fn leftovers_after_a_killed_daemon_are_reported_and_ended_only_when_asked() {
         l.contains("leftover processes ended")
     });
 }
+
+#[test]
+fn leftovers_are_found_on_a_tmux_server_with_no_sessions() {
+    let mut t = Town::new();
+    t.config(stubborn(json!({})));
+    t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart");
+    let (pane, child) = wait_agent(&t, "mayor", "gt-mayor");
+    // The server outlives its last session, and answers "no current
+    // target" to a list of every pane.
+    t.tmux.run(&["set-option", "-g", "exit-empty", "off"]);
+    crash(&t, pane, child);
+    t.wait_until("gt-mayor gone, the server still up", DEADLINE, || {
+        !t.tmux.has_session("gt-mayor") && t.tmux.socket_path().exists()
+    });
+    let report = leftovers(&t);
+    assert_eq!(
+        leftover_pids(&report),
+        BTreeSet::from([child]),
+        "{report:#}"
+    );
+}
