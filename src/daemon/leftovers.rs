@@ -14,10 +14,14 @@
 //! ended (SIGTERM, SIGKILL after `kill_grace`): one look may catch an agent
 //! between its session's end and its processes' (requests that are ending
 //! or starting an agent right now hold it, and its processes are not
-//! looked at).
+//! looked at). The ending runs on a thread of its own, one at a time, so
+//! the heartbeat's other work (the town's ownership checked every second)
+//! never waits `kill_grace` for it.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::execute::HeldSessions;
 use super::logging::Repeats;
@@ -41,6 +45,8 @@ pub(crate) struct Leftovers {
     pub(crate) said: Repeats,
     /// What the last look found (PID, start): only these are ended.
     pub(crate) seen: Mutex<HashSet<(u32, u64)>>,
+    /// An ending is under way.
+    pub(crate) ending: Arc<AtomicBool>,
 }
 
 impl Leftovers {
@@ -59,6 +65,7 @@ impl Leftovers {
             metrics,
             said: Repeats::default(),
             seen: Mutex::new(HashSet::new()),
+            ending: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -76,7 +83,7 @@ impl Leftovers {
                 return;
             }
         };
-        let mut found = census.leftovers(&panes, |session| self.held.is_held(session));
+        let found = census.leftovers(&panes, |session| self.held.is_held(session));
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if config.end_leftovers {
             let twice: Vec<Leftover> = found
@@ -85,21 +92,40 @@ impl Leftovers {
                 .cloned()
                 .collect();
             if !twice.is_empty() {
-                let ended = agent::end_leftovers(&twice, config.kill_grace);
-                self.metrics.leftovers_ended(ended.ended);
-                tracing::warn!(
-                    ended = ended.ended,
-                    killed = ended.killed,
-                    "leftover processes ended (end_leftovers): {}",
-                    describe(&twice)
-                );
-                found.retain(|l| crate::process::alive(l.pid));
+                self.end(twice, config.kill_grace);
             }
         }
         *seen = found.iter().map(|l| (l.pid, l.start)).collect();
         drop(seen);
         self.metrics.leftovers(&found);
         self.report(&found, census.complete(), config.end_leftovers);
+    }
+
+    /// Ends `leftovers` on a thread of its own, unless one is still at
+    /// it (the next look finds what it has not ended yet).
+    fn end(&self, leftovers: Vec<Leftover>, grace: Duration) {
+        if self.ending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let ending = self.ending.clone();
+        let metrics = self.metrics.clone();
+        let spawned = std::thread::Builder::new()
+            .name("leftovers".into())
+            .spawn(move || {
+                let ended = agent::end_leftovers(&leftovers, grace);
+                metrics.leftovers_ended(ended.ended);
+                tracing::warn!(
+                    ended = ended.ended,
+                    killed = ended.killed,
+                    "leftover processes ended (end_leftovers): {}",
+                    describe(&leftovers)
+                );
+                ending.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.ending.store(false, Ordering::Release);
+            tracing::error!("cannot start a thread to end leftover processes: {e}");
+        }
     }
 
     /// The log, when what is found changes.
