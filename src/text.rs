@@ -15,7 +15,8 @@
 //!
 //! Times: `2026-11-26 12:41:05Z` (RFC 3339 with a space), the same in
 //! `status`, `requests` and the log (which adds milliseconds); with
-//! `--local`, the local offset instead of `Z`.
+//! `--local`, the local offset instead of `Z`. Sizes of memory: `12.5 MiB`
+//! ([`mebibytes`]).
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
@@ -191,6 +192,11 @@ impl Zone {
             Zone::Utc
         }
     }
+}
+
+/// A size of memory for people: `12.5 MiB`.
+pub fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// `2026-11-26 12:41:05Z`, or in local time `2026-11-26 13:41:05+01:00`.

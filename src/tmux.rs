@@ -78,6 +78,18 @@ pub(crate) struct ListedPane {
     pub(crate) dead: bool,
 }
 
+impl ListedPane {
+    /// The pane as [`crate::process::agent`] reads it (`None` while tmux
+    /// gives it no process).
+    pub(crate) fn process(&self) -> Option<crate::process::agent::Pane> {
+        Some(crate::process::agent::Pane {
+            session: self.session.clone(),
+            pid: self.pid?,
+            dead: self.dead,
+        })
+    }
+}
+
 /// The tmux server the daemon talks to (default, or `-L socket`); no call
 /// takes longer than `timeout`.
 #[derive(Debug, Clone)]
@@ -104,6 +116,11 @@ impl Tmux {
         // A tmux server we start outlives this call and must not inherit
         // systemd's notification socket (it would speak for the daemon).
         cmd.env_remove("NOTIFY_SOCKET");
+        // Nor an agent's marks, when the daemon was started from an agent's
+        // pane: every session it made would inherit them, and the server
+        // itself would carry them (crate::process::agent).
+        cmd.env_remove(crate::process::agent::ROLE_ENV)
+            .env_remove("GT_HANDOFF");
         if let Some(socket) = &self.socket {
             cmd.arg("-L").arg(socket);
         }
@@ -170,15 +187,6 @@ impl Tmux {
             Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// PIDs of the initial processes of every pane in the session.
-    pub(crate) fn pane_pids(&self, name: &str) -> Result<Vec<u32>, TmuxError> {
-        let out = self.run(["list-panes", "-s", "-t", &exact(name), "-F", "#{pane_pid}"])?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
     }
 
     /// Every pane of every session: its session, the PID of its process,

@@ -6,6 +6,7 @@
 mod support;
 
 mod daemon {
+    mod agent_processes;
     mod bounds;
     mod config_file;
     mod faults;

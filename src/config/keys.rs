@@ -237,6 +237,14 @@ pub const KEYS: &[Key] = &[
         description: "SIGTERM to SIGKILL grace when ending a session",
     },
     Key {
+        name: "end_leftovers",
+        kind: Kind::Boolean,
+        default: "false",
+        bounds: Bounds::None,
+        reload: Live,
+        description: "end leftovers (processes carrying this town's `GT_TOWN_ROOT` and an agent's `GT_ROLE` in no live pane, found at each heartbeat and seen twice); false: they are only reported (docs/supervision.md, \"Every process of an agent\")",
+    },
+    Key {
         name: "restart_window",
         kind: Kind::Duration,
         default: r#""15m""#,

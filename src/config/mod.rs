@@ -98,6 +98,7 @@ pub struct Config {
     pub prime_delay: Duration,
     #[serde(with = "duration")]
     pub kill_grace: Duration,
+    pub end_leftovers: bool,
     #[serde(with = "duration")]
     pub restart_window: Duration,
     pub max_restarts: u32,

@@ -112,23 +112,45 @@ impl Executor {
         }
     }
 
-    /// Ends the session and every process in it; already gone is success.
+    /// Ends the session and every process of its agent
+    /// ([`process::agent`]: its panes' trees, sessions and process groups,
+    /// and whatever carries its marks outside any other live pane, a dead
+    /// pane's children adopted by init among them); already gone is
+    /// success once those are ended too.
     fn end_session(&self, session: &str) -> Result<(), String> {
         let config = self.config.get();
         let exists = self.tmux.has_session(session).map_err(|e| e.to_string())?;
-        if !exists {
-            tracing::info!(session, "session already gone: nothing to end");
-            return Ok(());
-        }
-        let panes = self.tmux.pane_pids(session).unwrap_or_default();
-        let killed = process::terminate_tree(&panes, config.kill_grace);
-        if killed > 0 {
+        // Every pane of the server: the agent's own, and the others, whose
+        // processes are never touched.
+        let panes: Vec<_> = self
+            .tmux
+            .panes()
+            .map_err(|e| format!("cannot list the tmux panes to end {session}'s processes: {e}"))?
+            .iter()
+            .filter_map(|p| p.process())
+            .collect();
+        let ended = process::agent::end_agent(self.town.root(), session, &panes, config.kill_grace);
+        if ended.killed > 0 {
             tracing::warn!(
                 session,
-                killed,
+                ended = ended.ended,
+                killed = ended.killed,
                 "agent processes ignored SIGTERM for {}: SIGKILLed",
                 human(config.kill_grace)
             );
+        } else if ended.ended > 0 {
+            tracing::debug!(session, ended = ended.ended, "agent processes ended");
+        }
+        if !exists {
+            match ended.ended {
+                0 => tracing::info!(session, "session already gone: nothing to end"),
+                n => tracing::warn!(
+                    session,
+                    ended = n,
+                    "session already gone, but processes of its agent were still running: ended"
+                ),
+            }
+            return Ok(());
         }
         self.tmux.kill_session(session).map_err(|e| e.to_string())?;
         self.wait_gone(session)

@@ -14,6 +14,7 @@ use chrono::Utc;
 
 use super::execute::HeldSessions;
 use super::inlet::Message;
+use super::leftovers::Leftovers;
 use super::logging::Repeats;
 use super::metrics::Metrics;
 use super::retention;
@@ -55,6 +56,8 @@ pub(crate) struct Heartbeat {
     /// Why nobody is poked, logged when it begins and ends, not per beat.
     pub quiet: Repeats,
     pub metrics: Arc<Metrics>,
+    /// Looked for at each beat but in a dry run (which touches no agent).
+    pub leftovers: Leftovers,
 }
 
 impl Heartbeat {
@@ -141,6 +144,9 @@ impl Heartbeat {
         match result {
             Ok(()) => tracing::debug!(poked, pending, "heartbeat"),
             Err(e) => tracing::error!("heartbeat cannot write state.json: {e}"),
+        }
+        if !self.dry_run {
+            self.leftovers.look();
         }
     }
 

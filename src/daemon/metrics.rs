@@ -30,6 +30,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::health::{Health, Watching};
 use crate::config::SharedConfig;
 use crate::outcome::Outcome;
+use crate::process::agent::{Leftover, Reason};
 use crate::request::Action;
 use crate::town::Town;
 
@@ -78,6 +79,11 @@ struct NotificationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeftoverLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     commit: &'static str,
@@ -105,6 +111,9 @@ struct Exported {
     restarts: Family<RestartLabels, Counter>,
     supervision_paused: Gauge,
     notifications: Family<NotificationLabels, Counter>,
+    leftovers: Family<LeftoverLabels, Gauge>,
+    leftover_bytes: Family<LeftoverLabels, Gauge>,
+    leftovers_ended: Counter,
 }
 
 impl Metrics {
@@ -248,6 +257,36 @@ impl Metrics {
     }
 }
 
+/// Leftovers: processes carrying this town's agent marks in no live pane
+/// (`super::leftovers`).
+impl Metrics {
+    /// What the last look found: how many, and their resident memory, by
+    /// reason.
+    pub(crate) fn leftovers(&self, found: &[Leftover]) {
+        let Some(e) = &self.exported else { return };
+        for reason in Reason::ALL {
+            let of = found.iter().filter(|l| l.reason == reason);
+            let labels = LeftoverLabels {
+                reason: reason.as_str(),
+            };
+            e.leftovers
+                .get_or_create(&labels)
+                .set(of.clone().count() as i64);
+            let bytes = of.map(|l| l.rss_bytes).sum::<u64>();
+            e.leftover_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// `end_leftovers` ended this many processes.
+    pub(crate) fn leftovers_ended(&self, count: usize) {
+        if let Some(e) = &self.exported {
+            e.leftovers_ended.inc_by(count as u64);
+        }
+    }
+}
+
 #[allow(dead_code)]
 fn session_labels(session: &str) -> SessionLabels {
     SessionLabels {
@@ -275,6 +314,9 @@ impl Exported {
             restarts: Family::default(),
             supervision_paused: Gauge::default(),
             notifications: Family::default(),
+            leftovers: Family::default(),
+            leftover_bytes: Family::default(),
+            leftovers_ended: Counter::default(),
             registry: Registry::default(),
         };
         // Every outcome and action from the start, so that the first
@@ -286,6 +328,13 @@ impl Exported {
         }
         for action in ACTIONS {
             let _ = e.duration.get_or_create(&ActionLabels { action });
+        }
+        for reason in Reason::ALL {
+            let labels = LeftoverLabels {
+                reason: reason.as_str(),
+            };
+            let _ = e.leftovers.get_or_create(&labels);
+            let _ = e.leftover_bytes.get_or_create(&labels);
         }
         registry.register(
             "build",
@@ -352,6 +401,22 @@ impl Exported {
             "notifications",
             "Events for notify_command, by what became of them",
             e.notifications.clone(),
+        );
+        registry.register(
+            "leftover_processes",
+            "Processes carrying this town's agent marks in no live pane, at the last look, by reason",
+            e.leftovers.clone(),
+        );
+        registry.register_with_unit(
+            "leftover_resident",
+            "Resident memory of those processes, at the last look, by reason",
+            Unit::Bytes,
+            e.leftover_bytes.clone(),
+        );
+        registry.register(
+            "leftover_processes_ended",
+            "Leftover processes ended (config end_leftovers)",
+            e.leftovers_ended.clone(),
         );
         registry.register_collector(Box::new(ReadAtScrape {
             inbox: town.inbox(),
@@ -459,6 +524,15 @@ mod tests {
         m.agent_restarted("gt-mayor", "pane_exited");
         m.supervision_paused(true);
         m.notification("agent_quarantined", "sent");
+        m.leftovers(&[Leftover {
+            pid: 42,
+            start: 1,
+            role: "mayor".into(),
+            session: "gt-mayor".into(),
+            reason: Reason::NoLivePane,
+            rss_bytes: 4096,
+        }]);
+        m.leftovers_ended(3);
         let text = m.exposition();
         for line in [
             r#"gt_requests_filed_total{outcome="processed",action="restart"} 1"#,
@@ -477,6 +551,10 @@ mod tests {
             "gt_supervision_paused 1",
             r#"gt_notifications_total{event="agent_quarantined",result="sent"} 1"#,
             r#"gt_build_info{version=""#,
+            r#"gt_leftover_processes{reason="no_live_pane"} 1"#,
+            r#"gt_leftover_processes{reason="outside_its_pane"} 0"#,
+            r#"gt_leftover_resident_bytes{reason="no_live_pane"} 4096"#,
+            "gt_leftover_processes_ended_total 3",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

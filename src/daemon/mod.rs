@@ -10,6 +10,8 @@
 //! - `ledger`: makes filed outcomes durable and counts them ([`ledger`]);
 //! - `heartbeat`: pokes, state.json, retention, the ownership check
 //!   ([`heartbeat`]);
+//! - `leftovers`, with `end_leftovers`: briefly, to end processes of
+//!   agents the heartbeat found outside any live pane ([`leftovers`]);
 //! - `signals`: SIGTERM and SIGINT flip the stop switch, SIGHUP reloads
 //!   config.json;
 //! - `supervisor`, with `supervise`: keeps the listed agents alive
@@ -24,12 +26,12 @@
 //! per agent; those that must wait stay in the inbox) → [`execute`] →
 //! [`filing`] → [`ledger`] (durable, counted). At start, [`recovery`]
 //! files what a stopped daemon left in processing/. Beside them:
-//! [`heartbeat`] (pokes, state.json, [`retention`]), [`supervisor`] (its
-//! policy, and its restarts on the consumer's side), [`logging`], the
-//! [`stop`] switch, [`sdnotify`] (what systemd is told), and for whoever
-//! watches the daemon ([`monitoring`]): the [`health`] record, the
-//! [`metrics`] series, the [`http`] endpoint that serves them (`/metrics`,
-//! `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
+//! [`heartbeat`] (pokes, state.json, [`retention`], [`leftovers`]),
+//! [`supervisor`] (its policy, and its restarts on the consumer's side),
+//! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is told),
+//! and for whoever watches the daemon ([`monitoring`]): the [`health`]
+//! record, the [`metrics`] series, the [`http`] endpoint that serves them
+//! (`/metrics`, `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
 
 pub(crate) mod alert;
 pub(crate) mod claim;
@@ -42,6 +44,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod http;
 pub(crate) mod inlet;
 pub(crate) mod ledger;
+pub(crate) mod leftovers;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod monitoring;
@@ -221,6 +224,7 @@ pub(crate) fn run(
     service.ready();
     tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
 
+    let leftovers = leftovers::Leftovers::new(town, &live, held.clone(), metrics.clone());
     let heartbeat = Heartbeat {
         town: town.clone(),
         config: live,
@@ -234,6 +238,7 @@ pub(crate) fn run(
         ownership: instance.ownership(),
         wake: wake.clone(),
         metrics: metrics.clone(),
+        leftovers,
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())

@@ -1,6 +1,7 @@
 //! Processes: children killed on drop, signals, and what the tests read
 //! from `/proc` beyond `gt::process::{tree, alive}`.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
@@ -177,6 +178,40 @@ pub fn environ_has(pid: u32, prefix: &str) -> bool {
         env.split(|&b| b == 0)
             .any(|var| var.starts_with(prefix.as_bytes()))
     })
+}
+
+/// The value of one variable of a process's environment (as it was at
+/// exec), if it carries it.
+pub fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    env.split(|&b| b == 0).find_map(|var| {
+        var.strip_prefix(prefix.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+/// Live processes carrying `GT_TOWN_ROOT=root` and `GT_ROLE=role`: what
+/// the daemon gave an agent it started, inherited by all it runs.
+pub fn agent_processes(root: &Path, role: &str) -> BTreeSet<u32> {
+    let root = root.to_string_lossy();
+    all_pids()
+        .filter(|&pid| {
+            environ_var(pid, "GT_TOWN_ROOT").as_deref() == Some(&*root)
+                && environ_var(pid, "GT_ROLE").as_deref() == Some(role)
+                && alive(pid)
+        })
+        .collect()
+}
+
+/// The parent of a process (None once it is gone).
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The signals a process ignores (bit n-1 set = signal n ignored).

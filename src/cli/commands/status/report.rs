@@ -11,9 +11,10 @@ use crate::client::history::{self, Entry, Which};
 use crate::config::{Config, WatchMode};
 use crate::crash_loop::{CrashLoopGuard, Remembered};
 use crate::duration::{exact, human};
+use crate::process::agent::Census;
 use crate::request::Agent;
 use crate::state::State;
-use crate::text::{escape, escape_os};
+use crate::text::{escape, escape_os, mebibytes};
 use crate::tmux::Tmux;
 use crate::town::Town;
 use crate::{inbox, instance, service};
@@ -63,6 +64,9 @@ pub struct Report {
     /// Supervision (config `supervise`): whether it is paused, and each
     /// supervised agent's state; null when supervision is off.
     pub supervision: Option<Supervision>,
+    /// Processes carrying this town's agent marks in no live pane, as this
+    /// command saw them; null when tmux could not be asked.
+    pub leftovers: Option<Leftovers>,
     pub recent_failures: Vec<Entry>,
     pub warnings: Vec<String>,
 }
@@ -78,6 +82,32 @@ pub struct Settings {
     pub max_restarts: u32,
     pub restart_window_secs: u64,
 }
+
+/// Leftovers: processes carrying this town's `GT_TOWN_ROOT` and an
+/// agent's `GT_ROLE` in no live pane of the town's tmux server.
+#[derive(Debug, Serialize)]
+pub struct Leftovers {
+    pub count: usize,
+    pub resident_bytes: u64,
+    /// False when the host has more processes than one look reads.
+    pub complete: bool,
+    /// The first [`LEFTOVERS_LISTED`], by PID.
+    pub processes: Vec<LeftoverProcess>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeftoverProcess {
+    pub pid: u32,
+    /// Its `GT_ROLE`.
+    pub agent: String,
+    pub session: String,
+    /// `no_live_pane` or `outside_its_pane`.
+    pub reason: &'static str,
+    pub resident_bytes: u64,
+}
+
+/// The most leftovers `status` lists one by one.
+const LEFTOVERS_LISTED: usize = 20;
 
 #[derive(Debug, Serialize)]
 pub struct Unit {
@@ -160,10 +190,16 @@ pub fn report(town: &Town) -> Report {
     );
     let guard = remembered(town, &config, settings.dry_run, now, &mut warnings);
     let tmux = Tmux::new(settings.tmux_socket.clone(), TMUX_PATIENCE);
+    // /proc before tmux: an agent started in between has a pane and no
+    // processes yet, never processes and no pane.
+    let census = Census::take(town.root());
     let panes = tmux
         .panes()
         .map_err(|e| warnings.push(format!("cannot ask tmux about the agents: {e}")))
         .ok();
+    let leftovers = panes
+        .as_deref()
+        .map(|panes| leftovers(&census, panes, &mut warnings));
     let agents = agents(panes.as_deref(), &guard, &state.last_pokes);
     let status = match (state.running, degraded.is_empty(), crashed) {
         (true, true, _) => "running",
@@ -199,6 +235,7 @@ pub fn report(town: &Town) -> Report {
             })
             .collect(),
         supervision: supervision(town),
+        leftovers,
         recent_failures: history::recent(town, Which::Failed, 3),
         warnings,
         state,
@@ -491,6 +528,48 @@ fn agents(
             })
         })
         .collect()
+}
+
+/// What `census` finds in no live pane of `panes`.
+fn leftovers(
+    census: &Census,
+    panes: &[crate::tmux::ListedPane],
+    warnings: &mut Vec<String>,
+) -> Leftovers {
+    let panes: Vec<_> = panes.iter().filter_map(|p| p.process()).collect();
+    let found = census.leftovers(&panes, |_| false);
+    let resident_bytes = found.iter().map(|l| l.rss_bytes).sum();
+    if !found.is_empty() {
+        warnings.push(format!(
+            "{} leftover process(es) of this town's agents run in no live pane ({} resident): \
+             they outlived their agent (a killed daemon or tmux server); end them by hand, or set \
+             end_leftovers: true in daemon/config.json and the daemon ends them",
+            found.len(),
+            mebibytes(resident_bytes)
+        ));
+    }
+    if !census.complete() {
+        warnings.push(format!(
+            "more processes run than one look reads ({}): some were not looked at for leftovers",
+            crate::process::MAX_PROCESSES
+        ));
+    }
+    Leftovers {
+        count: found.len(),
+        resident_bytes,
+        complete: census.complete(),
+        processes: found
+            .into_iter()
+            .take(LEFTOVERS_LISTED)
+            .map(|l| LeftoverProcess {
+                pid: l.pid,
+                agent: l.role,
+                session: l.session,
+                reason: l.reason.as_str(),
+                resident_bytes: l.rss_bytes,
+            })
+            .collect(),
+    }
 }
 
 /// Compares the daemon's executable's mtime with its start time.

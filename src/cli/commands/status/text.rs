@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use super::report::{AgentStatus, Report, Supervision};
 use crate::cli::table::{clip, Table};
 use crate::duration::{exact, human};
-use crate::text::{escape, escape_os, time, Zone};
+use crate::process::agent::Reason;
+use crate::text::{escape, escape_os, mebibytes, time, Zone};
 use crate::town::Town;
 
 const GREEN: Style = Style::new()
@@ -35,6 +36,7 @@ pub(super) fn print(town: &Town, r: &Report, zone: Zone) -> io::Result<()> {
     in_progress(&mut out, r)?;
     agents(&mut out, r, zone)?;
     recent_failures(&mut out, r, zone)?;
+    leftovers(&mut out, r)?;
     if let Some(s) = &r.supervision {
         writeln!(out, "  supervision:")?;
         for line in supervision_lines(s, zone) {
@@ -245,6 +247,41 @@ fn recent_failures(out: &mut impl Write, r: &Report, zone: Zone) -> io::Result<(
         writeln!(
             out,
             "    {DIM}(more: gt daemon requests --failed; retry one: gt daemon retry FILE){DIM:#}"
+        )?;
+    }
+    Ok(())
+}
+
+/// Processes of the town's agents in no live pane, one a line.
+fn leftovers(out: &mut impl Write, r: &Report) -> io::Result<()> {
+    let Some(l) = r.leftovers.as_ref().filter(|l| l.count > 0) else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "  {YELLOW}leftover processes{YELLOW:#} ({}, {} resident):",
+        l.count,
+        mebibytes(l.resident_bytes)
+    )?;
+    for p in &l.processes {
+        let why = Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == p.reason)
+            .map_or(p.reason, Reason::describe);
+        writeln!(
+            out,
+            "    PID {} {} ({}): {why}, {}",
+            p.pid,
+            escape(&p.agent),
+            escape(&p.session),
+            mebibytes(p.resident_bytes)
+        )?;
+    }
+    if l.count > l.processes.len() {
+        writeln!(
+            out,
+            "    {DIM}and {} more{DIM:#}",
+            l.count - l.processes.len()
         )?;
     }
     Ok(())

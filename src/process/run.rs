@@ -1,10 +1,6 @@
-//! Ending an agent for good: the pane's process and all its descendants.
-//!
-//! tmux's kill-session only sends SIGHUP to the pane's process group, so an
-//! agent (or a child it spawned into another group) that ignores it would
-//! survive and keep burning tokens. We walk `/proc` for the whole tree.
+//! Commands the daemon runs itself: tmux (bounded in time and output) and
+//! `notify_command` (contained: nothing it starts outlives it).
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
@@ -13,127 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
 
-/// `pid` and all its live descendants.
-pub fn tree(roots: &[u32]) -> Vec<u32> {
-    descendants(&processes(), roots)
-}
-
-/// One process as `/proc/PID/stat` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    pid: u32,
-    ppid: u32,
-    /// Its process group and session.
-    group: u32,
-    session: u32,
-}
-
-/// Reads `/proc/PID/stat`; the command name may hold spaces and
-/// parentheses, so fields are counted after the last ')'.
-fn stat(pid: u32) -> Option<Stat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(1);
-    let mut next = || rest.next()?.parse().ok();
-    Some(Stat {
-        pid,
-        ppid: next()?,
-        group: next()?,
-        session: next()?,
-    })
-}
-
-/// Every process in `/proc` (none where there is no `/proc`: not Linux).
-fn processes() -> Vec<Stat> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter_map(stat)
-        .collect()
-}
-
-/// `roots` and everything under them in `all`, alive, sorted.
-fn descendants(all: &[Stat], roots: &[u32]) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for p in all {
-        children.entry(p.ppid).or_default().push(p.pid);
-    }
-    let mut seen: HashSet<u32> = HashSet::new();
-    let mut stack: Vec<u32> = roots.to_vec();
-    while let Some(pid) = stack.pop() {
-        if seen.insert(pid) {
-            stack.extend(children.get(&pid).into_iter().flatten());
-        }
-    }
-    let mut all: Vec<u32> = seen.into_iter().filter(|&p| alive(p)).collect();
-    all.sort_unstable();
-    all
-}
-
-/// Alive and not a zombie waiting to be reaped.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-/// SIGKILL is pending: the process is dying and nothing it does can stop
-/// that, but a thread stuck in an uninterruptible call (a `syncfs` on a
-/// busy disk) keeps its files, and its locks, until the call returns.
-pub fn sigkill_pending(pid: u32) -> bool {
-    // Bit n-1 of the masks stands for signal n; SIGKILL is 9 on Linux.
-    const SIGKILL_BIT: u64 = 1 << 8;
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    status.lines().any(|line| {
-        let mask = line
-            .strip_prefix("SigPnd:")
-            .or_else(|| line.strip_prefix("ShdPnd:"));
-        mask.and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-            .is_some_and(|mask| mask & SIGKILL_BIT != 0)
-    })
-}
-
-pub fn signal(pid: u32, sig: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-}
-
-/// SIGTERM to the whole tree, SIGKILL to whatever is left after `grace`.
-/// Returns how many processes needed SIGKILL.
-pub fn terminate_tree(roots: &[u32], grace: Duration) -> usize {
-    let first = tree(roots);
-    for &pid in &first {
-        signal(pid, Signal::TERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && first.iter().any(|&p| alive(p)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Children spawned meanwhile belong to the tree too.
-    let mut left: Vec<u32> = first.iter().copied().filter(|&p| alive(p)).collect();
-    left.extend(tree(&left));
-    left.sort_unstable();
-    left.dedup();
-    for &pid in &left {
-        signal(pid, Signal::KILL);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && left.iter().any(|&p| alive(p)) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    left.len()
-}
+use super::{descendants, end_all, env_var, environ, processes, signal_group};
 
 /// The most of a bounded command's stdout or stderr that is read back
 /// (tmux answers with a line per pane: far less).
@@ -216,12 +94,6 @@ fn read_back(mut file: File) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_OUTPUT).read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-fn signal_group(leader: u32, sig: Signal) {
-    if let Some(group) = i32::try_from(leader).ok().and_then(Pid::from_raw) {
-        let _ = rustix::process::kill_process_group(group, sig);
-    }
 }
 
 /// The variable that marks every process a contained command starts: a
@@ -411,59 +283,26 @@ impl Capture {
 /// `grace`, and again for whatever they forked meanwhile. Returns how
 /// many processes were signalled, the leader among them if alive.
 fn end_session(leader: u32, mark: &str, grace: Duration) -> usize {
-    let mut ended: HashSet<u32> = HashSet::new();
-    let first = session_members(leader, mark);
-    signal_group(
-        leader,
-        if grace.is_zero() {
-            Signal::KILL
-        } else {
-            Signal::TERM
-        },
+    let ended = end_all(
+        || session_members(leader, mark),
+        grace,
+        |sig| signal_group(leader, sig),
     );
-    if !grace.is_zero() {
-        for &pid in &first {
-            signal(pid, Signal::TERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && first.iter().any(|&p| alive(p)) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    ended.extend(&first);
-    // A few rounds: each finds what the last one's processes forked
-    // before they died.
-    for _ in 0..4 {
-        signal_group(leader, Signal::KILL);
-        let left = session_members(leader, mark);
-        if left.is_empty() {
-            break;
-        }
-        for &pid in &left {
-            signal(pid, Signal::KILL);
-        }
-        ended.extend(&left);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && left.iter().any(|&p| alive(p)) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    ended.len()
+    ended.ended
 }
 
 /// The live processes of `leader`'s session or process group, those
 /// carrying `mark` in their environment, and everything under them; never
 /// this process.
 fn session_members(leader: u32, mark: &str) -> Vec<u32> {
-    let all = processes();
-    let wanted = format!("{SPAWN_MARK}={mark}");
+    let all = processes().all;
     let roots: Vec<u32> = all
         .iter()
         .filter(|p| {
             p.session == leader
                 || p.group == leader
                 || environ(p.pid)
-                    .is_some_and(|env| env.split(|&b| b == 0).any(|var| var == wanted.as_bytes()))
+                    .is_some_and(|env| env_var(&env, SPAWN_MARK) == Some(mark.as_bytes()))
         })
         .map(|p| p.pid)
         .collect();
@@ -474,83 +313,10 @@ fn session_members(leader: u32, mark: &str) -> Vec<u32> {
         .collect()
 }
 
-/// A process's environment as `/proc/PID/environ` has it (readable for
-/// our own processes only), at most 1 MiB of it.
-fn environ(pid: u32) -> Option<Vec<u8>> {
-    let file = File::open(format!("/proc/{pid}/environ")).ok()?;
-    let mut env = Vec::new();
-    file.take(1024 * 1024).read_to_end(&mut env).ok()?;
-    Some(env)
-}
-
-/// One `flock` in `/proc/locks`: held, or waited for (`waiting`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flock {
-    pub pid: u32,
-    pub exclusive: bool,
-    pub waiting: bool,
-    /// The locked file: device (major, minor) and inode.
-    pub device: (u32, u32),
-    pub inode: u64,
-}
-
-impl Flock {
-    /// Is this a lock on the file `meta` describes?
-    pub fn on(&self, meta: &std::fs::Metadata) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        self.device == device_numbers(meta.dev()) && self.inode == meta.ino()
-    }
-}
-
-/// A device number's (major, minor), as `/proc/locks` shows them.
-#[cfg(target_os = "linux")]
-fn device_numbers(dev: u64) -> (u32, u32) {
-    (rustix::fs::major(dev), rustix::fs::minor(dev))
-}
-
-/// Elsewhere `stat` gives a narrower device number (and there is no
-/// `/proc/locks` to compare it with).
-#[cfg(not(target_os = "linux"))]
-fn device_numbers(dev: u64) -> (u32, u32) {
-    let dev = dev as rustix::fs::Dev;
-    (rustix::fs::major(dev), rustix::fs::minor(dev))
-}
-
-/// Every `flock` the kernel knows of; `None` where `/proc/locks` is not
-/// available (not Linux).
-pub fn flocks() -> Option<Vec<Flock>> {
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
-    Some(table.lines().filter_map(parse_lock_line).collect())
-}
-
-/// `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`; a waiter's line has
-/// `->` after the number.
-fn parse_lock_line(line: &str) -> Option<Flock> {
-    let mut fields: Vec<&str> = line.split_whitespace().collect();
-    let waiting = fields.get(1) == Some(&"->");
-    if waiting {
-        fields.remove(1);
-    }
-    if fields.len() < 6 || fields[1] != "FLOCK" {
-        return None;
-    }
-    let mut id = fields[5].split(':');
-    let (maj, min, ino) = (id.next()?, id.next()?, id.next()?);
-    Some(Flock {
-        pid: fields[4].parse().ok()?,
-        exclusive: fields[3] == "WRITE",
-        waiting,
-        device: (
-            u32::from_str_radix(maj, 16).ok()?,
-            u32::from_str_radix(min, 16).ok()?,
-        ),
-        inode: ino.parse().ok()?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::{alive, signal};
 
     fn sh(script: &str) -> Command {
         let mut cmd = Command::new("sh");
@@ -645,15 +411,6 @@ mod tests {
     }
 
     #[test]
-    fn a_process_reads_its_own_session() {
-        let me = stat(std::process::id()).unwrap();
-        assert_eq!(me.pid, std::process::id());
-        let all = processes();
-        assert!(all.contains(&me));
-        assert!(descendants(&all, &[me.ppid]).contains(&me.pid));
-    }
-
-    #[test]
     fn bounded_output_is_cut() {
         let out = run_bounded(
             &mut sh("head -c 3000000 /dev/zero"),
@@ -663,18 +420,5 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(out.stdout.len() as u64, MAX_OUTPUT);
-    }
-
-    #[test]
-    fn lock_lines_parse() {
-        let held = parse_lock_line("1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF").unwrap();
-        assert_eq!(
-            (held.pid, held.exclusive, held.waiting),
-            (4242, true, false)
-        );
-        assert_eq!((held.device, held.inode), ((0xfd, 1), 1234));
-        let waiter = parse_lock_line("1: -> FLOCK  ADVISORY  WRITE 77 fd:01:1234 0 EOF").unwrap();
-        assert!(waiter.waiting);
-        assert!(parse_lock_line("2: POSIX  ADVISORY  WRITE 1 fd:01:9 0 EOF").is_none());
     }
 }
