@@ -217,6 +217,21 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Makes a FIFO at `path`, for tests of what must never open one. rustix
+/// wraps mkfifoat(2) only where the C library has it (not macOS), where
+/// mkfifo(1) does the same.
+#[cfg(test)]
+pub(crate) fn make_fifo(path: &Path) {
+    #[cfg(target_os = "linux")]
+    rustix::fs::mkfifoat(CWD, path, rustix::fs::Mode::from_bits_truncate(0o644)).unwrap();
+    #[cfg(not(target_os = "linux"))]
+    assert!(std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +264,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
         let fifo = path("fifo");
-        rustix::fs::mkfifoat(CWD, &fifo, rustix::fs::Mode::from_bits_truncate(0o644)).unwrap();
+        make_fifo(&fifo);
         std::fs::write(path("small"), b"{}").unwrap();
         std::fs::write(path("big"), vec![b' '; 101]).unwrap();
         std::os::unix::fs::symlink(path("small"), path("to-small")).unwrap();
