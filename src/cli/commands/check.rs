@@ -375,7 +375,7 @@ fn check_unit(town: &Town, found: &mut Vec<Finding>) {
     if unit.flavour != Flavour::Systemd {
         return;
     }
-    let Ok(text) = std::fs::read_to_string(&unit.path) else {
+    let Some(text) = service::read_unit(&unit.path).and_then(|b| String::from_utf8(b).ok()) else {
         return;
     };
     if let Some(program) = exec_program(&text) {

@@ -40,7 +40,12 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         });
     let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
     let session = agent.session();
-    let memory = supervision::load(town);
+    let memory = supervision::load(town).map_err(|e| {
+        eyre!(
+            "cannot read supervision's memory: {}",
+            crate::text::escape(&e.to_string())
+        )
+    })?;
     if let Some(p) = &memory.paused {
         println!(
             "Supervision is paused until {} ({})",
