@@ -193,7 +193,11 @@ pub fn status_line(pid: u32, key: &str) -> Option<String> {
 /// A number from /proc/PID/status: `VmRSS` and `VmHWM` (peak RSS) in kB,
 /// `Threads`.
 pub fn status_number(pid: u32, key: &str) -> Option<u64> {
-    status_line(pid, key)?.split_whitespace().next()?.parse().ok()
+    status_line(pid, key)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// How many threads a process has (entries of /proc/PID/task).

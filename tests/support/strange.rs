@@ -35,9 +35,14 @@ pub fn mkfifo(path: &Path) {
     );
 }
 
+/// How large a huge file is: past every limit of the files the town holds
+/// (the largest, restart_state.json's, is 16 MiB). It is sparse, so it
+/// costs no disk, only a reader that reads it whole.
+pub const HUGE: u64 = 64 * 1024 * 1024;
+
 /// Replaces whatever is at `path` with a strange file of `kind` (one of
-/// [`STRANGE`]). A huge one is 4 MiB of valid JSON (whitespace after
-/// `{}`), so only its size is wrong.
+/// [`STRANGE`]). A huge one starts with `{}`, then holds zeros up to
+/// [`HUGE`] bytes: its size alone refuses it.
 pub fn make_strange(path: &Path, kind: &str) {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).unwrap(),
@@ -49,9 +54,12 @@ pub fn make_strange(path: &Path, kind: &str) {
         "dev-zero" => std::os::unix::fs::symlink("/dev/zero", path).unwrap(),
         "directory" => std::fs::create_dir(path).unwrap(),
         "huge" => {
-            let mut text = vec![b' '; 4 << 20];
-            text[..2].copy_from_slice(b"{}");
-            std::fs::write(path, text).unwrap()
+            std::fs::write(path, b"{}").unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(HUGE))
+                .unwrap();
         }
         _ => unreachable!("{kind}"),
     }
