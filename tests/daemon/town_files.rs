@@ -186,3 +186,29 @@ fn the_daemon_starts_serves_and_stops_whatever_its_files_were_made() {
     assert_eq!(stop.code, Some(0), "{stop:#?}");
     assert!(!stop.all().contains("SIGKILL"), "{stop:#?}");
 }
+
+#[test]
+fn a_log_that_is_no_regular_file_is_refused_by_start_run_and_logs() {
+    for kind in ["fifo", "dev-zero"] {
+        let t = Town::new();
+        make_strange(&t.log_file(), kind);
+        // A link is followed for the log, and what it leads to refused.
+        let words = match kind {
+            "fifo" => "a FIFO (never opened)",
+            _ => "a device (never opened)",
+        };
+        for (args, code) in [
+            (&["daemon", "start", "--dry-run", "--timeout", "10s"][..], 1),
+            (&["daemon", "run", "--dry-run"][..], 78),
+            (&["daemon", "logs", "-n", "5"][..], 1),
+        ] {
+            let out = gt_short(&t, args);
+            assert_eq!(out.code, Some(code), "{kind} {args:?}: {out:#?}");
+            assert!(
+                line_with(&out.stderr, &["daemon.log", words]).is_some(),
+                "{kind} {args:?}: {out:#?}"
+            );
+        }
+        assert!(!t.lock_held(), "{kind}: no daemon may run");
+    }
+}
