@@ -231,6 +231,22 @@ pub(crate) fn open_own(path: &Path) -> io::Result<File> {
         .map_err(|e| named(path, e))
 }
 
+/// A JSON file the daemon writes and others read back (state.json,
+/// supervise.json), read as [`read_own`] reads it: the default when it is
+/// missing; an error naming the file when it cannot be read or is not
+/// what the daemon writes.
+pub(crate) fn read_json<T>(path: &Path, limit: u64) -> io::Result<T>
+where
+    T: Default + serde::de::DeserializeOwned,
+{
+    match read_own(path, limit) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| named(path, io::Error::new(io::ErrorKind::InvalidData, e))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens a file someone else may have put there, for reading, without
 /// ever blocking on it: regular files only, so a FIFO, socket or device is
 /// never opened, a directory never read; the open is `O_NONBLOCK` (and

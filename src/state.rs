@@ -57,16 +57,7 @@ impl State {
     /// at most [`MAX_BYTES`]); a missing file is the default (never ran).
     /// An error names the file and says what is wrong with it.
     pub fn load(path: &Path) -> io::Result<State> {
-        match crate::fs::read_own(path, MAX_BYTES) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(e),
-        }
+        crate::fs::read_json(path, MAX_BYTES)
     }
 
     /// Do this state's counters include the outcome filed with `sidecar`?

@@ -257,17 +257,7 @@ pub fn keep_only(town: &Town, supervised: &[String]) -> io::Result<usize> {
 /// the file and says why it cannot be read: not a regular file, over
 /// [`MAX_BYTES`], not what the daemon writes.
 pub fn load(town: &Town) -> io::Result<Memory> {
-    let path = town.supervise_file();
-    match crate::fs::read_own(&path, MAX_BYTES) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Memory::default()),
-        Err(e) => Err(e),
-    }
+    crate::fs::read_json(&town.supervise_file(), MAX_BYTES)
 }
 
 /// Ends a pause, a deliberate stop or a quarantine by hand: for one agent

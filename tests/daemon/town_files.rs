@@ -89,6 +89,12 @@ fn mayor_records(dir: &Path) -> usize {
         .count()
 }
 
+/// `send restart --from mayor --wait`, with a deadline.
+fn send_restart(t: &Town) -> Out {
+    let args = ["daemon", "send", "restart", "--from", "mayor", "--wait"];
+    gt_short(t, &[&args[..], &["--timeout", "10s"]].concat())
+}
+
 #[test]
 fn the_daemon_starts_serves_and_stops_whatever_its_files_were_made() {
     let mut t = Town::new();
@@ -139,19 +145,7 @@ fn the_daemon_starts_serves_and_stops_whatever_its_files_were_made() {
     );
     let explain = gt_short(&t, &["daemon", "explain", "mayor"]);
     assert_eq!(explain.code, Some(1), "{explain:#?}");
-    let sent = gt_short(
-        &t,
-        &[
-            "daemon",
-            "send",
-            "restart",
-            "--from",
-            "mayor",
-            "--wait",
-            "--timeout",
-            "10s",
-        ],
-    );
+    let sent = send_restart(&t);
     assert_eq!(sent.code, Some(0), "{sent:#?}\n{}", t.snapshot());
     let name = crate::support::file_name(&sent.sent_path());
     let sidecar = t.processed().join(format!("{name}.result.json"));
@@ -163,19 +157,7 @@ fn the_daemon_starts_serves_and_stops_whatever_its_files_were_made() {
     // A lock file that is a FIFO fails the restart that needs it, at once,
     // naming it: the daemon never waits on it.
     make_strange(&t.restart_state_lock(), "fifo");
-    let refused = gt_short(
-        &t,
-        &[
-            "daemon",
-            "send",
-            "restart",
-            "--from",
-            "mayor",
-            "--wait",
-            "--timeout",
-            "10s",
-        ],
-    );
+    let refused = send_restart(&t);
     assert_eq!(refused.code, Some(1), "{refused:#?}");
     assert!(
         line_with(&refused.stdout, &["restart_state.lock", "a FIFO"]).is_some(),
