@@ -14,14 +14,21 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use color_eyre::eyre::{bail, Result, WrapErr};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+// What the tests read from /proc, read the same way (tests/support/).
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/command.rs"]
+mod command;
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/proc.rs"]
+mod proc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,16 +82,9 @@ fn left_behind(town: &Path, daemon: i32) -> Vec<u32> {
     let wanted = format!("GT_TOWN_ROOT={}", town.display());
     let me = std::process::id();
     let daemon = daemon as u32;
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me && pid != daemon && gt::process::alive(pid))
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == wanted.as_bytes()))
-        })
+    proc::all_pids()
+        .filter(|&pid| pid != me && pid != daemon && proc::alive(pid))
+        .filter(|&pid| proc::environ_has(pid, &wanted))
         .collect()
 }
 
@@ -105,30 +105,14 @@ fn start(gt: &Path, town: &Path, nofile: u64, notify_mb: usize) -> Result<Daemon
         "notify_timeout": "2m",
     });
     fs::write(daemon.join("config.json"), config.to_string())?;
-    let mut cmd = Command::new(gt);
+    let mut cmd = command::program_command(gt);
     cmd.arg("--town")
         .arg(town)
         .args(["daemon", "run", "--dry-run"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for var in ["GT_TOWN_ROOT", "RUST_LOG"]
-        .iter()
-        .chain(gt::testing::NAMES)
-    {
-        cmd.env_remove(var);
-    }
-    let limit = Rlimit {
-        current: Some(nofile),
-        maximum: Some(nofile),
-    };
-    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            setrlimit(Resource::Nofile, limit)?;
-            Ok(())
-        });
-    }
+    proc::limit_descriptors(&mut cmd, nofile);
     let child = cmd.spawn().wrap_err("cannot start gt daemon run")?;
     let d = Daemon {
         pid: child.id() as i32,
@@ -197,26 +181,12 @@ fn file_one(town: &Path, n: usize) -> Result<Option<Duration>> {
     Ok(None)
 }
 
-/// A line of `/proc/PID/status` (`VmRSS`, `VmHWM` in kB, `Threads`).
-fn status(pid: i32, key: &str) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn count(dir: String) -> usize {
-    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
 /// One row of the table, read now.
 fn row(d: &Daemon, what: &str, n: &mut usize) -> Result<String> {
+    let pid = d.pid as u32;
     let mib = |key| {
-        status(d.pid, key).map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+        proc::status_number(pid, key)
+            .map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
     };
     let health = healthz(d.port).map_or("no answer".into(), |s| s.to_string());
     *n += 1;
@@ -225,8 +195,8 @@ fn row(d: &Daemon, what: &str, n: &mut usize) -> Result<String> {
     });
     Ok(format!(
         "| {what} | {} | {} | {} | {} | {health} | {filed} | {} |",
-        status(d.pid, "Threads").unwrap_or(0),
-        count(format!("/proc/{}/fd", d.pid)),
+        proc::status_number(pid, "Threads").unwrap_or(0),
+        proc::descriptors(pid).unwrap_or(0),
         mib("VmRSS"),
         mib("VmHWM"),
         left_behind(&d.town, d.pid).len(),

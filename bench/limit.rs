@@ -61,7 +61,7 @@ pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limi
         Some(std::thread::spawn(move || -> std::io::Result<()> {
             while rx.recv().is_ok() {
                 while rx.try_recv().is_ok() {}
-                rustix::fs::syncfs(&handle)?;
+                crate::settle::syncfs(&handle)?;
             }
             Ok(())
         }))
@@ -103,7 +103,7 @@ pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limi
             .map_err(|_| eyre!("the syncfs thread panicked"))??;
     }
     let elapsed = t0.elapsed();
-    rustix::fs::syncfs(&fs_handle)?;
+    crate::settle::syncfs(&fs_handle)?;
     let with_syncfs = t0.elapsed();
     if done != n {
         bail!("the limit loop filed {done} of {n} requests");

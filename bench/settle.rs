@@ -43,7 +43,7 @@ impl Settle {
         let mut flushes = 0;
         loop {
             let f0 = Instant::now();
-            rustix::fs::syncfs(&fd).wrap_err("syncfs")?;
+            syncfs(&fd).wrap_err("syncfs")?;
             let took = f0.elapsed();
             flushes += 1;
             if took < IDLE_FLUSH {
@@ -75,4 +75,17 @@ impl Settle {
     pub fn take_notes(&self) -> Vec<String> {
         std::mem::take(&mut *self.notes.borrow_mut())
     }
+}
+
+/// Flushes the filesystem holding `fd`: syncfs(2) on Linux; elsewhere
+/// (no syncfs) every filesystem, with sync(2).
+pub fn syncfs(fd: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(fd)?;
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        rustix::fs::sync();
+    }
+    Ok(())
 }

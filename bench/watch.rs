@@ -3,20 +3,17 @@
 //! each event with the instant it was read, so the bench neither spins nor
 //! sleeps while it waits.
 
-use std::ffi::OsStr;
-use std::mem::MaybeUninit;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use color_eyre::eyre::{bail, Result, WrapErr};
-use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
-use rustix::io::Errno;
+use color_eyre::eyre::{bail, Result};
 
 const STOP: &str = ".bench-watch-stop";
 
+// Only the inotify reader makes one (Linux).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub enum Seen {
     /// A name, when its event was read, and whether the event says the file
     /// is complete (closed after writing, or renamed into place).
@@ -41,49 +38,8 @@ pub struct DirWatch {
 
 impl DirWatch {
     pub fn new(dir: &Path) -> Result<DirWatch> {
-        let fd = inotify::init(CreateFlags::CLOEXEC).wrap_err("inotify_init")?;
-        inotify::add_watch(
-            &fd,
-            dir,
-            WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::CLOSE_WRITE,
-        )
-        .wrap_err_with(|| format!("inotify_add_watch {}", dir.display()))?;
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("bench-watch".into())
-            .spawn(move || {
-                let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
-                let mut reader = inotify::Reader::new(&fd, &mut buf);
-                loop {
-                    match reader.next() {
-                        Ok(event) => {
-                            let now = Instant::now();
-                            if event.events().contains(ReadFlags::QUEUE_OVERFLOW) {
-                                let _ = tx.send(Seen::Overflow);
-                                continue;
-                            }
-                            let Some(name) = event.file_name() else {
-                                continue;
-                            };
-                            let name = OsStr::from_bytes(name.to_bytes()).to_string_lossy();
-                            if name == STOP {
-                                return;
-                            }
-                            let complete = event
-                                .events()
-                                .intersects(ReadFlags::CLOSE_WRITE | ReadFlags::MOVED_TO);
-                            if tx
-                                .send(Seen::Name(name.into_owned(), now, complete))
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(Errno::INTR) => continue,
-                        Err(_) => return,
-                    }
-                }
-            })?;
+        let thread = read_events(dir, tx)?;
         Ok(DirWatch {
             dir: dir.to_path_buf(),
             rx,
@@ -142,6 +98,68 @@ impl DirWatch {
         }
         Ok(seen.into_iter().flatten().collect())
     }
+}
+
+/// Watches `dir` with inotify on a thread of its own, sending what it
+/// reads to `tx`.
+#[cfg(target_os = "linux")]
+fn read_events(dir: &Path, tx: mpsc::Sender<Seen>) -> Result<JoinHandle<()>> {
+    use std::ffi::OsStr;
+    use std::mem::MaybeUninit;
+    use std::os::unix::ffi::OsStrExt;
+
+    use color_eyre::eyre::WrapErr;
+    use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+    use rustix::io::Errno;
+
+    let fd = inotify::init(CreateFlags::CLOEXEC).wrap_err("inotify_init")?;
+    inotify::add_watch(
+        &fd,
+        dir,
+        WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::CLOSE_WRITE,
+    )
+    .wrap_err_with(|| format!("inotify_add_watch {}", dir.display()))?;
+    Ok(std::thread::Builder::new()
+        .name("bench-watch".into())
+        .spawn(move || {
+            let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+            let mut reader = inotify::Reader::new(&fd, &mut buf);
+            loop {
+                match reader.next() {
+                    Ok(event) => {
+                        let now = Instant::now();
+                        if event.events().contains(ReadFlags::QUEUE_OVERFLOW) {
+                            let _ = tx.send(Seen::Overflow);
+                            continue;
+                        }
+                        let Some(name) = event.file_name() else {
+                            continue;
+                        };
+                        let name = OsStr::from_bytes(name.to_bytes()).to_string_lossy();
+                        if name == STOP {
+                            return;
+                        }
+                        let complete = event
+                            .events()
+                            .intersects(ReadFlags::CLOSE_WRITE | ReadFlags::MOVED_TO);
+                        if tx
+                            .send(Seen::Name(name.into_owned(), now, complete))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(Errno::INTR) => continue,
+                    Err(_) => return,
+                }
+            }
+        })?)
+}
+
+/// inotify is Linux's: elsewhere the benchmark cannot run.
+#[cfg(not(target_os = "linux"))]
+fn read_events(_dir: &Path, _tx: mpsc::Sender<Seen>) -> Result<JoinHandle<()>> {
+    bail!("the benchmark watches directories with inotify: Linux only")
 }
 
 impl Drop for DirWatch {

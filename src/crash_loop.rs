@@ -38,6 +38,12 @@ use crate::town::Town;
 /// afresh), because an unbounded file slows every restart down.
 const MAX_SESSIONS: usize = 1000;
 
+/// The most of restart_state.json that is read. A town's agents take a
+/// few kilobytes ([`MAX_SESSIONS`] sessions of `max_restarts` times each
+/// stay well under a megabyte); a larger file was not written by the
+/// daemon, and is replaced by an empty one (logged) rather than read.
+pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// How a restart counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Counted {
@@ -162,7 +168,8 @@ impl CrashLoopGuard {
         f: impl FnOnce(&mut Record) -> (T, bool),
     ) -> io::Result<T> {
         let (window, max) = (self.window(), self.max_sessions);
-        crate::fs::locked_update(&self.file, &self.lock, |record: &mut Record| {
+        let file = &self.file;
+        crate::fs::locked_update(file, &self.lock, MAX_FILE_BYTES, |record: &mut Record| {
             let (out, changed) = f(record);
             if changed {
                 record.prune(now, window, max);
@@ -201,7 +208,7 @@ impl CrashLoopGuard {
     /// restarts first (a read: the file is replaced whole, never half
     /// written).
     pub(crate) fn remembered(&self, now: DateTime<Utc>) -> io::Result<Vec<Remembered>> {
-        let record: Record = match std::fs::read(&self.file) {
+        let record: Record = match crate::fs::read_own(&self.file, MAX_FILE_BYTES) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Record::default(),
             Err(e) => return Err(e),
@@ -251,7 +258,8 @@ pub(crate) struct Cleared {
 /// dry run's: the one place a restart count is cleared.
 pub(crate) fn clear(town: &Town, session: &str) -> io::Result<Cleared> {
     let forget = |file: PathBuf| {
-        crate::fs::locked_update(&file, &town.restart_state_lock(), |record: &mut Record| {
+        let lock = town.restart_state_lock();
+        crate::fs::locked_update(&file, &lock, MAX_FILE_BYTES, |record: &mut Record| {
             let had = record
                 .restarts
                 .remove(session)

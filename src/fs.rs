@@ -73,37 +73,73 @@ pub(crate) fn variant(name: &OsStr, attempt: u32) -> OsString {
 
 /// Read-modify-write of the JSON file `file` under an exclusive `flock` on
 /// `lock`, so the daemon and a command changing the same file at once never
-/// lose each other's update. A missing or unreadable file starts from the
-/// default (logged); `change` returns its answer and whether to write.
+/// lose each other's update; `change` returns its answer and whether to
+/// write. The file is read as [`read_bounded`] reads (at most `limit`
+/// bytes, never a link, never blocking on a FIFO) and the lock opened as
+/// [`open_lock`] opens it. A file that cannot be used (not JSON, not a
+/// regular file, over `limit`) is said in the log and replaced by one
+/// made from the default; a lock that cannot be used is an error.
 pub(crate) fn locked_update<T, R>(
     file: &Path,
     lock: &Path,
+    limit: u64,
     change: impl FnOnce(&mut T) -> (R, bool),
 ) -> io::Result<R>
 where
     T: Default + serde::Serialize + serde::de::DeserializeOwned,
 {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock)?;
+    let lock = open_lock(lock)?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-    let mut value: T = match std::fs::read(file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(file = %file.display(), "unreadable, starting afresh: {e}");
-            T::default()
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => T::default(),
-        Err(e) => return Err(e),
+    let read = match read_bounded(file, limit, Links::Refuse) {
+        Ok(Ok(bytes)) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Ok(Err(refused)) => Err(refused.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => return Err(named(file, e)),
+    };
+    let (mut value, afresh) = match read {
+        Ok(value) => (value, false),
+        Err(why) => {
+            tracing::warn!(file = %file.display(), "unusable ({why}): replaced by a fresh one");
+            (T::default(), true)
+        }
     };
     let (answer, changed) = change(&mut value);
-    if changed {
+    if changed || afresh {
         let mut bytes = serde_json::to_vec_pretty(&value).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        write_atomic(file, &bytes, None)?;
+        write_atomic(file, &bytes, None).map_err(|e| named(file, e))?;
     }
     Ok(answer)
+}
+
+/// `e`, naming the file it is about.
+fn named(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Opens (creating it when missing) a lock file of the town for `flock`,
+/// as a file someone else may have put there: never following a symbolic
+/// link, never blocking (`O_NONBLOCK`: a FIFO opens at once), and refusing
+/// anything but a regular file with an `InvalidData` error naming it.
+pub(crate) fn open_lock(path: &Path) -> io::Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32)
+        .open(path)
+        .map_err(
+            |e| match e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                true => NotRead::NotRegular("a symbolic link (never followed)").into(),
+                false => e,
+            },
+        )
+        .map_err(|e| named(path, e))?;
+    match not_regular(&file.metadata()?) {
+        Some(refused) => Err(named(path, refused.into())),
+        None => Ok(file),
+    }
 }
 
 /// Whether [`read_bounded`] follows a symbolic link at the path.
@@ -139,24 +175,89 @@ impl std::fmt::Display for NotRead {
     }
 }
 
-/// Reads a file someone else may have put there (a request, config.json)
-/// without ever blocking on it or holding more than `limit` bytes of it:
-/// regular files only, so a FIFO, socket or device is never opened, a
-/// directory never read; the open is `O_NONBLOCK` (and `O_NOFOLLOW` with
-/// [`Links::Refuse`]), so a name swapped for a FIFO after the look cannot
-/// hang it either, and what was opened is looked at again before a byte is
-/// read. `Ok(Err(_))` says why the file was refused; `Err` is a failure to
-/// look or read (`NotFound` among them).
+impl std::error::Error for NotRead {}
+
+impl From<NotRead> for io::Error {
+    fn from(refused: NotRead) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, refused)
+    }
+}
+
+/// Reads a file someone else may have put there (a request, config.json,
+/// state.json) without ever blocking on it or holding more than `limit`
+/// bytes of it: it is opened as [`open_regular`] opens, and read up to
+/// `limit`. `Ok(Err(_))` says why the file was refused; `Err` is a failure
+/// to look or read (`NotFound` among them).
 pub(crate) fn read_bounded(
     path: &Path,
     limit: u64,
     links: Links,
 ) -> io::Result<Result<Vec<u8>, NotRead>> {
+    let file = match open_regular(path, links)? {
+        Ok(file) => file,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Ok(Err(NotRead::TooLarge { len, limit }));
+    }
+    let mut bytes = Vec::with_capacity(len.min(limit) as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(NotRead::TooLarge {
+            len: bytes.len() as u64,
+            limit,
+        }));
+    }
+    Ok(Ok(bytes))
+}
+
+/// [`read_bounded`] for a file the daemon writes and others read back
+/// (state.json, a sidecar, daemon.pid), which is never a link: a refusal
+/// is an `InvalidData` error saying why; every error names the file (its
+/// kind kept: `NotFound` is still `NotFound`).
+pub(crate) fn read_own(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_bounded(path, limit, Links::Refuse)
+        .and_then(|read| read.map_err(io::Error::from))
+        .map_err(|e| named(path, e))
+}
+
+/// [`open_regular`] for a file the daemon wrote (a sidecar), which is
+/// never a link: a refusal is an `InvalidData` error; every error names
+/// the file.
+pub(crate) fn open_own(path: &Path) -> io::Result<File> {
+    open_regular(path, Links::Refuse)
+        .and_then(|opened| opened.map_err(io::Error::from))
+        .map_err(|e| named(path, e))
+}
+
+/// A JSON file the daemon writes and others read back (state.json,
+/// supervise.json), read as [`read_own`] reads it: the default when it is
+/// missing; an error naming the file when it cannot be read or is not
+/// what the daemon writes.
+pub(crate) fn read_json<T>(path: &Path, limit: u64) -> io::Result<T>
+where
+    T: Default + serde::de::DeserializeOwned,
+{
+    match read_own(path, limit) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| named(path, io::Error::new(io::ErrorKind::InvalidData, e))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a file someone else may have put there, for reading, without
+/// ever blocking on it: regular files only, so a FIFO, socket or device is
+/// never opened, a directory never read; the open is `O_NONBLOCK` (and
+/// `O_NOFOLLOW` with [`Links::Refuse`]), so a name swapped for a FIFO after
+/// the look cannot hang it either, and what was opened is looked at again.
+pub(crate) fn open_regular(path: &Path, links: Links) -> io::Result<Result<File, NotRead>> {
     let meta = match links {
         Links::Follow => std::fs::metadata(path)?,
         Links::Refuse => std::fs::symlink_metadata(path)?,
     };
-    if let Some(refused) = refusal(&meta, limit) {
+    if let Some(refused) = not_regular(&meta) {
         return Ok(Err(refused));
     }
     let mut flags = OFlags::NONBLOCK;
@@ -174,28 +275,39 @@ pub(crate) fn read_bounded(
         }
         Err(e) => return Err(e),
     };
-    if let Some(refused) = refusal(&file.metadata()?, limit) {
+    if let Some(refused) = not_regular(&file.metadata()?) {
         return Ok(Err(refused));
     }
-    let mut bytes = Vec::with_capacity(1024);
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Ok(Err(NotRead::TooLarge {
-            len: bytes.len() as u64,
-            limit,
-        }));
-    }
-    Ok(Ok(bytes))
+    Ok(Ok(file))
 }
 
-/// Why a file with this metadata is not read, if it is not.
-fn refusal(meta: &Metadata, limit: u64) -> Option<NotRead> {
+/// Opens (creating it when missing) a file to append to that someone else
+/// may have replaced (daemon.log): never blocking (`O_NONBLOCK`), and
+/// refusing anything but a regular file (a FIFO, a device, even behind a
+/// link) with an `InvalidData` error naming it, so nothing written to it
+/// goes anywhere but into a file.
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    let refuse = |meta: &Metadata| not_regular(meta).map(|r| named(path, r.into()));
+    if let Some(refused) = std::fs::metadata(path).ok().as_ref().and_then(refuse) {
+        return Err(refused);
+    }
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| named(path, e))?;
+    match refuse(&file.metadata()?) {
+        Some(refused) => Err(refused),
+        None => Ok(file),
+    }
+}
+
+/// What a file with this metadata is, when it is not a regular file.
+fn not_regular(meta: &Metadata) -> Option<NotRead> {
     let t = meta.file_type();
     let kind = if t.is_file() {
-        return (meta.len() > limit).then_some(NotRead::TooLarge {
-            len: meta.len(),
-            limit,
-        });
+        return None;
     } else if t.is_symlink() {
         "a symbolic link (never followed)"
     } else if t.is_dir() {
@@ -213,8 +325,29 @@ fn refusal(meta: &Metadata, limit: u64) -> Option<NotRead> {
 }
 
 /// Makes the entries of `dir` (files created, renamed in or out) durable.
+/// Opened with `O_DIRECTORY`, so a FIFO put in its place is refused, never
+/// waited on.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    File::options()
+        .read(true)
+        .custom_flags((OFlags::DIRECTORY | OFlags::NONBLOCK).bits() as i32)
+        .open(dir)?
+        .sync_all()
+}
+
+/// Makes a FIFO at `path`, for tests of what must never open one. rustix
+/// wraps mkfifoat(2) only where the C library has it (not macOS), where
+/// mkfifo(1) does the same.
+#[cfg(test)]
+pub(crate) fn make_fifo(path: &Path) {
+    #[cfg(target_os = "linux")]
+    rustix::fs::mkfifoat(CWD, path, rustix::fs::Mode::from_bits_truncate(0o644)).unwrap();
+    #[cfg(not(target_os = "linux"))]
+    assert!(std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success());
 }
 
 #[cfg(test)]
@@ -249,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
         let fifo = path("fifo");
-        rustix::fs::mkfifoat(CWD, &fifo, rustix::fs::Mode::from_bits_truncate(0o644)).unwrap();
+        make_fifo(&fifo);
         std::fs::write(path("small"), b"{}").unwrap();
         std::fs::write(path("big"), vec![b' '; 101]).unwrap();
         std::os::unix::fs::symlink(path("small"), path("to-small")).unwrap();
@@ -283,6 +416,91 @@ mod tests {
         );
         let gone = read_bounded(&path("gone"), 100, Links::Follow).unwrap_err();
         assert_eq!(gone.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Runs `f` on a thread, failing the test if it takes more than a few
+    /// seconds (an open that blocks on a FIFO would hang it for ever).
+    fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what} blocked"))
+    }
+
+    type Map = std::collections::BTreeMap<String, u32>;
+
+    #[test]
+    fn a_lock_file_that_is_no_regular_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, lock) = (dir.path().join("f.json"), dir.path().join("f.lock"));
+        make_fifo(&lock);
+        let update = |file: PathBuf, lock: PathBuf| {
+            within("locked_update", move || {
+                locked_update(&file, &lock, 100, |_: &mut Map| ((), true))
+            })
+        };
+        let e = update(file.clone(), lock.clone()).unwrap_err().to_string();
+        assert!(e.contains("f.lock") && e.contains("a FIFO"), "{e}");
+        std::fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+        let e = update(file.clone(), lock.clone()).unwrap_err().to_string();
+        assert!(e.contains("f.lock") && e.contains("symbolic link"), "{e}");
+        assert!(!file.exists(), "nothing written without the lock");
+    }
+
+    #[test]
+    fn an_unusable_file_under_update_is_replaced_by_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, lock) = (dir.path().join("f.json"), dir.path().join("f.lock"));
+        let huge = {
+            let mut text = br#"{"a": 1}"#.to_vec();
+            text.resize(101, b' ');
+            text
+        };
+        for kind in ["fifo", "dev-zero", "huge", "garbage"] {
+            match kind {
+                "fifo" => make_fifo(&file),
+                "dev-zero" => std::os::unix::fs::symlink("/dev/zero", &file).unwrap(),
+                "huge" => std::fs::write(&file, &huge).unwrap(),
+                _ => std::fs::write(&file, b"not json").unwrap(),
+            }
+            let (f, l) = (file.clone(), lock.clone());
+            let seen = within(kind, move || {
+                locked_update(&f, &l, 100, |map: &mut Map| (map.len(), false))
+            });
+            assert_eq!(seen.unwrap(), 0, "{kind}: read as empty");
+            let meta = std::fs::symlink_metadata(&file).unwrap();
+            assert!(meta.is_file(), "{kind}: replaced by a regular file");
+            assert_eq!(std::fs::read(&file).unwrap(), b"{}\n", "{kind}");
+            std::fs::remove_file(&file).unwrap();
+        }
+    }
+
+    #[test]
+    fn syncing_or_appending_refuses_a_fifo_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        make_fifo(&fifo);
+        let f = fifo.clone();
+        assert!(within("sync_dir", move || sync_dir(&f)).is_err());
+        let f = fifo.clone();
+        let e = within("open_append", move || open_append(&f)).unwrap_err();
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = open_append(&zero).unwrap_err();
+        assert!(e.to_string().contains("a device"), "{e}");
+        let log = dir.path().join("log");
+        open_append(&log).unwrap().write_all(b"one\n").unwrap();
+        open_append(&log).unwrap().write_all(b"two\n").unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"one\ntwo\n");
+        let f = fifo.clone();
+        let e = within("read_own", move || read_own(&f, 100)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string().contains("fifo: not a regular file: a FIFO"),
+            "{e}"
+        );
     }
 
     #[test]

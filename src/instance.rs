@@ -19,7 +19,7 @@
 //! stops when that changes, and a new daemon waits for a predecessor still
 //! holding a deleted lock file of this town.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -157,18 +157,15 @@ pub(crate) struct Instance {
     ownership: Ownership,
 }
 
+/// daemon.lock, opened as every lock file of the town is
+/// ([`crate::fs::open_lock`]: a FIFO or a link in its place is refused,
+/// never waited on).
 fn open_lock(town: &Town) -> Result<File, InstanceError> {
     let path = town.lock_file();
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|source| InstanceError::Lock {
-            path: path.display().to_string(),
-            source,
-        })
+    crate::fs::open_lock(&path).map_err(|source| InstanceError::Lock {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl Instance {
@@ -204,12 +201,14 @@ impl Instance {
                     }
                     wait_displaced(town, deadline)?;
                     let pid = std::process::id();
-                    std::fs::write(town.pid_file(), format!("{pid}\n")).map_err(|source| {
-                        InstanceError::Lock {
+                    // Replaced, never opened: a FIFO or a link put there
+                    // is neither waited on nor written through.
+                    let bytes = format!("{pid}\n");
+                    crate::fs::write_atomic(&town.pid_file(), bytes.as_bytes(), Some(0o644))
+                        .map_err(|source| InstanceError::Lock {
                             path: town.pid_file().display().to_string(),
                             source,
-                        }
-                    })?;
+                        })?;
                     return Ok(Instance {
                         _lock: file,
                         ownership,
@@ -356,7 +355,7 @@ pub(crate) fn holder_state(town: &Town) -> Holder {
         Some(Some(pid)) => Holder::Running(Some(pid)),
         // No /proc/locks: test the lock by taking it shared for an instant.
         None => {
-            let Ok(file) = File::open(&path) else {
+            let Ok(Ok(file)) = crate::fs::open_regular(&path, crate::fs::Links::Refuse) else {
                 return Holder::Free;
             };
             match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
@@ -382,13 +381,15 @@ pub(crate) fn holder(town: &Town) -> Option<u32> {
     probe(town).flatten()
 }
 
+/// The PID daemon.pid names (one decimal line, read at most
+/// [`MAX_PID_FILE_BYTES`] of it, never blocking).
 pub(crate) fn read_pid_file(town: &Town) -> Option<u32> {
-    std::fs::read_to_string(town.pid_file())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let bytes = crate::fs::read_own(&town.pid_file(), MAX_PID_FILE_BYTES).ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
+
+/// A PID and a newline take a dozen bytes.
+const MAX_PID_FILE_BYTES: u64 = 64;
 
 /// Looks the lock file's inode up in `/proc/locks`.
 /// `None`: /proc/locks is not available (not Linux); `Some(None)`: nobody

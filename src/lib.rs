@@ -4,7 +4,8 @@
 //! - [`cli`]: the command line (parsing, one file per subcommand); it uses
 //!   the library, nothing in the library uses it.
 //! - [`daemon`]: inside `gt daemon run`, in data-flow order: watch → claim →
-//!   validate → execute → file → count, plus heartbeat and logging.
+//!   validate → execute → file → count, plus heartbeat, supervision,
+//!   monitoring and logging.
 //! - [`client`]: what other `gt` commands do to a town: start/stop control,
 //!   publish, history.
 //! - [`service`]: systemd and launchd units.
@@ -12,7 +13,8 @@
 //!   [`request`] (request and agent identity), [`inbox`] and [`outcome`]
 //!   (what is pending, what was filed), [`instance`] (the lock), [`state`],
 //!   [`crash_loop`], [`supervision`] (supervision's memory), [`tmux`],
-//!   [`process`], [`fs`] (atomic writes and renames), [`text`] (untrusted
+//!   [`process`], [`fs`] (atomic writes and renames, the bounded reader of
+//!   files someone else may have put there), [`text`] (untrusted
 //!   text made safe to show, and times), and [`testing`] (the test hooks).
 #![warn(unreachable_pub)]
 // Dev-dependencies are only used by the integration tests.

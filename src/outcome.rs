@@ -17,6 +17,12 @@ pub const SIDECAR_SUFFIX: &str = ".result.json";
 /// Beside a supervised restart's record: the dead pane's last lines.
 pub const CAPTURE_SUFFIX: &str = ".pane.txt";
 
+/// The most of a sidecar that is read. A request is at most 64 KiB, and
+/// its sidecar holds a few of its fields and a reason quoting them,
+/// escaped: well under this. A larger one (or a FIFO, a device) was not
+/// written by the daemon.
+pub const MAX_SIDECAR_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -70,10 +76,11 @@ pub fn is_sidecar_name(name: &OsStr) -> bool {
     name.as_encoded_bytes().ends_with(SIDECAR_SUFFIX.as_bytes())
 }
 
-/// The sidecar at `path` when it is complete; `None` when missing or cut
-/// short (a crash while it was being written).
+/// The sidecar at `path` when it is complete; `None` when missing, cut
+/// short (a crash while it was being written), or not what the daemon
+/// writes: not a regular file (never opened), over [`MAX_SIDECAR_BYTES`].
 pub fn read_sidecar(path: &Path) -> Option<Sidecar> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    serde_json::from_slice(&crate::fs::read_own(path, MAX_SIDECAR_BYTES).ok()?).ok()
 }
 
 /// A request that has been filed.

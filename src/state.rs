@@ -47,15 +47,17 @@ pub struct State {
     pub last_pokes: BTreeMap<String, DateTime<Utc>>,
 }
 
+/// The most of state.json that is read. The daemon's is a kilobyte or
+/// two, plus a line per agent session the heartbeat pokes; a larger file
+/// (or a FIFO, a device) was not written by the daemon.
+pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
+
 impl State {
-    /// Reads the file; a missing file is the default (never ran).
+    /// Reads the file as [`crate::fs::read_bounded`] does (never blocking,
+    /// at most [`MAX_BYTES`]); a missing file is the default (never ran).
+    /// An error names the file and says what is wrong with it.
     pub fn load(path: &Path) -> io::Result<State> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(e),
-        }
+        crate::fs::read_json(path, MAX_BYTES)
     }
 
     /// Do this state's counters include the outcome filed with `sidecar`?

@@ -15,7 +15,11 @@
 //! whole, so it holds supervised agents only: requests for other agents
 //! never add to it, the supervisor forgets the agents it no longer
 //! supervises when it starts, and past [`MAX_AGENTS`] the agents decided
-//! about least recently are forgotten.
+//! about least recently are forgotten. Its size is bounded too, since
+//! other users of the machine may be able to write to the town: each
+//! decision keeps a short reason and only the end of a captured pane, and
+//! past [`MAX_BYTES`] the oldest decisions are forgotten; it is read only
+//! up to that size, and never blocks on a FIFO put in its place.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -30,6 +34,19 @@ const DECISIONS_KEPT: usize = 30;
 
 /// Agents remembered at most: far more than a town supervises.
 pub const MAX_AGENTS: usize = 1000;
+
+/// The most supervise.json holds, and so the most of it that is read. A
+/// town's is a few kilobytes; past this the oldest decisions are
+/// forgotten first.
+pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A decision's reason is kept up to this many bytes.
+const WHY_KEPT: usize = 1024;
+
+/// The end of a dead pane kept with a decision, in bytes: enough to tell
+/// why it died; the whole capture is filed beside the restart's record
+/// (`NAME.pane.txt`).
+const CAPTURE_KEPT: usize = 4096;
 
 /// What supervision is doing about one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -77,12 +94,13 @@ pub struct AgentRecord {
 
 impl AgentRecord {
     /// Remembers a decision, keeping the last [`DECISIONS_KEPT`].
+    /// Its reason and capture are cut to [`WHY_KEPT`] and [`CAPTURE_KEPT`].
     pub fn note(&mut self, at: DateTime<Utc>, what: &str, why: String, capture: Option<String>) {
         self.decisions.push(Decision {
             at,
             what: what.into(),
-            why,
-            capture,
+            why: head(why, WHY_KEPT),
+            capture: capture.map(|c| tail(c, CAPTURE_KEPT)),
         });
         let excess = self.decisions.len().saturating_sub(DECISIONS_KEPT);
         self.decisions.drain(..excess);
@@ -126,14 +144,97 @@ impl Memory {
             self.agents.remove(&session);
         }
     }
+
+    /// Forgets, while the file would be over `budget` bytes, the oldest
+    /// decisions, then (none left) agents; reasons are cut to
+    /// [`WHY_KEPT`].
+    fn fit(&mut self, budget: usize) {
+        for record in self.agents.values_mut() {
+            if let AgentState::Quarantined { why, .. } = &mut record.state {
+                *why = head(std::mem::take(why), WHY_KEPT);
+            }
+        }
+        if let Some(paused) = &mut self.paused {
+            paused.why = head(std::mem::take(&mut paused.why), WHY_KEPT);
+        }
+        loop {
+            let size = serde_json::to_vec_pretty(self).map_or(usize::MAX, |b| b.len() + 1);
+            let Some(mut excess) = size.checked_sub(budget).filter(|&e| e > 0) else {
+                return;
+            };
+            // Each agent's decisions are in the order they were made, so
+            // the oldest of all are a first few of each agent's.
+            let mut all: Vec<(DateTime<Utc>, String, usize)> = self
+                .agents
+                .iter()
+                .flat_map(|(session, record)| {
+                    record.decisions.iter().map(move |d| {
+                        // As written, with the indentation it has there.
+                        let len = serde_json::to_vec(d).map_or(0, |b| b.len()) + 64;
+                        (d.at, session.clone(), len)
+                    })
+                })
+                .collect();
+            if all.is_empty() {
+                let Some(session) = self.agents.keys().next().cloned() else {
+                    return;
+                };
+                self.agents.remove(&session);
+                continue;
+            }
+            all.sort();
+            let mut forget: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, session, len) in all {
+                if excess == 0 {
+                    break;
+                }
+                *forget.entry(session).or_default() += 1;
+                excess = excess.saturating_sub(len);
+            }
+            for (session, n) in forget {
+                if let Some(record) = self.agents.get_mut(&session) {
+                    record.decisions.drain(..n.min(record.decisions.len()));
+                }
+            }
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), ending in
+/// `…` when cut.
+fn head(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// The last `max` bytes of `text` or fewer (from a character boundary),
+/// starting with `…` when cut.
+fn tail(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
 }
 
 /// Reads and changes `supervise.json` under its lock.
 pub fn update<R>(town: &Town, change: impl FnOnce(&mut Memory) -> (R, bool)) -> io::Result<R> {
-    crate::fs::locked_update(&town.supervise_file(), &town.supervise_lock(), |memory| {
+    let (file, lock) = (town.supervise_file(), town.supervise_lock());
+    crate::fs::locked_update(&file, &lock, MAX_BYTES, |memory: &mut Memory| {
         let (answer, changed) = change(memory);
         if changed {
             memory.cap(MAX_AGENTS);
+            memory.fit(MAX_BYTES as usize);
         }
         (answer, changed)
     })
@@ -152,12 +253,11 @@ pub fn keep_only(town: &Town, supervised: &[String]) -> io::Result<usize> {
     })
 }
 
-/// The current memory (empty when supervision never ran).
-pub fn load(town: &Town) -> Memory {
-    std::fs::read(town.supervise_file())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// The current memory (empty when supervision never ran). An error names
+/// the file and says why it cannot be read: not a regular file, over
+/// [`MAX_BYTES`], not what the daemon writes.
+pub fn load(town: &Town) -> io::Result<Memory> {
+    crate::fs::read_json(&town.supervise_file(), MAX_BYTES)
 }
 
 /// Ends a pause, a deliberate stop or a quarantine by hand: for one agent
@@ -221,6 +321,58 @@ mod tests {
     }
 
     #[test]
+    fn the_file_stays_under_its_size_the_oldest_decisions_going_first() {
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let mut memory = Memory::default();
+        for i in 0..100 {
+            let record = memory
+                .agents
+                .entry(format!("gt-rig{i}-witness"))
+                .or_default();
+            for j in 0..DECISIONS_KEPT as i64 {
+                let at = t0 + chrono::Duration::seconds(j * 100 + i);
+                let capture = format!("{}the end {i} {j}", "é".repeat(100_000));
+                record.note(at, "restart", "why ".repeat(1000), Some(capture));
+            }
+        }
+        let kept = &memory.agents["gt-rig7-witness"].decisions[0];
+        assert!(kept.why.len() <= WHY_KEPT && kept.why.ends_with('…'));
+        let capture = kept.capture.as_deref().unwrap();
+        assert!(capture.len() <= CAPTURE_KEPT, "{}", capture.len());
+        assert!(capture.starts_with('…') && capture.ends_with("the end 7 0"));
+
+        let budget = 2 * 1024 * 1024;
+        memory.fit(budget);
+        let size = serde_json::to_vec_pretty(&memory).unwrap().len() + 1;
+        assert!(size <= budget, "{size} bytes");
+        assert!(size > budget / 2, "not more forgotten than needed: {size}");
+        // What is left is each agent's newest decisions.
+        for (session, record) in &memory.agents {
+            let i = session.strip_prefix("gt-rig").unwrap();
+            let i = i.strip_suffix("-witness").unwrap();
+            let newest = format!("the end {i} {}", DECISIONS_KEPT - 1);
+            let last = record.decisions.last().and_then(|d| d.capture.as_deref());
+            assert!(last.is_some_and(|c| c.ends_with(&newest)), "{session}");
+            assert!(record.decisions.len() < DECISIONS_KEPT, "{session}");
+        }
+    }
+
+    #[test]
+    fn a_memory_that_cannot_be_read_says_why_and_is_replaced_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let town = Town::at(dir.path()).unwrap();
+        town.ensure_dirs().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", town.supervise_file()).unwrap();
+        let e = load(&town).unwrap_err().to_string();
+        assert!(
+            e.contains("supervise.json") && e.contains("symbolic link"),
+            "{e}"
+        );
+        assert!(resume(&town, None, "a test").is_ok());
+        assert_eq!(load(&town).unwrap(), Memory::default());
+    }
+
+    #[test]
     fn only_the_supervised_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let town = Town::at(dir.path()).unwrap();
@@ -235,7 +387,7 @@ mod tests {
         let supervised = ["gt-mayor".to_string(), "gt-deacon".to_string()];
         assert_eq!(keep_only(&town, &supervised).unwrap(), 1);
         assert_eq!(keep_only(&town, &supervised).unwrap(), 0);
-        let left: Vec<String> = load(&town).agents.into_keys().collect();
+        let left: Vec<String> = load(&town).unwrap().agents.into_keys().collect();
         assert_eq!(left, ["gt-deacon", "gt-mayor"]);
     }
 }

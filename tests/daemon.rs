@@ -25,5 +25,6 @@ mod daemon {
     mod supervision;
     mod systemd;
     mod tmux;
+    mod town_files;
     mod watch;
 }

@@ -5,7 +5,6 @@
 //! is only ever signalled after the lock named it as the holder.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -130,10 +129,7 @@ fn abandon(town: &Town, child: &mut Child) {
 }
 
 fn spawn_run(town: &Town, run_args: &[OsString], log_path: &Path) -> io::Result<Child> {
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)?;
+    let out = crate::fs::open_append(log_path)?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(run_args)

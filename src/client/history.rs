@@ -47,7 +47,7 @@ pub(crate) fn recent(town: &Town, which: Which, limit: usize) -> Vec<Entry> {
     let mut entries: Vec<Entry> = found
         .into_iter()
         .filter_map(|(_, path)| {
-            let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            let sidecar = crate::outcome::read_sidecar(&path)?;
             let request = path
                 .as_os_str()
                 .as_bytes()

@@ -4,7 +4,7 @@
 //! directory: the daemon sees a complete file or none, and once we return
 //! the request survives a crash.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,7 +40,7 @@ pub(crate) fn publish(town: &Town, from: &str, action: Action) -> io::Result<Pat
         file.sync_all()?;
         let path = inbox.join(&name);
         std::fs::rename(&tmp, &path)?;
-        File::open(&inbox)?.sync_all()?;
+        crate::fs::sync_dir(&inbox)?;
         Ok(path)
     })();
     if result.is_err() {

@@ -250,7 +250,7 @@ pub const KEYS: &[Key] = &[
         default: r#""15m""#,
         bounds: between(s(1), FOREVER, ""),
         reload: Live,
-        description: "the crash-loop guard's window",
+        description: "the crash-loop guard's window, within which supervision counts an agent's deaths too",
     },
     Key {
         name: "max_restarts",
@@ -258,7 +258,7 @@ pub const KEYS: &[Key] = &[
         default: "5",
         bounds: Bounds::None,
         reload: Live,
-        description: "cycles and restarts of one session allowed within `restart_window`",
+        description: "cycles and restarts of one session allowed within `restart_window` (supervision's after a crash count too); an agent that died this many times is quarantined",
     },
     Key {
         name: "agent_command",
@@ -492,7 +492,7 @@ pub const KEYS: &[Key] = &[
         default: r#""10s""#,
         bounds: between(ms(100), m(10), ""),
         reload: AtStart,
-        description: "then `notify_command`'s process group is killed",
+        description: "then `notify_command` is ended with everything it started (its session, and whatever carries its environment mark); of its output only the first 500 bytes are kept",
     },
     Key {
         name: "notify_window",

@@ -301,119 +301,143 @@ impl Endpoint {
 
     fn serve(&self) {
         let mut open: Vec<Connection> = Vec::with_capacity(self.cap);
-        // While `accept` fails: since when, and no new try before when.
-        let mut failing_since: Option<Instant> = None;
-        let mut reported = false;
-        let mut resume_accept: Option<Instant> = None;
-        let mut evicted = 0usize;
-        let mut last_eviction_log: Option<Instant> = None;
+        let mut accepts = Accepts::default();
         while !self.closing() {
             let now = Instant::now();
             open.retain(|c| c.deadline > now);
-            if resume_accept.is_some_and(|t| t <= now) {
-                resume_accept = None;
+            if accepts.resume_at.is_some_and(|t| t <= now) {
+                accepts.resume_at = None;
             }
-            let accepting = resume_accept.is_none();
-            let next = open
-                .iter()
-                .map(|c| c.deadline)
-                .chain(resume_accept)
-                .min()
-                .map(|t| t.saturating_duration_since(now));
-            let ready = {
-                let mut fds = Vec::with_capacity(open.len() + 2);
-                fds.push(PollFd::new(&self.woken, PollFlags::IN));
-                if accepting {
-                    fds.push(PollFd::from_borrowed_fd(
-                        self.listener.as_fd(),
-                        PollFlags::IN,
-                    ));
-                }
-                for c in &open {
-                    let wanted = match c.phase {
-                        Phase::Answer { .. } => PollFlags::OUT,
-                        _ => PollFlags::IN,
-                    };
-                    fds.push(PollFd::from_borrowed_fd(c.stream.as_fd(), wanted));
-                }
-                match poll(&mut fds, next.map(timespec).as_ref()) {
-                    Ok(_) => {}
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => panic!("poll: {e}"),
-                }
-                let woke = !fds[0].revents().is_empty();
-                let listener_ready = accepting && !fds[1].revents().is_empty();
-                let skip = if accepting { 2 } else { 1 };
-                let conns: Vec<bool> = fds[skip..]
-                    .iter()
-                    .map(|f| !f.revents().is_empty())
-                    .collect();
-                (woke, listener_ready, conns)
+            let Some(ready) = self.wait_ready(&open, accepts.resume_at, now) else {
+                continue;
             };
-            let (woke, listener_ready, conns) = ready;
-            if woke {
+            if ready.woke {
                 self.drain_wake();
                 continue;
             }
-            let mut ready_iter = conns.into_iter();
+            let mut ready_iter = ready.connections.into_iter();
             open.retain_mut(|c| match ready_iter.next() {
                 Some(true) => matches!(self.advance(c), Step::Keep),
                 _ => true,
             });
-            if !listener_ready {
-                continue;
+            if ready.listener {
+                self.accept_batch(&mut open, &mut accepts, now);
+                self.tell(&mut accepts);
             }
-            for _ in 0..ACCEPT_BATCH {
-                match self.listener.accept() {
-                    Ok(stream) => {
-                        failing_since = None;
-                        if open.len() >= self.cap {
-                            open.remove(oldest_waiting(&open));
-                            evicted += 1;
-                        }
-                        let mut c = Connection {
-                            stream,
-                            phase: Phase::Head(Vec::new()),
-                            deadline: Instant::now() + HEAD_TIMEOUT,
-                        };
-                        // Most clients have sent their request by now.
-                        if let Step::Keep = self.advance(&mut c) {
-                            open.push(c);
-                        }
+        }
+    }
+
+    /// Waits until the wake pipe, the listener (unless accepting is paused
+    /// until `resume_at`) or an open connection is ready, or the next
+    /// deadline; `None` when interrupted by a signal.
+    fn wait_ready(
+        &self,
+        open: &[Connection],
+        resume_at: Option<Instant>,
+        now: Instant,
+    ) -> Option<Ready> {
+        let accepting = resume_at.is_none();
+        let next = open
+            .iter()
+            .map(|c| c.deadline)
+            .chain(resume_at)
+            .min()
+            .map(|t| t.saturating_duration_since(now));
+        let mut fds = Vec::with_capacity(open.len() + 2);
+        fds.push(PollFd::new(&self.woken, PollFlags::IN));
+        if accepting {
+            fds.push(PollFd::from_borrowed_fd(
+                self.listener.as_fd(),
+                PollFlags::IN,
+            ));
+        }
+        for c in open {
+            let wanted = match c.phase {
+                Phase::Answer { .. } => PollFlags::OUT,
+                _ => PollFlags::IN,
+            };
+            fds.push(PollFd::from_borrowed_fd(c.stream.as_fd(), wanted));
+        }
+        match poll(&mut fds, next.map(timespec).as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return None,
+            Err(e) => panic!("poll: {e}"),
+        }
+        let skip = if accepting { 2 } else { 1 };
+        Some(Ready {
+            woke: !fds[0].revents().is_empty(),
+            listener: accepting && !fds[1].revents().is_empty(),
+            connections: fds[skip..]
+                .iter()
+                .map(|f| !f.revents().is_empty())
+                .collect(),
+        })
+    }
+
+    /// Takes up to [`ACCEPT_BATCH`] new connections, closing the oldest
+    /// idle one past the cap; when `accept` fails for want of descriptors
+    /// or memory, pauses accepting and, once that lasts, reports it.
+    fn accept_batch(&self, open: &mut Vec<Connection>, accepts: &mut Accepts, now: Instant) {
+        for _ in 0..ACCEPT_BATCH {
+            match self.listener.accept() {
+                Ok(stream) => {
+                    accepts.failing_since = None;
+                    if open.len() >= self.cap {
+                        open.remove(oldest_waiting(open));
+                        accepts.evicted += 1;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        failing_since = None;
-                        break;
-                    }
-                    Err(e) if transient(&e) => continue,
-                    Err(e) => {
-                        // Out of descriptors or memory, or worse: try again
-                        // later, and say so if it lasts.
-                        let since = *failing_since.get_or_insert(now);
-                        resume_accept = Some(Instant::now() + ACCEPT_BACKOFF);
-                        if !reported && now.duration_since(since) >= FAILING_AFTER {
-                            let why = format!("cannot accept connections: {e}");
-                            tracing::error!("the metrics endpoint is not serving: {why}");
-                            self.report(Some(why));
-                            reported = true;
-                        }
-                        break;
+                    let mut c = Connection {
+                        stream,
+                        phase: Phase::Head(Vec::new()),
+                        deadline: Instant::now() + HEAD_TIMEOUT,
+                    };
+                    // Most clients have sent their request by now.
+                    if let Step::Keep = self.advance(&mut c) {
+                        open.push(c);
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    accepts.failing_since = None;
+                    break;
+                }
+                Err(e) if transient(&e) => continue,
+                Err(e) => {
+                    // Out of descriptors or memory, or worse: try again
+                    // later, and say so if it lasts.
+                    let since = *accepts.failing_since.get_or_insert(now);
+                    accepts.resume_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                    if !accepts.reported && now.duration_since(since) >= FAILING_AFTER {
+                        let why = format!("cannot accept connections: {e}");
+                        tracing::error!("the metrics endpoint is not serving: {why}");
+                        self.report(Some(why));
+                        accepts.reported = true;
+                    }
+                    break;
+                }
             }
-            if reported && failing_since.is_none() {
-                tracing::info!("the metrics endpoint accepts connections again");
-                self.report(None);
-                reported = false;
-            }
-            if evicted > 0 && last_eviction_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                tracing::warn!(
-                    "metrics endpoint: {evicted} idle connection(s) closed to stay within {} open at once",
-                    self.cap
-                );
-                evicted = 0;
-                last_eviction_log = Some(Instant::now());
-            }
+        }
+    }
+
+    /// Says that accepting works again, and (at most every [`LOG_EVERY`])
+    /// how many idle connections were closed to stay within the cap.
+    fn tell(&self, accepts: &mut Accepts) {
+        if accepts.reported && accepts.failing_since.is_none() {
+            tracing::info!("the metrics endpoint accepts connections again");
+            self.report(None);
+            accepts.reported = false;
+        }
+        if accepts.evicted > 0
+            && accepts
+                .last_eviction_log
+                .is_none_or(|t| t.elapsed() >= LOG_EVERY)
+        {
+            tracing::warn!(
+                "metrics endpoint: {} idle connection(s) closed to stay within {} open at once",
+                accepts.evicted,
+                self.cap
+            );
+            accepts.evicted = 0;
+            accepts.last_eviction_log = Some(Instant::now());
         }
     }
 
@@ -525,6 +549,28 @@ impl Endpoint {
         };
         response(status, content_type, &body, with_body, &[])
     }
+}
+
+/// How accepting goes, across turns of the loop.
+#[derive(Default)]
+struct Accepts {
+    /// While `accept` fails: since when, and no new try before when.
+    failing_since: Option<Instant>,
+    resume_at: Option<Instant>,
+    /// The log and state.json say the endpoint is not serving.
+    reported: bool,
+    /// Idle connections closed to make room, since last said in the log.
+    evicted: usize,
+    last_eviction_log: Option<Instant>,
+}
+
+/// What one `poll` found ready.
+struct Ready {
+    /// The wake pipe: closing, or a restart.
+    woke: bool,
+    listener: bool,
+    /// Each open connection, in order.
+    connections: Vec<bool>,
 }
 
 /// The connection to close to make room: the oldest still waiting for its

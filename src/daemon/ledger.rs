@@ -87,14 +87,16 @@ const STATE_EVERY: Duration = Duration::from_millis(100);
 /// What it does to latency beside a busy disk: BENCHMARKS.md, "Durability
 /// beside a large concurrent writer".
 pub(crate) fn flush(sidecars: &[PathBuf], dirs: &[PathBuf]) -> std::io::Result<()> {
+    // A sidecar replaced by a FIFO meanwhile is refused, never waited on.
+    let open = |path: &PathBuf| crate::fs::open_own(path);
     for path in sidecars {
-        start_writeback(&File::open(path)?);
+        start_writeback(&open(path)?);
     }
     for dir in dirs {
         crate::fs::sync_dir(dir)?;
     }
     for path in sidecars {
-        File::open(path)?.sync_data()?;
+        open(path)?.sync_data()?;
     }
     Ok(())
 }

@@ -227,6 +227,8 @@ pub(crate) fn init(
     options: &LogOptions,
 ) -> Result<Stderr, LoggingError> {
     let filter = filter(options)?;
+    // FileRotate opens the log itself, blocking on a FIFO: look first.
+    crate::fs::open_append(&town.log_file()).map_err(|e| LoggingError::Init(e.to_string()))?;
     let rotating = FileRotate::new(
         town.log_file(),
         AppendCount::new(config.log_keep.max(1)),

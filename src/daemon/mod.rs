@@ -59,6 +59,7 @@ pub(crate) mod watch;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use chrono::Utc;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -117,13 +118,7 @@ pub(crate) fn run(
     town.ensure_dirs()?;
     let instance = Instance::acquire(town)?;
     let pid = std::process::id();
-    for hook in hooks.active() {
-        tracing::warn!(
-            hook,
-            "test hook in force ({}=1): not for production",
-            crate::testing::ENABLE
-        );
-    }
+    warn_of(hooks);
     let stop = Arc::new(StopFlag::default());
     let service = Arc::new(Manager::from_env());
     // What the heartbeat and the executor read at each operation; `config`
@@ -143,54 +138,15 @@ pub(crate) fn run(
     metrics.locked(true);
     let state = Arc::new(StateStore::new(
         town.state_file(),
-        State {
-            running: false,
-            pid,
-            town_root: town.root().to_path_buf(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            dry_run: config.dry_run,
-            heartbeat_interval_secs: Some(config.heartbeat_interval.as_secs()),
-            tmux_socket: config.tmux_socket.clone(),
-            ..State::default()
-        },
+        initial_state(town, &config, pid),
     ));
-    // Served from here on, so /readyz can say what start-up is waiting for.
-    let server = match &config.metrics_listen {
-        Some(listen) => Some(http::serve(
-            listen,
-            http::Context {
-                metrics: metrics.clone(),
-                stop: stop.clone(),
-                state: state.clone(),
-                panic_hook: hooks.endpoint_panic,
-            },
-        )?),
-        None => None,
-    };
-    let (alerts, notifier) = alert::start(town, &config, metrics.clone(), stop.clone())
-        .map_err(io("cannot start the notifier thread"))?;
-    let monitoring = Monitoring {
-        metrics: metrics.clone(),
-        alerts,
-    };
+    let watchers = start_monitoring(town, &config, hooks, &metrics, &stop, &state)?;
     if let Some(delay) = hooks.start_delay {
         stop.wait(delay);
     }
 
-    let overflow = Arc::new(AtomicBool::new(false));
     let wake = tx.clone();
-    let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
-    metrics.watching(match (&watch, config.watch_mode) {
-        (Some(_), _) => Watching::Notify,
-        (None, WatchMode::Poll) => Watching::Poll,
-        (None, WatchMode::Notify) => Watching::PollFallback,
-    });
-    let inlet = Inlet {
-        rx,
-        wake: wake.clone(),
-        overflow,
-        rescan_every,
-    };
+    let (watch, inlet) = start_inlet(town, &config, tx, rx, hooks, &metrics);
     let held = Arc::new(HeldSessions::default());
     let mut consumer = Consumer::new(
         town,
@@ -200,29 +156,11 @@ pub(crate) fn run(
         stop.clone(),
         held.clone(),
         hooks,
-        monitoring.clone(),
+        watchers.monitoring.clone(),
     )
     .map_err(io("cannot open the daemon directories"))?;
-    let interrupted = consumer
-        .recover()
-        .map_err(io("cannot recover processing/"))?;
-    if interrupted > 0 {
-        tracing::warn!(
-            interrupted,
-            "requests left in processing/ by a stopped daemon were filed as failed"
-        );
-    }
-    metrics.recovered();
-
-    state
-        .update(|s| {
-            s.running = true;
-            s.started_at = Some(Utc::now());
-            s.watch_mode = Some(if watch.is_some() { "notify" } else { "poll" }.into());
-        })
-        .map_err(io("cannot write state.json"))?;
-    service.ready();
-    tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
+    recover(&mut consumer, &metrics)?;
+    announce_start(town, &config, &state, &service, watch.is_some(), pid)?;
 
     let leftovers = leftovers::Leftovers::new(town, &live, held.clone(), metrics.clone());
     let heartbeat = Heartbeat {
@@ -244,31 +182,204 @@ pub(crate) fn run(
         .name("heartbeat".into())
         .spawn(move || heartbeat.run())
         .map_err(io("cannot start the heartbeat thread"))?;
-    let supervising = start_supervision(town, &config, &stop, held, wake, monitoring)?;
+    let supervising = start_supervision(
+        town,
+        &config,
+        &stop,
+        held,
+        wake,
+        watchers.monitoring.clone(),
+    )?;
+    let running = Running {
+        service,
+        stop,
+        watch,
+        metrics,
+        watchers,
+        supervising,
+        beating,
+    };
 
     consumer.run();
 
-    service.stopping();
-    stop.set();
-    drop(watch);
-    metrics.locked(false);
-    drop(server);
-    if let Some(notifier) = notifier {
-        notifier.join();
+    running.stop(town, &state, pid)
+}
+
+/// What runs beside the consumer, stopped in order once it returns.
+struct Running {
+    service: Arc<Manager>,
+    stop: Arc<StopFlag>,
+    watch: Option<watch::Watch>,
+    metrics: Arc<Metrics>,
+    watchers: Watchers,
+    supervising: Option<JoinHandle<()>>,
+    beating: JoinHandle<Option<Displaced>>,
+}
+
+impl Running {
+    /// Stops every thread, then says so in state.json and removes
+    /// daemon.pid, unless this daemon no longer owns its town.
+    fn stop(self, town: &Town, state: &StateStore, pid: u32) -> Result<(), DaemonError> {
+        self.service.stopping();
+        self.stop.set();
+        drop(self.watch);
+        self.metrics.locked(false);
+        self.watchers.close();
+        if let Some(supervising) = self.supervising {
+            let _ = supervising.join();
+        }
+        if let Ok(Some(displaced)) = self.beating.join() {
+            // state.json and daemon.pid, wherever they are now, may be a
+            // successor's: leave them alone.
+            return Err(DaemonError::Displaced(displaced));
+        }
+        state
+            .update(|s| s.running = false)
+            .map_err(io("cannot write state.json"))?;
+        let _ = std::fs::remove_file(town.pid_file());
+        tracing::info!(pid, "daemon stopped");
+        Ok(())
     }
-    if let Some(supervising) = supervising {
-        let _ = supervising.join();
+}
+
+/// Test hooks are for the test suite: said loudly when in force.
+fn warn_of(hooks: &Hooks) {
+    for hook in hooks.active() {
+        tracing::warn!(
+            hook,
+            "test hook in force ({}=1): not for production",
+            crate::testing::ENABLE
+        );
     }
-    if let Ok(Some(displaced)) = beating.join() {
-        // state.json and daemon.pid, wherever they are now, may be a
-        // successor's: leave them alone.
-        return Err(DaemonError::Displaced(displaced));
-    }
+}
+
+/// Up: state.json says running, systemd is told ready, the log says so.
+fn announce_start(
+    town: &Town,
+    config: &Config,
+    state: &StateStore,
+    service: &Manager,
+    notify: bool,
+    pid: u32,
+) -> Result<(), DaemonError> {
     state
-        .update(|s| s.running = false)
+        .update(|s| {
+            s.running = true;
+            s.started_at = Some(Utc::now());
+            s.watch_mode = Some(if notify { "notify" } else { "poll" }.into());
+        })
         .map_err(io("cannot write state.json"))?;
-    let _ = std::fs::remove_file(town.pid_file());
-    tracing::info!(pid, "daemon stopped");
+    service.ready();
+    tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
+    Ok(())
+}
+
+/// state.json as a starting daemon first writes it: not running yet.
+fn initial_state(town: &Town, config: &Config, pid: u32) -> State {
+    State {
+        running: false,
+        pid,
+        town_root: town.root().to_path_buf(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        dry_run: config.dry_run,
+        heartbeat_interval_secs: Some(config.heartbeat_interval.as_secs()),
+        tmux_socket: config.tmux_socket.clone(),
+        ..State::default()
+    }
+}
+
+/// What serves whoever watches the daemon: the endpoint and the notifier
+/// (each only when configured), and the bundle the stages report to.
+struct Watchers {
+    server: Option<http::Server>,
+    notifier: Option<alert::Notifier>,
+    monitoring: Monitoring,
+}
+
+impl Watchers {
+    /// Closes the endpoint, and lets the notifier finish what it runs.
+    fn close(self) {
+        drop(self.server);
+        if let Some(notifier) = self.notifier {
+            notifier.join();
+        }
+    }
+}
+
+/// Starts the endpoint (from here on, so /readyz can say what start-up is
+/// waiting for) and the notifier.
+fn start_monitoring(
+    town: &Town,
+    config: &Config,
+    hooks: &Hooks,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<StopFlag>,
+    state: &Arc<StateStore>,
+) -> Result<Watchers, DaemonError> {
+    let server = match &config.metrics_listen {
+        Some(listen) => Some(http::serve(
+            listen,
+            http::Context {
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+                state: state.clone(),
+                panic_hook: hooks.endpoint_panic,
+            },
+        )?),
+        None => None,
+    };
+    let (alerts, notifier) = alert::start(town, config, metrics.clone(), stop.clone())
+        .map_err(io("cannot start the notifier thread"))?;
+    Ok(Watchers {
+        server,
+        notifier,
+        monitoring: Monitoring {
+            metrics: metrics.clone(),
+            alerts,
+        },
+    })
+}
+
+/// The consumer's inlet: the watcher's events (when notify works) and the
+/// rescans that stand in for them.
+fn start_inlet(
+    town: &Town,
+    config: &Config,
+    tx: SyncSender<Message>,
+    rx: std::sync::mpsc::Receiver<Message>,
+    hooks: &Hooks,
+    metrics: &Metrics,
+) -> (Option<watch::Watch>, Inlet) {
+    let overflow = Arc::new(AtomicBool::new(false));
+    let wake = tx.clone();
+    let (watch, rescan_every) = start_watching(town, config, tx, overflow.clone(), hooks);
+    metrics.watching(match (&watch, config.watch_mode) {
+        (Some(_), _) => Watching::Notify,
+        (None, WatchMode::Poll) => Watching::Poll,
+        (None, WatchMode::Notify) => Watching::PollFallback,
+    });
+    let inlet = Inlet {
+        rx,
+        wake,
+        overflow,
+        rescan_every,
+    };
+    (watch, inlet)
+}
+
+/// Files what a stopped daemon left in processing/ before anything new is
+/// taken.
+fn recover(consumer: &mut Consumer, metrics: &Metrics) -> Result<(), DaemonError> {
+    let interrupted = consumer
+        .recover()
+        .map_err(io("cannot recover processing/"))?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "requests left in processing/ by a stopped daemon were filed as failed"
+        );
+    }
+    metrics.recovered();
     Ok(())
 }
 
@@ -282,7 +393,7 @@ fn start_supervision(
     held: Arc<HeldSessions>,
     tx: SyncSender<Message>,
     monitoring: Monitoring,
-) -> Result<Option<std::thread::JoinHandle<()>>, DaemonError> {
+) -> Result<Option<JoinHandle<()>>, DaemonError> {
     if config.supervise.is_empty() {
         return Ok(None);
     }

@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(sidecar.error.as_deref(), Some(restarts::INTERRUPTED));
         assert_eq!(sidecar.from.as_deref(), Some("daemon"));
         assert_eq!(sidecar.session.as_deref(), Some("gt-mayor"));
-        let memory = crate::supervision::load(&town);
+        let memory = crate::supervision::load(&town).unwrap();
         assert!(matches!(
             memory.agents["gt-mayor"].state,
             crate::supervision::AgentState::Interrupted { .. }

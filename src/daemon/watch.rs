@@ -53,42 +53,114 @@ pub(crate) fn watch(
     overflow: Arc<AtomicBool>,
 ) -> notify::Result<Watch> {
     let handler = move |res: notify::Result<notify::Event>| {
-        let msg = match res {
-            Err(e) => {
-                tracing::warn!("inbox watcher error, rescanning: {e}");
-                Some(Message::Rescan("watcher error"))
-            }
-            Ok(event) if event.need_rescan() => {
-                Some(Message::Rescan("kernel event queue overflowed"))
-            }
-            Ok(event) => {
-                let hint = match event.kind {
-                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Hint::Ready),
-                    EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => {
-                        Some(Hint::Ready)
-                    }
-                    EventKind::Create(
-                        CreateKind::File | CreateKind::Folder | CreateKind::Any | CreateKind::Other,
-                    ) => Some(Hint::Created),
-                    _ => None,
-                };
-                // inotify also reports a rename within the inbox as `Both`
-                // after `To`; `To` alone covers it.
-                hint.and_then(|hint| {
-                    let name = event.paths.last()?.file_name()?.to_os_string();
-                    is_request_name(&name).then_some(Message::Candidate(name, hint))
-                })
-            }
-        };
-        if let Some(msg) = msg {
-            match tx.try_send(msg) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => overflow.store(true, Ordering::Release),
-                Err(TrySendError::Disconnected(_)) => {}
-            }
+        if let Some(msg) = message(res) {
+            deliver(&tx, &overflow, msg);
         }
     };
     let mut watcher = notify::recommended_watcher(handler)?;
     watcher.watch(inbox, RecursiveMode::NonRecursive)?;
     Ok(Watch { _watcher: watcher })
+}
+
+/// What an event from the watcher tells the consumer: a name to look at
+/// (and how complete it is), a rescan when events may have been lost, or
+/// nothing (a name that is no request, an event that says nothing new).
+fn message(res: notify::Result<notify::Event>) -> Option<Message> {
+    let event = match res {
+        Err(e) => {
+            tracing::warn!("inbox watcher error, rescanning: {e}");
+            return Some(Message::Rescan("watcher error"));
+        }
+        Ok(event) if event.need_rescan() => {
+            return Some(Message::Rescan("kernel event queue overflowed"))
+        }
+        Ok(event) => event,
+    };
+    let hint = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Hint::Ready,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => Hint::Ready,
+        EventKind::Create(
+            CreateKind::File | CreateKind::Folder | CreateKind::Any | CreateKind::Other,
+        ) => Hint::Created,
+        _ => return None,
+    };
+    // inotify also reports a rename within the inbox as `Both` after `To`;
+    // `To` alone covers it.
+    let name = event.paths.last()?.file_name()?.to_os_string();
+    is_request_name(&name).then_some(Message::Candidate(name, hint))
+}
+
+/// Sends `msg` without ever waiting: past the channel's capacity the
+/// message is dropped and `overflow` set, for the consumer to rescan.
+fn deliver(tx: &SyncSender<Message>, overflow: &AtomicBool, msg: Message) {
+    match tx.try_send(msg) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => overflow.store(true, Ordering::Release),
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::Flag;
+    use notify::Event;
+
+    fn seen(kind: EventKind, name: &str) -> Option<(String, Hint)> {
+        let event = Event::new(kind).add_path(format!("/town/daemon/inbox/{name}").into());
+        match message(Ok(event))? {
+            Message::Candidate(name, hint) => Some((name.into_string().unwrap(), hint)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn complete_and_created_names_are_told_apart_and_others_ignored() {
+        let close = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let moved = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let created = EventKind::Create(CreateKind::File);
+        let ready = Some(("a.json".to_string(), Hint::Ready));
+        assert_eq!(seen(close, "a.json"), ready);
+        assert_eq!(seen(moved, "a.json"), ready);
+        assert_eq!(
+            seen(created, "a.json"),
+            Some(("a.json".into(), Hint::Created))
+        );
+        // Writes in progress and names that are no request.
+        assert_eq!(seen(moved, ".a.json.tmp"), None);
+        assert_eq!(seen(created, "notes.txt"), None);
+        // Events that say nothing new: a write under way, a rename's
+        // `From` and `Both` halves, a removal.
+        let data = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        for kind in [
+            data,
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Remove(notify::event::RemoveKind::File),
+        ] {
+            assert_eq!(seen(kind, "a.json"), None, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_lost_event_asks_for_a_rescan() {
+        let overflowed = Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        assert!(matches!(message(Ok(overflowed)), Some(Message::Rescan(_))));
+        let failed = message(Err(notify::Error::generic("gone")));
+        assert!(matches!(failed, Some(Message::Rescan(_))));
+    }
+
+    #[test]
+    fn a_full_channel_costs_a_rescan_never_a_wait() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let overflow = AtomicBool::new(false);
+        deliver(&tx, &overflow, Message::Rescan("one"));
+        assert!(!overflow.load(Ordering::Acquire));
+        deliver(&tx, &overflow, Message::Rescan("two"));
+        assert!(overflow.load(Ordering::Acquire), "the second did not fit");
+        assert!(matches!(rx.try_recv(), Ok(Message::Rescan("one"))));
+        assert!(rx.try_recv().is_err(), "nothing waits behind it");
+        drop(rx);
+        deliver(&tx, &overflow, Message::Stop);
+    }
 }

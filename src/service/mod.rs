@@ -357,9 +357,21 @@ fn install_dir(flavour: Flavour, scope: Scope) -> Result<PathBuf, ServiceError> 
     })
 }
 
+/// The most of a unit file that is read: ours are about a kilobyte.
+const MAX_UNIT_BYTES: u64 = 1024 * 1024;
+
+/// An installed unit's text (a link to it is followed, as systemd does);
+/// `None` when it is missing, is no regular file, or is over
+/// [`MAX_UNIT_BYTES`].
+pub(crate) fn read_unit(path: &Path) -> Option<Vec<u8>> {
+    crate::fs::read_bounded(path, MAX_UNIT_BYTES, crate::fs::Links::Follow)
+        .ok()?
+        .ok()
+}
+
 /// Reads back the scope from the header `install` writes.
 fn written_scope(path: &Path) -> Option<Scope> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = String::from_utf8(read_unit(path)?).ok()?;
     let head = text.lines().take(5).collect::<Vec<_>>().join("\n");
     if head.contains(USER_MARK) {
         Some(Scope::User)

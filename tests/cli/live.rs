@@ -96,10 +96,30 @@ fn pending_lists_requests_in_progress_then_waiting_in_the_inbox() {
         out.stdout
     );
 
-    let empty = Town::new();
-    let out = empty.gt(&["daemon", "requests", "--pending"]);
+    // Each time carries its zone, so the header names none: with --local
+    // the times are not UTC.
+    let out = t.gt(&["daemon", "requests", "--pending", "--local"]);
+    out.assert_ok("requests --pending --local");
+    let header = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("SINCE") && !header.contains("UTC"),
+        "{}",
+        out.stdout
+    );
+
+    // The town's path is shown escaped, as every other path is.
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd\x1b[31mtown");
+    fs::create_dir(&odd).unwrap();
+    let mut cmd = crate::support::gt_command();
+    cmd.arg("--town")
+        .arg(&odd)
+        .args(["daemon", "requests", "--pending"]);
+    let out = crate::support::run(cmd);
     out.assert_ok("requests --pending");
     assert!(out.stdout.starts_with("Nothing pending"), "{}", out.stdout);
+    assert!(out.stdout.contains("odd\\x1b[31mtown"), "{:?}", out.stdout);
+    assert!(!crate::support::has_ansi(&out.stdout), "{:?}", out.stdout);
 }
 
 /// `gt daemon requests --follow EXTRA...`, its stdout read line by line.

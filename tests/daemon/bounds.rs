@@ -9,7 +9,6 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::metrics::{sample, town_with_metrics, wait_reply};
 use crate::support::http::get;
-use crate::support::proc::{alive, signal, wait_gone, Signal};
+use crate::support::proc::{self, alive, signal, status_number, wait_gone, Signal};
 use crate::support::{read_lines, require, Town, DEADLINE};
 
 /// The daemon's descriptor limit in these tests: what a systemd unit
@@ -35,43 +34,22 @@ const RSS_SLACK_KIB: u64 = 10 * 1024;
 
 /// One number from /proc/PID/status, in kB (`VmRSS`, `VmHWM`).
 fn status_kib(pid: u32, key: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
-fn count_dir(dir: String) -> usize {
-    fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .count()
+    status_number(pid, key).unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
 fn threads(pid: u32) -> usize {
-    count_dir(format!("/proc/{pid}/task"))
+    proc::threads(pid).unwrap_or_else(|| panic!("cannot list /proc/{pid}/task"))
 }
 
 fn descriptors(pid: u32) -> usize {
-    count_dir(format!("/proc/{pid}/fd"))
+    proc::descriptors(pid).unwrap_or_else(|| panic!("cannot list /proc/{pid}/fd"))
 }
 
 /// Starts the daemon (`extra` for `daemon start`) with its descriptor
 /// limit, soft and hard, at `nofile`.
 fn start_with_nofile(t: &Town, extra: &[&str], nofile: u64) -> u32 {
     let mut cmd = t.start_command(&[], extra);
-    let limit = Rlimit {
-        current: Some(nofile),
-        maximum: Some(nofile),
-    };
-    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            setrlimit(Resource::Nofile, limit)?;
-            Ok(())
-        });
-    }
+    proc::limit_descriptors(&mut cmd, nofile);
     t.started(cmd)
 }
 

@@ -3,50 +3,16 @@
 //! by `start`, `check` and a reload (SIGHUP) alike, at once: nothing blocks
 //! on it and nothing reads it whole, so `stop` works whatever it is.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::support::command::try_run;
 use crate::support::proc::{signal, Signal};
+use crate::support::strange::{make_strange, STRANGE};
 use crate::support::{Out, Town};
 
 /// Far longer than any of these refusals takes; short enough that a `gt`
 /// reading /dev/zero is stopped before it has eaten the machine.
 const SHORT: Duration = Duration::from_secs(15);
-
-/// What config.json is made into, and the words that must name it.
-const STRANGE: [(&str, &str); 4] = [
-    ("fifo", "a FIFO (never opened)"),
-    ("dev-zero", "a device (never opened)"),
-    ("directory", "a directory"),
-    ("huge", "file is too large"),
-];
-
-/// Replaces config.json with a strange file of `kind`.
-fn make_strange(path: &Path, kind: &str) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir(path).unwrap(),
-        Ok(_) => std::fs::remove_file(path).unwrap(),
-        Err(_) => {}
-    }
-    match kind {
-        "fifo" => rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::Mode::from_bits_truncate(0o644),
-        )
-        .unwrap(),
-        "dev-zero" => std::os::unix::fs::symlink("/dev/zero", path).unwrap(),
-        "directory" => std::fs::create_dir(path).unwrap(),
-        // Valid JSON, and whitespace is cheap to write: only its size is wrong.
-        "huge" => {
-            let mut text = vec![b' '; 4 << 20];
-            text[..2].copy_from_slice(b"{}");
-            std::fs::write(path, text).unwrap()
-        }
-        _ => unreachable!("{kind}"),
-    }
-}
 
 fn run_short(town: &Town, args: &[&str], kind: &str) -> Out {
     try_run(town.command(args), SHORT).unwrap_or_else(|e| {

@@ -9,7 +9,9 @@
 //! - [`http`]: GET on loopback (the metrics endpoint, a test Prometheus);
 //! - [`town`]: a temporary town with its config, its daemon (killed on
 //!   drop) and its tmux server;
-//! - [`catalogue`]: the request fixtures under `fixtures/`.
+//! - [`catalogue`]: the request fixtures under `fixtures/`;
+//! - [`strange`]: a FIFO, a link to /dev/zero, a directory or a huge file
+//!   where a file of the town should be.
 //!
 //! Waiting is always for a condition with a deadline, never a fixed sleep.
 //!
@@ -23,6 +25,7 @@ pub mod catalogue;
 pub mod command;
 pub mod http;
 pub mod proc;
+pub mod strange;
 pub mod tmux;
 pub mod town;
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -214,13 +215,56 @@ pub fn parent(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// The signals a process ignores (bit n-1 set = signal n ignored).
-pub fn ignored_signals(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// The value of one line of /proc/PID/status (`VmRSS`, `Threads`,
+/// `SigIgn`), without its key and the spaces around it.
+pub fn status_line(pid: u32, key: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
+}
+
+/// A number from /proc/PID/status: `VmRSS` and `VmHWM` (peak RSS) in kB,
+/// `Threads`.
+pub fn status_number(pid: u32, key: &str) -> Option<u64> {
+    status_line(pid, key)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// How many threads a process has (entries of /proc/PID/task).
+pub fn threads(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/task")).ok()?.count())
+}
+
+/// How many descriptors a process holds open (entries of /proc/PID/fd).
+pub fn descriptors(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Starts `cmd` with its descriptor limit, soft and hard, at `nofile`.
+pub fn limit_descriptors(cmd: &mut Command, nofile: u64) {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let limit = Rlimit {
+        current: Some(nofile),
+        maximum: Some(nofile),
+    };
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            setrlimit(Resource::Nofile, limit)?;
+            Ok(())
+        });
+    }
+}
+
+/// The signals a process ignores (bit n-1 set = signal n ignored).
+pub fn ignored_signals(pid: u32) -> u64 {
+    status_line(pid, "SigIgn")
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .unwrap_or(0)
 }
 

@@ -14,10 +14,12 @@ use std::process::ExitCode;
 use anstyle::{AnsiColor, Style};
 use rustix::fs::Access;
 
+use crate::cli::table::{width, Styled, Table};
 use crate::config::{Config, ROLES};
 use crate::daemon::logging::{self, LogOptions};
 use crate::instance;
 use crate::service::{self, Flavour};
+use crate::text::escape_os;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
 
@@ -373,7 +375,7 @@ fn check_unit(town: &Town, found: &mut Vec<Finding>) {
     if unit.flavour != Flavour::Systemd {
         return;
     }
-    let Ok(text) = std::fs::read_to_string(&unit.path) else {
+    let Some(text) = service::read_unit(&unit.path).and_then(|b| String::from_utf8(b).ok()) else {
         return;
     };
     if let Some(program) = exec_program(&text) {
@@ -441,17 +443,31 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
         },
     );
     let mut out = anstream::stdout().lock();
-    writeln!(out, "Checking the town at {}", town.root().display())?;
-    let width = found.iter().map(|f| f.subject.len()).max().unwrap_or(0);
+    writeln!(
+        out,
+        "Checking the town at {}",
+        escape_os(town.root().as_os_str())
+    )?;
+    // Severity, what was checked, what was found; a hint on a line of its
+    // own under what was found.
+    let rows: Vec<[&str; 3]> = found
+        .iter()
+        .map(|f| [label(f.severity).1, f.subject.as_str(), f.text.as_str()])
+        .collect();
+    let table = Table::new(&["", "", ""])
+        .indent(2)
+        .at_least(0, width("PROBLEM"))
+        .fitting(&rows);
     for f in &found {
         let (style, label) = label(f.severity);
-        writeln!(
-            out,
-            "  {style}{label:<7}{style:#}  {:<width$}  {}",
-            f.subject, f.text
-        )?;
+        let cells = [
+            Styled(label, style),
+            f.subject.as_str().into(),
+            f.text.as_str().into(),
+        ];
+        writeln!(out, "{}", table.styled_line(&cells))?;
         if let Some(hint) = &f.hint {
-            writeln!(out, "  {:<7}  {:<width$}  hint: {hint}", "", "")?;
+            writeln!(out, "{}", table.line(&["", "", &format!("hint: {hint}")]))?;
         }
     }
     let problems = found.iter().filter(|f| f.is_problem()).count();

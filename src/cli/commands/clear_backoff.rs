@@ -48,6 +48,16 @@ pub struct Args {
 
 pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let config = Config::load(&town.config_file())?;
+    match args.agent {
+        None => list(town, &config, Zone::local_if(args.local))?,
+        Some(agent) => clear(town, &agent)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--list`: every session the guards remember (a dry run's tagged), with
+/// its restarts and whether it is held.
+fn list(town: &Town, config: &Config, zone: Zone) -> color_eyre::Result<()> {
     let guards = [
         (
             "",
@@ -58,63 +68,47 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
             CrashLoopGuard::dry_run(town, config.max_restarts, config.restart_window),
         ),
     ];
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for (tag, guard) in &guards {
+        for r in guard.remembered(now)? {
+            let held = match (r.held, r.held_until) {
+                (true, Some(until)) => format!("held until {}", time(until, zone)),
+                (true, None) => "held".into(),
+                (false, _) => "-".into(),
+            };
+            rows.push([format!("{}{tag}", r.session), r.restarts.to_string(), held]);
+        }
+    }
     let mut out = std::io::stdout().lock();
-    let Some(agent) = args.agent else {
-        let now = Utc::now();
-        let zone = Zone::local_if(args.local);
-        let mut rows = Vec::new();
-        for (tag, guard) in &guards {
-            for r in guard.remembered(now)? {
-                let held = match (r.held, r.held_until) {
-                    (true, Some(until)) => format!("held until {}", time(until, zone)),
-                    (true, None) => "held".into(),
-                    (false, _) => "-".into(),
-                };
-                rows.push([format!("{}{tag}", r.session), r.restarts.to_string(), held]);
-            }
-        }
-        if rows.is_empty() {
-            writeln!(
-                out,
-                "No session has restarts within restart_window ({}); nobody is held",
-                exact(config.restart_window)
-            )?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        let header = ["SESSION", "RESTARTS", "HELD"];
-        let table = Table::new(&header).fitting(&rows);
-        writeln!(out, "{}", table.line(&header))?;
-        for row in &rows {
-            writeln!(out, "{}", table.line(row))?;
-        }
+    if rows.is_empty() {
         writeln!(
             out,
-            "(max_restarts {} within restart_window {})",
-            config.max_restarts,
+            "No session has restarts within restart_window ({}); nobody is held",
             exact(config.restart_window)
         )?;
-        return Ok(ExitCode::SUCCESS);
-    };
-    // An agent name, or a session name; some text reads as both
-    // (`gt-x-witness` is the session of rig x, and the agent of rig gt-x):
-    // both sessions are cleared then.
-    let mut sessions: Vec<String> = Vec::new();
-    let as_agent = Agent::parse(&agent);
-    if let Ok(a) = &as_agent {
-        sessions.push(a.session());
+        return Ok(());
     }
-    if let Some(a) = Agent::from_session(&agent) {
-        if !sessions.contains(&a.session()) {
-            sessions.push(a.session());
-        }
+    let header = ["SESSION", "RESTARTS", "HELD"];
+    let table = Table::new(&header).fitting(&rows);
+    writeln!(out, "{}", table.line(&header))?;
+    for row in &rows {
+        writeln!(out, "{}", table.line(row))?;
     }
-    if sessions.is_empty() {
-        let why = as_agent.err().map(|e| e.to_string()).unwrap_or_default();
-        bail!(
-            "{}\nhint: name the agent as a request's `from` does (mayor, gastown/witness) or by its session (gt-mayor)",
-            escape(&why)
-        );
-    }
+    writeln!(
+        out,
+        "(max_restarts {} within restart_window {})",
+        config.max_restarts,
+        exact(config.restart_window)
+    )?;
+    Ok(())
+}
+
+/// Clears the guard of `agent` (and supervision's backoff or quarantine
+/// of it), saying what there was to clear.
+fn clear(town: &Town, agent: &str) -> color_eyre::Result<()> {
+    let sessions = sessions(agent)?;
+    let mut out = std::io::stdout().lock();
     std::fs::create_dir_all(town.daemon_dir())?;
     let mut cleared = false;
     for session in &sessions {
@@ -144,5 +138,29 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// The sessions `agent` names: as an agent name, or a session name; some
+/// text reads as both (`gt-x-witness` is the session of rig x, and the
+/// agent of rig gt-x), and both sessions are cleared then.
+fn sessions(agent: &str) -> color_eyre::Result<Vec<String>> {
+    let mut sessions: Vec<String> = Vec::new();
+    let as_agent = Agent::parse(agent);
+    if let Ok(a) = &as_agent {
+        sessions.push(a.session());
+    }
+    if let Some(a) = Agent::from_session(agent) {
+        if !sessions.contains(&a.session()) {
+            sessions.push(a.session());
+        }
+    }
+    if sessions.is_empty() {
+        let why = as_agent.err().map(|e| e.to_string()).unwrap_or_default();
+        bail!(
+            "{}\nhint: name the agent as a request's `from` does (mayor, gastown/witness) or by its session (gt-mayor)",
+            escape(&why)
+        );
+    }
+    Ok(sessions)
 }

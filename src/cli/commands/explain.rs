@@ -16,8 +16,10 @@ use crate::town::Town;
 #[command(after_help = "\
 Supervision is on when daemon/config.json lists agents under `supervise`.
 Each decision shows when it was made, what was decided (alive, restart,
-backoff, quarantine, paused, stopped, started, resume) and why; a restart of
-a dead agent names the file holding the dead pane's last lines.
+backoff, quarantine, paused, stopped, started, interrupted, resume) and why;
+a restart of a dead agent names the file holding the dead pane's last lines.
+The restarts after a crash are those the crash-loop guard counts
+(daemon/restart_state.json), by which supervision counts deaths.
 
 Examples:
   gt daemon explain mayor
@@ -40,7 +42,12 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         });
     let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
     let session = agent.session();
-    let memory = supervision::load(town);
+    let memory = supervision::load(town).map_err(|e| {
+        eyre!(
+            "cannot read supervision's memory: {}",
+            crate::text::escape(&e.to_string())
+        )
+    })?;
     if let Some(p) = &memory.paused {
         println!(
             "Supervision is paused until {} ({})",

@@ -84,7 +84,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
     let name = service::service_name(town, flavour);
     let text = service::render(town, &exe, flavour, scope)?;
 
-    let previous = std::fs::read(&path).ok();
+    let previous = service::read_unit(&path);
     if previous.as_deref() == Some(text.as_bytes()) {
         println!(
             "{} is already installed and up to date: {}",

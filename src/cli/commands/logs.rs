@@ -88,7 +88,7 @@ pub fn show(
         let path = path.to_path_buf();
         move |source| LogsError::Read { path, source }
     };
-    let (mut file, fresh) = match File::open(path) {
+    let (mut file, fresh) = match open_log(path) {
         Ok(f) => (f, false),
         Err(e) if e.kind() == io::ErrorKind::NotFound && follow => {
             eprintln!(
@@ -116,7 +116,7 @@ pub fn show(
     // newest rotated file.
     if found < lines {
         let older = rotated(path, 1);
-        if let Ok(mut old) = File::open(&older) {
+        if let Ok(mut old) = open_log(&older) {
             let len = old.metadata().map_err(read_err(&older))?.len();
             let (old_start, old_found) =
                 tail_start(&mut old, len, lines - found).map_err(read_err(&older))?;
@@ -146,7 +146,7 @@ pub fn show(
                 // Rotated: the writer has moved on to a new file. Finish the
                 // old one through our handle, then start the new one.
                 drain(&mut file, path, &mut buf, out)?;
-                match File::open(path) {
+                match open_log(path) {
                     Ok(new) => {
                         id = file_id(&new.metadata().map_err(read_err(path))?);
                         file = new;
@@ -177,10 +177,18 @@ pub fn show(
     }
 }
 
+/// Opens a log (daemon.log or a rotated one) for reading: a regular file
+/// only, as every file someone else may have put in the town is opened
+/// ([`crate::fs::open_regular`]), so a FIFO or a device in its place is
+/// refused with its reason instead of hanging or never ending.
+fn open_log(path: &Path) -> io::Result<File> {
+    crate::fs::open_regular(path, crate::fs::Links::Follow)?.map_err(io::Error::from)
+}
+
 /// Opens `path` once it exists, polling.
 fn wait_for_file(path: &Path) -> io::Result<File> {
     loop {
-        match File::open(path) {
+        match open_log(path) {
             Ok(file) => return Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => std::thread::sleep(POLL),
             Err(e) => return Err(e),

@@ -320,7 +320,7 @@ fn pending(town: &Town, args: &Args) -> io::Result<()> {
         writeln!(
             out,
             "Nothing pending or in progress in {}",
-            town.daemon_dir().display()
+            crate::text::escape_os(town.daemon_dir().as_os_str())
         )?;
         return Ok(());
     }
@@ -339,7 +339,9 @@ fn pending(town: &Town, args: &Args) -> io::Result<()> {
             ]
         })
         .collect();
-    let header = ["STATE", "SINCE (UTC)", "AGENT", "ACTION", "FILE"];
+    // Each time carries its zone (`Z`, or the local offset with --local),
+    // as in the outcome table's TIME.
+    let header = ["STATE", "SINCE", "AGENT", "ACTION", "FILE"];
     let table = Table::new(&header)
         .at_least(0, "in progress".len())
         .at_least(1, 19)

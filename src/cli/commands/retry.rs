@@ -101,7 +101,10 @@ fn stale_age(path: &Path, town: &Town) -> Option<(Duration, Duration)> {
     let max_age = Config::load(&town.config_file())
         .map(|c| c.max_request_age)
         .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    // Read as the daemon reads requests: failed/ holds FIFOs and huge
+    // files it refused, too.
+    let bytes = crate::inbox::read_request(path).ok()?.ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let ts = chrono::DateTime::parse_from_rfc3339(value.get("timestamp")?.as_str()?).ok()?;
     let age = Utc::now().signed_duration_since(ts).to_std().ok()?;
     (age > max_age).then_some((age, max_age))

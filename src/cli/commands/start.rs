@@ -1,5 +1,5 @@
 //! `gt daemon start`: spawn `run` detached and wait until it is up.
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -117,15 +117,20 @@ pub fn run(town: &Town, args: Args, log: &LogOptions) -> color_eyre::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// The log lines written since `offset` (what this start attempt logged).
+/// The most of the log read for the excerpt: far more than the lines a
+/// failed start writes.
+const MAX_EXCERPT_BYTES: u64 = 1024 * 1024;
+
+/// The log lines written since `offset` (what this start attempt logged),
+/// the last 40 of the first [`MAX_EXCERPT_BYTES`].
 fn log_since(path: &std::path::Path, offset: u64) -> Vec<String> {
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(Ok(mut file)) = crate::fs::open_regular(path, crate::fs::Links::Follow) else {
         return Vec::new();
     };
     if file.seek(SeekFrom::Start(offset)).is_err() {
         return Vec::new();
     }
-    let lines: Vec<String> = BufReader::new(file)
+    let lines: Vec<String> = BufReader::new(file.take(MAX_EXCERPT_BYTES))
         .lines()
         .map_while(Result::ok)
         .map(|line| escape(&readable(&line)).into_owned())

@@ -14,7 +14,8 @@ pub enum Command {
     #[command(after_help = "\
 Without an agent: supervision, paused after several agents died at once,
 resumes at its next check. With one: an agent stopped by a shutdown request,
-backing off or quarantined is restarted at the next check if it is dead.
+backing off or quarantined is restarted at the next check if it is dead,
+its restart count started afresh (as `gt daemon clear-backoff` does).
 
 Examples:
   gt daemon supervise resume

@@ -237,7 +237,8 @@ impl Supervisor {
 
     /// False while supervision is paused; ends a pause whose time is up.
     fn pause_over(&self, now: DateTime<Utc>) -> bool {
-        let paused = supervision::load(&self.town).paused;
+        // Unreadable: not paused; the next decision written replaces it.
+        let paused = supervision::load(&self.town).unwrap_or_default().paused;
         match paused {
             Some(p) if p.until > now => false,
             Some(_) => {
@@ -297,7 +298,7 @@ impl Supervisor {
     /// `gt daemon clear-backoff` and `supervise resume` changed).
     fn publish(&self, agents: &[(String, Agent)]) {
         let now = Utc::now();
-        let state = supervision::load(&self.town);
+        let state = supervision::load(&self.town).unwrap_or_default();
         let metrics = &self.monitoring.metrics;
         metrics.supervision_paused(state.paused.is_some_and(|p| p.until > now));
         for (_, agent) in agents {

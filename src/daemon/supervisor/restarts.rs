@@ -357,7 +357,7 @@ mod tests {
     }
 
     fn state(town: &Town, session: &str) -> Option<AgentState> {
-        let memory = crate::supervision::load(town);
+        let memory = crate::supervision::load(town).unwrap();
         memory.agents.get(session).map(|r| r.state.clone())
     }
 
@@ -422,7 +422,7 @@ mod tests {
         let processed = filer.sidecar(Ok(()), &Partial::default(), None);
         let failed = filer.sidecar(Err("no".into()), &Partial::default(), None);
         let state = || {
-            crate::supervision::load(&town).agents["gt-mayor"]
+            crate::supervision::load(&town).unwrap().agents["gt-mayor"]
                 .state
                 .clone()
         };

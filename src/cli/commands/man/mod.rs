@@ -158,41 +158,28 @@ fn entry(roff: &mut Roff, term: &str, description: &str) {
     roff.text([roman(description)]);
 }
 
+/// A page of docs/: its section title, its file name, and its text.
+macro_rules! page {
+    ($section:literal, $file:literal) => {
+        (
+            $section,
+            $file,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/", $file)),
+        )
+    };
+}
+
 /// The reference pages of docs/, each a section of gt(1) in this order,
 /// between the clap-made sections and ENVIRONMENT. docs/configuration.md
 /// is made from the table of keys ([`keys::markdown`]) and so rendered from
 /// that table here. A test holds this list to the files in docs/.
 pub const REFERENCE: [(&str, &str, &str); 6] = [
-    (
-        "REQUESTS",
-        "requests.md",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/requests.md")),
-    ),
-    (
-        "OPERATIONS",
-        "operations.md",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")),
-    ),
-    (
-        "SUPERVISION",
-        "supervision.md",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/supervision.md")),
-    ),
-    (
-        "MONITORING",
-        "monitoring.md",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/monitoring.md")),
-    ),
-    (
-        "GUARANTEES",
-        "guarantees.md",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guarantees.md")),
-    ),
-    (
-        "FILES",
-        "town.md",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/town.md")),
-    ),
+    page!("REQUESTS", "requests.md"),
+    page!("OPERATIONS", "operations.md"),
+    page!("SUPERVISION", "supervision.md"),
+    page!("MONITORING", "monitoring.md"),
+    page!("GUARANTEES", "guarantees.md"),
+    page!("FILES", "town.md"),
 ];
 
 /// The section of gt(1) that docs/configuration.md is.

@@ -169,6 +169,7 @@ pub fn report(town: &Town) -> Report {
         last_alive_at,
         recorded_pid,
         releasing,
+        unreadable,
     } = life(town);
     let (pending, oldest) = inbox::pending(&town.inbox());
     state.inbox_pending = pending;
@@ -178,7 +179,7 @@ pub fn report(town: &Town) -> Report {
     let heartbeat = Heartbeat::of(&state, &settings, age(state.last_heartbeat));
     let binary_newer = state.running && binary_newer_than(state.pid, state.started_at);
     let shutting_down = town.shutdown_lock().exists();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = unreadable.into_iter().collect();
     let degraded = health(&state, &heartbeat, &mut warnings);
     notices(
         town,
@@ -234,7 +235,7 @@ pub fn report(town: &Town) -> Report {
                 held_until: g.held_until,
             })
             .collect(),
-        supervision: supervision(town),
+        supervision: supervision(town, &mut warnings),
         leftovers,
         recent_failures: history::recent(town, Which::Failed, 3),
         warnings,
@@ -252,11 +253,22 @@ struct Life {
     recorded_pid: u32,
     /// A dying daemon (this PID) still holds the lock.
     releasing: Option<u32>,
+    /// Why state.json could not be read, when it could not.
+    unreadable: Option<String>,
 }
 
 fn life(town: &Town) -> Life {
     let state_path = town.state_file();
-    let mut state = State::load(&state_path).unwrap_or_default();
+    let (mut state, unreadable) = match State::load(&state_path) {
+        Ok(state) => (state, None),
+        Err(e) => (
+            State::default(),
+            Some(format!(
+                "cannot read state.json: {}",
+                escape(&e.to_string())
+            )),
+        ),
+    };
     let last_alive_at = std::fs::metadata(&state_path)
         .and_then(|m| m.modified())
         .ok()
@@ -282,6 +294,7 @@ fn life(town: &Town) -> Life {
         last_alive_at,
         recorded_pid,
         releasing,
+        unreadable,
     }
 }
 
@@ -388,7 +401,10 @@ fn remembered(
         CrashLoopGuard::new(town, config.max_restarts, config.restart_window)
     };
     guard.remembered(now).unwrap_or_else(|e| {
-        warnings.push(format!("cannot read the crash-loop guard's memory: {e}"));
+        warnings.push(format!(
+            "cannot read the crash-loop guard's memory: {}",
+            escape(&e.to_string())
+        ));
         Vec::new()
     })
 }
@@ -415,12 +431,18 @@ pub struct Supervision {
     pub agents: std::collections::BTreeMap<String, crate::supervision::AgentState>,
 }
 
-fn supervision(town: &Town) -> Option<Supervision> {
+fn supervision(town: &Town, warnings: &mut Vec<String>) -> Option<Supervision> {
     let on = Config::load(&town.config_file()).is_ok_and(|c| !c.supervise.is_empty());
     if !on {
         return None;
     }
-    let memory = crate::supervision::load(town);
+    let memory = crate::supervision::load(town).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "cannot read supervision's memory: {}",
+            escape(&e.to_string())
+        ));
+        Default::default()
+    });
     Some(Supervision {
         paused: memory.paused,
         agents: memory
