@@ -26,7 +26,7 @@ use thiserror::Error;
 use crate::fs::{read_bounded, Links, NotRead};
 use keys::{Reload, KEYS};
 use values::duration;
-pub use values::{CommandLine, ListenAddr, WatchMode};
+pub use values::{CommandLine, ListenAddr, StallAction, WatchMode};
 
 /// The most of config.json that is ever read: it is a few hundred bytes,
 /// and a runaway or hostile file must not grow the daemon.
@@ -90,6 +90,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub mayor_poke_text: String,
     pub witness_poke_text: String,
+    /// Keyed by an agent's name (`deacon`, `gastown/refinery`) or a role
+    /// (`witness`, `refinery`): the text to poke it with.
+    pub poke_texts: BTreeMap<String, String>,
     #[serde(with = "duration")]
     pub max_request_age: Duration,
     #[serde(with = "duration")]
@@ -146,6 +149,17 @@ pub struct Config {
     pub mass_death_window: Duration,
     #[serde(with = "duration")]
     pub mass_death_pause: Duration,
+    pub look_at_agents: bool,
+    #[serde(with = "duration")]
+    pub poke_confirm: Duration,
+    #[serde(with = "duration")]
+    pub answer_within: Duration,
+    #[serde(with = "duration")]
+    pub stall_after: Duration,
+    pub stall_pokes: u32,
+    pub stall_action: StallAction,
+    /// Regular expressions (the `regex` crate's syntax).
+    pub human_prompt_patterns: Vec<String>,
 }
 
 /// Every default, from [`keys::KEYS`].
@@ -165,6 +179,34 @@ pub const EXIT_CONFIG: u8 = 78;
 
 /// Roles that may carry their own agent command.
 pub const ROLES: [&str; 4] = ["mayor", "deacon", "witness", "refinery"];
+
+/// The most `human_prompt_patterns` a config may hold.
+pub const MAX_PROMPT_PATTERNS: usize = 64;
+
+/// A `poke_texts` key: an agent's name or a role.
+fn poke_target(key: &str) -> bool {
+    ROLES.contains(&key) || crate::request::Agent::parse(key).is_ok()
+}
+
+/// One of `human_prompt_patterns`, compiled; why not, in words. The
+/// `regex` crate matches in time linear in the text, and the size of a
+/// compiled pattern is bounded here, so no pattern can make a look slow.
+pub fn prompt_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.is_empty() {
+        return Err("an empty pattern would match every line".into());
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string()
+        })
+}
 
 /// The configuration of a running daemon, replaced whole when it reloads
 /// `config.json`. Readers take [`SharedConfig::get`] at the start of an
@@ -305,6 +347,29 @@ impl Config {
                 "unknown role; roles are mayor, deacon, witness, refinery",
             );
         }
+        if let Some(key) = self.poke_texts.keys().find(|k| !poke_target(k)) {
+            return bad(
+                &format!("poke_texts.{key}"),
+                "not an agent (mayor, deacon, <rig>/witness, <rig>/refinery) nor a role (witness, refinery)",
+            );
+        }
+        if self.human_prompt_patterns.len() > MAX_PROMPT_PATTERNS {
+            return bad(
+                "human_prompt_patterns",
+                &format!("at most {MAX_PROMPT_PATTERNS} patterns"),
+            );
+        }
+        for (i, pattern) in self.human_prompt_patterns.iter().enumerate() {
+            if let Err(e) = prompt_pattern(pattern) {
+                return bad(&format!("human_prompt_patterns[{i}]"), &e);
+            }
+        }
+        if self.stall_action == StallAction::Restart && !self.look_at_agents {
+            return bad(
+                "stall_action",
+                "\"restart\" needs look_at_agents: true (a stall is seen by looking)",
+            );
+        }
         if let Some(socket) = &self.tmux_socket {
             if socket.is_empty() || socket.contains('/') {
                 return bad(
@@ -344,6 +409,24 @@ impl Config {
             }
         }
         Config::from_written(new.into_iter().collect())
+    }
+
+    /// The text the heartbeat pokes `agent` with, if it pokes it: the
+    /// agent's own entry in `poke_texts`, else its role's, else (the keys
+    /// that came first) `mayor_poke_text` for the Mayor and
+    /// `witness_poke_text` for every Witness. An empty text pokes nobody.
+    pub fn poke_text_for(&self, agent: &crate::request::Agent) -> Option<&str> {
+        let text = self
+            .poke_texts
+            .get(&agent.name())
+            .or_else(|| self.poke_texts.get(agent.role()))
+            .map(String::as_str)
+            .or(match agent {
+                crate::request::Agent::Mayor => Some(self.mayor_poke_text.as_str()),
+                crate::request::Agent::Witness { .. } => Some(self.witness_poke_text.as_str()),
+                _ => None,
+            })?;
+        (!text.is_empty()).then_some(text)
     }
 
     /// The agent command for a role, falling back to `agent_command`.
@@ -457,12 +540,13 @@ mod tests {
         let candidates: Vec<Value> = match key.kind {
             keys::Kind::Duration => vec!["1h".into(), "5s".into()],
             keys::Kind::Integer => vec![2.into(), 3.into(), 4096.into()],
-            keys::Kind::Boolean => vec![true.into()],
+            keys::Kind::Boolean => vec![true.into(), false.into()],
             keys::Kind::Text => vec!["other".into()],
             keys::Kind::Texts => vec![serde_json::json!(["mayor"])],
             keys::Kind::Command => vec!["sleep 1".into()],
             keys::Kind::Optional => vec!["127.0.0.1:9464".into()],
             keys::Kind::Roles => vec![serde_json::json!({"mayor": "sleep 1"})],
+            keys::Kind::TextMap => vec![serde_json::json!({"deacon": "poke"})],
             keys::Kind::Choice(words) => words.iter().map(|w| (*w).into()).collect(),
         };
         candidates
@@ -511,6 +595,9 @@ mod tests {
                 keys::Kind::Command => value.is_array() || value.is_null(),
                 keys::Kind::Optional => value.is_string() || value.is_null(),
                 keys::Kind::Roles => value.is_object(),
+                keys::Kind::TextMap => value
+                    .as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string)),
                 keys::Kind::Choice(words) => words.iter().any(|w| value == *w),
             };
             assert!(fits, "{}: {value} is not a {:?}", key.name, key.kind);

@@ -19,6 +19,17 @@ pub enum WatchMode {
     Poll,
 }
 
+/// What supervision does with an agent found stalled (docs/agents.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StallAction {
+    /// Say so (state, status, metrics, notify_command), nothing more.
+    Report,
+    /// Capture its pane and restart it, as a dead agent is (supervised
+    /// agents only).
+    Restart,
+}
+
 /// A command line: a string split like a shell would (no shell runs it), or
 /// an explicit argv array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
