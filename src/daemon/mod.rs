@@ -10,6 +10,9 @@
 //! - `ledger`: makes filed outcomes durable and counts them ([`ledger`]);
 //! - `heartbeat`: pokes, state.json, retention, the ownership check
 //!   ([`heartbeat`]);
+//! - `liveness`, with `look_at_agents` (on by default): looks at the
+//!   agents the heartbeat pokes and supervision keeps, confirms pokes,
+//!   tells each agent's state ([`liveness`]);
 //! - `signals`: SIGTERM and SIGINT flip the stop switch, SIGHUP reloads
 //!   config.json;
 //! - `supervisor`, with `supervise`: keeps the listed agents alive
@@ -24,8 +27,10 @@
 //! per agent; those that must wait stay in the inbox) → [`execute`] →
 //! [`filing`] → [`ledger`] (durable, counted). At start, [`recovery`]
 //! files what a stopped daemon left in processing/. Beside them:
-//! [`heartbeat`] (pokes, state.json, [`retention`]), [`supervisor`] (its
-//! policy, and its restarts on the consumer's side), [`logging`], the
+//! [`heartbeat`] (pokes, state.json, [`retention`]), [`liveness`] (what
+//! the agents' panes show: working, idle, stalled, waiting for a person,
+//! dead), [`supervisor`] (its policy, and its restarts on the consumer's
+//! side; a stall is one more failure it may act on), [`logging`], the
 //! [`stop`] switch, [`sdnotify`] (what systemd is told), and for whoever
 //! watches the daemon ([`monitoring`]): the [`health`] record, the
 //! [`metrics`] series, the [`http`] endpoint that serves them (`/metrics`,
@@ -42,6 +47,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod http;
 pub(crate) mod inlet;
 pub(crate) mod ledger;
+pub(crate) mod liveness;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod monitoring;
@@ -73,6 +79,7 @@ use execute::HeldSessions;
 use health::Watching;
 use heartbeat::Heartbeat;
 use inlet::{Inlet, Message};
+use liveness::Liveness;
 use metrics::Metrics;
 use monitoring::Monitoring;
 use sdnotify::Manager;
@@ -221,6 +228,28 @@ pub(crate) fn run(
     service.ready();
     tracing::info!(pid, town = %town.root().display(), dry_run = config.dry_run, "daemon started");
 
+    let liveness = (config.look_at_agents && !config.dry_run).then(|| {
+        Arc::new(Liveness::new(
+            &live,
+            supervisor::sessions(town, &config),
+            held.clone(),
+            state.clone(),
+            monitoring.clone(),
+            stop.clone(),
+        ))
+    });
+    let looking = match &liveness {
+        Some(liveness) => {
+            let liveness = liveness.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("liveness".into())
+                    .spawn(move || liveness.run())
+                    .map_err(io("cannot start the liveness thread"))?,
+            )
+        }
+        None => None,
+    };
     let heartbeat = Heartbeat {
         town: town.clone(),
         config: live,
@@ -234,12 +263,22 @@ pub(crate) fn run(
         ownership: instance.ownership(),
         wake: wake.clone(),
         metrics: metrics.clone(),
+        liveness: liveness.clone(),
+        waiting: Default::default(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || heartbeat.run())
         .map_err(io("cannot start the heartbeat thread"))?;
-    let supervising = start_supervision(town, &config, &stop, held, wake, monitoring)?;
+    let supervising = start_supervision(
+        town,
+        &config,
+        &stop,
+        held,
+        wake,
+        monitoring,
+        liveness.clone(),
+    )?;
 
     consumer.run();
 
@@ -253,6 +292,10 @@ pub(crate) fn run(
     }
     if let Some(supervising) = supervising {
         let _ = supervising.join();
+    }
+    if let (Some(liveness), Some(looking)) = (&liveness, looking) {
+        liveness.wake();
+        let _ = looking.join();
     }
     if let Ok(Some(displaced)) = beating.join() {
         // state.json and daemon.pid, wherever they are now, may be a
@@ -277,6 +320,7 @@ fn start_supervision(
     held: Arc<HeldSessions>,
     tx: SyncSender<Message>,
     monitoring: Monitoring,
+    liveness: Option<Arc<Liveness>>,
 ) -> Result<Option<std::thread::JoinHandle<()>>, DaemonError> {
     if config.supervise.is_empty() {
         return Ok(None);
@@ -293,6 +337,7 @@ fn start_supervision(
         held,
         tx,
         monitoring,
+        liveness,
     };
     std::thread::Builder::new()
         .name("supervisor".into())
