@@ -183,7 +183,7 @@ use Reload::*;
 
 /// The permission and yes/no prompts of the common agent programs
 /// (docs/agents.md says which text each matches, and where it is from).
-const HUMAN_PROMPT_PATTERNS: &str = r#"["Do you want to (proceed|make this edit|create|overwrite|allow)", "Would you like to (run the following command|make the following edits|grant these permissions)", "Allow execution\\b.*\\?|Apply this change\\?", "\\(Y\\)es/\\(N\\)o", "(?i)[(\\[](y/n|yes/no)\\b"]"#;
+const HUMAN_PROMPT_PATTERNS: &str = r#"["Do you want to (proceed|make this edit|create|overwrite|allow)", "Would you like to (run the following command|make the following edits|grant these permissions)", "Allow execution\\b.*\\?|Apply this change\\?", "\\(Y\\)es/\\(N\\)o", "(?i)(\\(|\\[)(y/n|yes/no)\\b"]"#;
 
 /// Every key of config.json, in the order the reference lists them.
 pub const KEYS: &[Key] = &[

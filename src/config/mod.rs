@@ -26,7 +26,9 @@ use thiserror::Error;
 use crate::fs::{read_bounded, Links, NotRead};
 use keys::{Reload, KEYS};
 use values::duration;
-pub use values::{CommandLine, ListenAddr, StallAction, WatchMode};
+pub use values::{
+    prompt_pattern, CommandLine, ListenAddr, StallAction, WatchMode, MAX_PROMPT_PATTERNS,
+};
 
 /// The most of config.json that is ever read: it is a few hundred bytes,
 /// and a runaway or hostile file must not grow the daemon.
@@ -180,32 +182,9 @@ pub const EXIT_CONFIG: u8 = 78;
 /// Roles that may carry their own agent command.
 pub const ROLES: [&str; 4] = ["mayor", "deacon", "witness", "refinery"];
 
-/// The most `human_prompt_patterns` a config may hold.
-pub const MAX_PROMPT_PATTERNS: usize = 64;
-
 /// A `poke_texts` key: an agent's name or a role.
 fn poke_target(key: &str) -> bool {
     ROLES.contains(&key) || crate::request::Agent::parse(key).is_ok()
-}
-
-/// One of `human_prompt_patterns`, compiled; why not, in words. The
-/// `regex` crate matches in time linear in the text, and the size of a
-/// compiled pattern is bounded here, so no pattern can make a look slow.
-pub fn prompt_pattern(pattern: &str) -> Result<regex::Regex, String> {
-    if pattern.is_empty() {
-        return Err("an empty pattern would match every line".into());
-    }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| {
-            e.to_string()
-                .lines()
-                .last()
-                .unwrap_or("invalid")
-                .trim()
-                .to_string()
-        })
 }
 
 /// The configuration of a running daemon, replaced whole when it reloads

@@ -30,6 +30,29 @@ pub enum StallAction {
     Restart,
 }
 
+/// The most `human_prompt_patterns` a config may hold.
+pub const MAX_PROMPT_PATTERNS: usize = 64;
+
+/// One of `human_prompt_patterns`, compiled; why not, in words. The
+/// `regex` crate matches in time linear in the text, and the size of a
+/// compiled pattern is bounded here, so no pattern can make a look slow.
+pub fn prompt_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.is_empty() {
+        return Err("an empty pattern would match every line".into());
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string()
+        })
+}
+
 /// A command line: a string split like a shell would (no shell runs it), or
 /// an explicit argv array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

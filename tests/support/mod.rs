@@ -9,7 +9,9 @@
 //! - [`http`]: GET on loopback (the metrics endpoint, a test Prometheus);
 //! - [`town`]: a temporary town with its config, its daemon (killed on
 //!   drop) and its tmux server;
-//! - [`catalogue`]: the request fixtures under `fixtures/`.
+//! - [`catalogue`]: the request fixtures under `fixtures/`;
+//! - [`agents`]: small programs that stand in for agents (answering,
+//!   deaf, raw, a paste-taking TUI, one asking a person).
 //!
 //! Waiting is always for a condition with a deadline, never a fixed sleep.
 //!
@@ -19,6 +21,7 @@
 //! other, never the rest of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod agents;
 pub mod catalogue;
 pub mod command;
 pub mod http;

@@ -175,11 +175,18 @@ impl Evidence {
 
     /// The heartbeat typed a poke into this pane at `at`.
     pub(crate) fn poked(&mut self, at: DateTime<Utc>) {
+        // A look between the typing and this call may already have seen
+        // the answer.
+        let seen = self.moved_at.filter(|&m| m > at);
         self.pokes.push_back(PokeRecord {
             at,
             delivery: Delivery::Pending,
-            answer: Answer::Pending,
-            answered_at: None,
+            answer: if seen.is_some() {
+                Answer::Answered
+            } else {
+                Answer::Pending
+            },
+            answered_at: seen,
         });
         while self.pokes.len() > POKES_KEPT {
             self.pokes.pop_front();

@@ -47,6 +47,10 @@ use screen::{on_input_line, prompt_line, Patterns, Screen};
 /// and a bound on the series and the entries in `state.json`.
 pub(crate) const MAX_WATCHED: usize = 256;
 
+/// Pokes due for confirming this close together are confirmed by one
+/// look (a beat types its pokes one after another, a few ms apart).
+const CONFIRM_TOGETHER: Duration = Duration::from_millis(250);
+
 /// History rows captured above a pane's visible screen: none, as rows
 /// are compared by their place in the scrollback (see [`screen`]).
 const HISTORY_ROWS: u32 = 0;
@@ -168,9 +172,12 @@ impl Liveness {
                     let _ = self.wake.wait_timeout(queue, nap);
                     continue;
                 }
+                // A beat's pokes, typed one after another, are confirmed
+                // by one look.
+                let soon = now + CONFIRM_TOGETHER;
                 let (due, later) = std::mem::take(&mut queue.confirms)
                     .into_iter()
-                    .partition(|c| c.due <= now);
+                    .partition(|c| c.due <= soon);
                 queue.confirms = later;
                 (due, look_at <= now)
             };
@@ -219,8 +226,9 @@ impl Liveness {
             if evidence.pane.as_ref().is_none_or(|p| p.id != pane) {
                 return; // not the pane the look saw: it starts afresh
             }
+            // Published with its confirmation: one write of state.json
+            // for a beat's pokes, not one each.
             evidence.poked(at);
-            self.publish(&record);
         }
         let mut queue = lock(&self.queue);
         queue.confirms.push(Confirm {
@@ -234,14 +242,29 @@ impl Liveness {
         self.wake.notify_all();
     }
 
-    /// Why `session` is stalled, if the last look found its pane `pane`
-    /// stalled (a pane it has not judged, a restarted agent's, is not).
+    /// Why `session` is stalled, if a look now finds its pane `pane`
+    /// stalled. Only when the last look said so is there a look now: a
+    /// restarted agent may have a new pane with the old one's id (a tmux
+    /// server that exited with its last session numbers panes afresh), and
+    /// a look is what tells the two apart and starts its evidence afresh.
     pub(crate) fn stalled(&self, session: &str, pane: &str) -> Option<String> {
-        let published = lock(&self.published);
-        let agent = published.get(session)?;
-        if agent.state != Activity::Stalled || agent.pane.as_deref() != Some(pane) {
+        let said = |published: &BTreeMap<String, AgentLiveness>| {
+            published
+                .get(session)
+                .is_some_and(|a| a.state == Activity::Stalled && a.pane.as_deref() == Some(pane))
+        };
+        if !said(&lock(&self.published)) {
             return None;
         }
+        if let Err(e) = self.look() {
+            tracing::debug!(session, "cannot look at the agents: {e}");
+            return None;
+        }
+        let published = lock(&self.published);
+        if !said(&published) {
+            return None;
+        }
+        let agent = published.get(session)?;
         let quiet = Utc::now()
             .signed_duration_since(agent.quiet_since())
             .to_std()
@@ -255,13 +278,14 @@ impl Liveness {
 
     /// One full look: every watched agent's pane listed and captured,
     /// folded into the record, published. Returns every session's own
-    /// pane.
+    /// pane; no tmux server is said as the error, after the supervised
+    /// agents are seen dead.
     fn look(&self) -> Result<Vec<AgentPane>, TmuxError> {
         let mut guard = lock(&self.record);
         let record = &mut *guard;
-        let panes = match self.tmux.agent_panes() {
-            Ok(panes) => panes,
-            Err(TmuxError::NoServer(_)) => Vec::new(),
+        let (panes, no_server) = match self.tmux.agent_panes() {
+            Ok(panes) => (panes, None),
+            Err(e @ TmuxError::NoServer(_)) => (Vec::new(), Some(e)),
             Err(e) => return Err(e),
         };
         lock(&self.queue).last_look = Some(Instant::now());
@@ -311,7 +335,10 @@ impl Liveness {
         let agents = &record.agents;
         record.counts.retain(|s, _| agents.contains_key(s));
         self.publish(record);
-        Ok(panes)
+        match no_server {
+            Some(e) => Err(e),
+            None => Ok(panes),
+        }
     }
 
     /// The agents to look at: every session the heartbeat pokes and every

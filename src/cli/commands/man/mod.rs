@@ -162,7 +162,7 @@ fn entry(roff: &mut Roff, term: &str, description: &str) {
 /// between the clap-made sections and ENVIRONMENT. docs/configuration.md
 /// is made from the table of keys ([`keys::markdown`]) and so rendered from
 /// that table here. A test holds this list to the files in docs/.
-pub const REFERENCE: [(&str, &str, &str); 6] = [
+pub const REFERENCE: [(&str, &str, &str); 7] = [
     (
         "REQUESTS",
         "requests.md",
@@ -177,6 +177,11 @@ pub const REFERENCE: [(&str, &str, &str); 6] = [
         "SUPERVISION",
         "supervision.md",
         include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/supervision.md")),
+    ),
+    (
+        "AGENTS",
+        "agents.md",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/agents.md")),
     ),
     (
         "MONITORING",

@@ -219,6 +219,20 @@ fn a_poke_is_not_judged_before_its_text_is_known_to_be_in() {
 }
 
 #[test]
+fn an_answer_seen_before_its_poke_was_handed_over_counts() {
+    let mut e = Evidence::new(None, t0());
+    e.saw(shows(&["a"]), t0(), &rules());
+    // Typed at 10; a look at 11 saw the answer; handed over after it.
+    e.saw(shows(&["a", "ack"]), at(11), &rules());
+    delivered(&mut e, at(10));
+    assert_eq!(e.published().pokes[0].answered_at, Some(at(11)));
+    // An earlier move is no answer.
+    delivered(&mut e, at(12));
+    e.saw(shows(&["a", "ack"]), at(100), &rules());
+    assert_eq!(e.published().pokes[1].answer, Answer::Unanswered);
+}
+
+#[test]
 fn folding_says_what_was_judged_and_what_changed() {
     let mut e = Evidence::new(None, t0());
     let r = rules();
