@@ -363,6 +363,10 @@ pub(crate) struct PaneView {
     pub(crate) width: usize,
 }
 
+/// Panes viewed per tmux call: about 270 bytes of arguments each, well
+/// under the 16 KiB a tmux client may send.
+pub(crate) const PANES_PER_CALL: usize = 32;
+
 /// The most rows of one pane [`Tmux::view_panes`] keeps (the bottom ones):
 /// a screen taller than this is cut at the top.
 pub(crate) const VIEW_ROWS: usize = 300;
@@ -408,15 +412,26 @@ impl Tmux {
     /// call, which no program in a pane can know, so none can forge where
     /// its screen ends; a pane whose frame is incomplete is left out too.
     /// The flag: the output was read to its end (not cut at its bound, so
-    /// the panes left out are gone).
+    /// the panes left out are gone). tmux takes at most 16 KiB of
+    /// arguments in one call ("command too long"): more than
+    /// [`PANES_PER_CALL`] panes take more calls.
     pub(crate) fn view_panes(
         &self,
         panes: &[&str],
         history: u32,
     ) -> Result<(Vec<PaneView>, bool), TmuxError> {
-        if panes.is_empty() {
-            return Ok((Vec::new(), true));
+        let mut views = Vec::new();
+        let mut whole = true;
+        for group in panes.chunks(PANES_PER_CALL) {
+            let (seen, all) = self.view_group(group, history)?;
+            views.extend(seen);
+            whole &= all;
         }
+        Ok((views, whole))
+    }
+
+    /// [`Tmux::view_panes`] in one call.
+    fn view_group(&self, panes: &[&str], history: u32) -> Result<(Vec<PaneView>, bool), TmuxError> {
         let nonce = nonce();
         let mut commands = Vec::with_capacity(panes.len() * 3);
         for pane in panes {

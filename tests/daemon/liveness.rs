@@ -520,3 +520,81 @@ fn status_explain_state_json_metrics_and_notify_all_agree() {
     assert!(why.contains("its screen has not moved since then"), "{why}");
     assert!(!quiet_since.is_empty());
 }
+
+/// `new-session -d` for every name, each running `argv`, a few dozen per
+/// tmux call (a call takes at most 16 KiB of arguments).
+fn sessions(t: &Town, names: &[String], size: (&str, &str), argv: &[&str]) {
+    for group in names.chunks(50) {
+        let mut args: Vec<&str> = Vec::new();
+        for name in group {
+            if !args.is_empty() {
+                args.push(";");
+            }
+            args.extend(["new-session", "-d", "-s", name, "-x", size.0, "-y", size.1]);
+            args.extend(argv);
+        }
+        t.tmux.run(&args).assert_ok("tmux new-session ...");
+    }
+}
+
+#[test]
+fn more_agents_than_are_looked_at_are_cut_at_the_bound_and_said_once() {
+    if !tools() {
+        return;
+    }
+    let mut t = Town::new();
+    // One beat at the start: the looks are what is measured.
+    looking(&mut t, json!({"heartbeat_interval": "1h"}));
+    let names: Vec<String> = (0..300).map(|i| format!("gt-rig{i:03}-witness")).collect();
+    sessions(&t, &names, ("80", "24"), &["sleep", "600"]);
+    t.started(t.start_command(&["--log-level", "debug"], &[]));
+    t.wait_until("the agents looked at", DEADLINE, || {
+        t.try_state()
+            .is_some_and(|s| s["liveness"].as_object().is_some_and(|m| m.len() >= 256))
+    });
+    let count = |needle: &str| {
+        read_lines(&t.log_file())
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    // Many looks later, still the bound, and said once.
+    let looked = count("looked at the agents");
+    t.wait_until("five more looks", DEADLINE, || {
+        count("looked at the agents") >= looked + 5
+    });
+    let state = t.state();
+    let seen = state["liveness"].as_object().unwrap();
+    assert_eq!(seen.len(), 256, "{:?}", seen.keys().next_back());
+    assert!(seen.contains_key("gt-rig255-witness") && !seen.contains_key("gt-rig256-witness"));
+    assert_eq!(count("more agents than are looked at"), 1);
+}
+
+#[test]
+fn panes_too_large_for_one_capture_are_each_looked_at() {
+    if !tools() {
+        return;
+    }
+    let mut t = Town::new();
+    looking(&mut t, json!({"heartbeat_interval": "1h"}));
+    // Three panes of 250 rows by 4000 columns, full: a capture of each is
+    // about 1 MB, the most one tmux call's output is read to.
+    let fill = "import sys, time\nsys.stdout.write(('x' * 4000) * 249 + 'x' * 3999)\nsys.stdout.flush()\ntime.sleep(600)\n";
+    let script = agents::python(t.root(), "fill", fill, &[]);
+    let argv: Vec<&str> = script.iter().map(String::as_str).collect();
+    let big: Vec<String> = (1..=3).map(|i| format!("gt-big{i}-witness")).collect();
+    sessions(&t, &big, ("4000", "250"), &argv);
+    t.tmux.new_session("gt-small-witness", &["sleep", "600"]);
+    t.wait_until("the panes full", DEADLINE, || {
+        t.tmux
+            .output(&["capture-pane", "-p", "-t", "=gt-big3-witness:"])
+            .is_ok_and(|s| s.len() > 900_000)
+    });
+    t.start();
+    t.wait_until("every pane looked at", DEADLINE, || {
+        let state = t.try_state().unwrap_or(Value::Null);
+        big.iter()
+            .chain(["gt-small-witness".to_string()].iter())
+            .all(|s| !state["liveness"][s]["pane"].is_null())
+    });
+}

@@ -335,6 +335,7 @@ impl Liveness {
         let agents = &record.agents;
         record.counts.retain(|s, _| agents.contains_key(s));
         self.publish(record);
+        tracing::debug!(agents = kept.len(), "looked at the agents");
         match no_server {
             Some(e) => Err(e),
             None => Ok(panes),
