@@ -182,8 +182,8 @@ use Bounds::Rule;
 use Reload::*;
 
 /// The permission and yes/no prompts of the common agent programs
-/// (docs/agents.md says which text each matches, and where it is from).
-const HUMAN_PROMPT_PATTERNS: &str = r#"["Do you want to (proceed|make this edit|create|overwrite|allow)", "Would you like to (run the following command|make the following edits|grant these permissions)", "Allow execution\\b.*\\?|Apply this change\\?", "\\(Y\\)es/\\(N\\)o", "(?i)(\\(|\\[)(y/n|yes/no)\\b"]"#;
+/// (docs/agents.md says which program shows each).
+const HUMAN_PROMPT_PATTERNS: &str = r#"["Do you want to proceed?", "Do you want to make this edit to", "Do you want to create", "Do you want to overwrite", "Do you want to allow", "Would you like to run the following command?", "Would you like to make the following edits?", "Would you like to grant these permissions?", "Allow execution", "Apply this change?", "(Y)es/(N)o", "(y/n)", "(Y/n)", "(y/N)", "(Y/N)", "[y/n]", "[Y/n]", "[y/N]", "[Y/N]", "(yes/no"]"#;
 
 /// Every key of config.json, in the order the reference lists them.
 pub const KEYS: &[Key] = &[
@@ -521,9 +521,9 @@ pub const KEYS: &[Key] = &[
         name: "human_prompt_patterns",
         kind: Kind::Texts,
         default: HUMAN_PROMPT_PATTERNS,
-        bounds: Rule("regular expressions, at most 64"),
+        bounds: Rule("at most 64, of at most 200 characters, not empty"),
         reload: Live,
-        description: "an agent whose screen's last lines match one of these waits for a person (docs/agents.md lists what the defaults match)",
+        description: "text (matched as written): an agent whose screen's last lines hold one waits for a person (docs/agents.md: which program shows each default)",
     },
     Key {
         name: "metrics_listen",

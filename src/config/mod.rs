@@ -27,7 +27,7 @@ use crate::fs::{read_bounded, Links, NotRead};
 use keys::{Reload, KEYS};
 use values::duration;
 pub use values::{
-    prompt_pattern, CommandLine, ListenAddr, StallAction, WatchMode, MAX_PROMPT_PATTERNS,
+    prompt_pattern_problem, CommandLine, ListenAddr, StallAction, WatchMode, MAX_PROMPT_PATTERNS,
 };
 
 /// The most of config.json that is ever read: it is a few hundred bytes,
@@ -160,7 +160,7 @@ pub struct Config {
     pub stall_after: Duration,
     pub stall_pokes: u32,
     pub stall_action: StallAction,
-    /// Regular expressions (the `regex` crate's syntax).
+    /// Text, matched as written (as `not_a_crash` is).
     pub human_prompt_patterns: Vec<String>,
 }
 
@@ -339,8 +339,8 @@ impl Config {
             );
         }
         for (i, pattern) in self.human_prompt_patterns.iter().enumerate() {
-            if let Err(e) = prompt_pattern(pattern) {
-                return bad(&format!("human_prompt_patterns[{i}]"), &e);
+            if let Some(problem) = prompt_pattern_problem(pattern) {
+                return bad(&format!("human_prompt_patterns[{i}]"), &problem);
             }
         }
         if self.stall_action == StallAction::Restart && !self.look_at_agents {

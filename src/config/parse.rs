@@ -226,6 +226,7 @@ mod tests {
             .map(|i| format!("p{i}"))
             .collect();
         let many = serde_json::json!({ "human_prompt_patterns": many }).to_string();
+        let long = serde_json::json!({ "human_prompt_patterns": ["x".repeat(201)] }).to_string();
         for (text, key, words) in [
             (
                 r#"{"poke_texts": {"nobody": "x"}}"#,
@@ -238,9 +239,9 @@ mod tests {
                 "not an agent",
             ),
             (
-                r#"{"human_prompt_patterns": ["ok", "("]}"#,
+                r#"{"human_prompt_patterns": ["ok", "   "]}"#,
                 "human_prompt_patterns[1]",
-                "unclosed",
+                "every line",
             ),
             (
                 r#"{"human_prompt_patterns": [""]}"#,
@@ -249,9 +250,9 @@ mod tests {
             ),
             (many.as_str(), "human_prompt_patterns", "at most 64"),
             (
-                r#"{"human_prompt_patterns": ["a{1000}{1000}"]}"#,
+                long.as_str(),
                 "human_prompt_patterns[0]",
-                "size limit",
+                "at most 200 characters",
             ),
             (
                 r#"{"stall_action": "restart", "look_at_agents": false}"#,

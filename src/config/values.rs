@@ -30,27 +30,19 @@ pub enum StallAction {
     Restart,
 }
 
-/// The most `human_prompt_patterns` a config may hold.
+/// The most `human_prompt_patterns` a config may hold, and the longest
+/// one, in characters: matching stays cheap whatever is written.
 pub const MAX_PROMPT_PATTERNS: usize = 64;
+pub(super) const MAX_PROMPT_PATTERN_CHARS: usize = 200;
 
-/// One of `human_prompt_patterns`, compiled; why not, in words. The
-/// `regex` crate matches in time linear in the text, and the size of a
-/// compiled pattern is bounded here, so no pattern can make a look slow.
-pub fn prompt_pattern(pattern: &str) -> Result<regex::Regex, String> {
-    if pattern.is_empty() {
-        return Err("an empty pattern would match every line".into());
+/// Why `pattern` cannot be one of `human_prompt_patterns`, if it cannot.
+pub fn prompt_pattern_problem(pattern: &str) -> Option<String> {
+    if pattern.trim().is_empty() {
+        return Some("an empty pattern would match every line".into());
     }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| {
-            e.to_string()
-                .lines()
-                .last()
-                .unwrap_or("invalid")
-                .trim()
-                .to_string()
-        })
+    let chars = pattern.chars().count();
+    (chars > MAX_PROMPT_PATTERN_CHARS)
+        .then(|| format!("at most {MAX_PROMPT_PATTERN_CHARS} characters, found {chars}"))
 }
 
 /// A command line: a string split like a shell would (no shell runs it), or

@@ -187,40 +187,29 @@ pub(crate) fn on_input_line(view: &PaneView, text: &str) -> bool {
         .any(|l| l.text.contains(text))
 }
 
-/// Compiled `human_prompt_patterns`.
+/// `human_prompt_patterns`: text, matched as written.
 #[derive(Debug, Default)]
-pub(crate) struct Patterns {
-    source: Vec<String>,
-    compiled: Vec<regex::Regex>,
-}
+pub(crate) struct Patterns(Vec<String>);
 
 impl Patterns {
-    /// The patterns of `source` (the config's); one that does not compile
-    /// (the config check refuses those) is left out.
     pub(crate) fn new(source: &[String]) -> Self {
-        Patterns {
-            source: source.to_vec(),
-            compiled: source
-                .iter()
-                .filter_map(|p| crate::config::prompt_pattern(p).ok())
-                .collect(),
-        }
+        Patterns(source.iter().filter(|p| !p.is_empty()).cloned().collect())
     }
 
-    /// Compiled again only when the config's patterns changed (a reload).
+    /// The config's patterns (a reload may change them).
     pub(crate) fn update(&mut self, source: &[String]) {
-        if self.source != source {
+        if self.0.as_slice() != source {
             *self = Patterns::new(source);
         }
     }
 
     fn matches(&self, line: &str) -> bool {
-        self.compiled.iter().any(|p| p.is_match(line))
+        self.0.iter().any(|p| line.contains(p.as_str()))
     }
 }
 
 /// The bottom-most of the visible screen's last [`PROMPT_LINES`]
-/// non-blank lines that matches a pattern, trimmed and cut to a few
+/// non-blank lines that holds a pattern, trimmed and cut to a few
 /// hundred characters.
 pub(crate) fn prompt_line(view: &PaneView, patterns: &Patterns) -> Option<String> {
     let top = view.first_row + view.rows.len().saturating_sub(view.screen_rows) as u64;
