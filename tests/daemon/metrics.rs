@@ -611,7 +611,7 @@ fn the_documented_scrape_config_and_alert_rules_pass_promtool() {
     let out = crate::support::run(cmd);
     assert!(out.success(), "promtool check config: {out:#?}");
     assert!(
-        out.all().contains("3 rules found"),
-        "the three alert rules are read: {out:#?}"
+        out.all().contains("5 rules found"),
+        "the five alert rules are read: {out:#?}"
     );
 }
