@@ -45,6 +45,151 @@ pub struct State {
     /// Session → when the heartbeat last poked it (sessions that still
     /// exist).
     pub last_pokes: BTreeMap<String, DateTime<Utc>>,
+    /// Session → what the daemon sees of that agent at work: every agent
+    /// it pokes or supervises, while it looks at them (docs/agents.md).
+    pub liveness: BTreeMap<String, AgentLiveness>,
+}
+
+/// An agent's state, from what its pane shows (docs/agents.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// Its screen moved recently.
+    Working,
+    /// Quiet, and answering its pokes (or never poked).
+    Idle,
+    /// Quiet for `stall_after`, and its last `stall_pokes` pokes or more
+    /// went unanswered.
+    Stalled,
+    /// Its screen's last lines ask a person something
+    /// (`human_prompt_patterns`).
+    WaitingForPerson,
+    /// Its session is missing, or its pane's process has exited.
+    Dead,
+}
+
+impl Activity {
+    pub const ALL: [Activity; 5] = [
+        Activity::Working,
+        Activity::Idle,
+        Activity::Stalled,
+        Activity::WaitingForPerson,
+        Activity::Dead,
+    ];
+
+    /// As state.json and the metrics labels spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Working => "working",
+            Activity::Idle => "idle",
+            Activity::Stalled => "stalled",
+            Activity::WaitingForPerson => "waiting_for_person",
+            Activity::Dead => "dead",
+        }
+    }
+
+    /// In words, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            Activity::WaitingForPerson => "waiting for a person",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// One agent's entry in `state.json`'s `liveness`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLiveness {
+    pub state: Activity,
+    /// When it entered that state.
+    pub since: DateTime<Utc>,
+    /// Its own pane (`%N`); null while its session is missing.
+    pub pane: Option<String>,
+    /// When the daemon began watching this pane: nothing seen before (an
+    /// earlier run of the agent, another pane) counts.
+    pub watched_since: DateTime<Utc>,
+    /// When its screen last moved other than by the daemon's own typing;
+    /// null: not since `watched_since`.
+    pub screen_moved_at: Option<DateTime<Utc>>,
+    /// Pokes in a row that went unanswered (its screen did not move
+    /// within `answer_within` of them).
+    pub unanswered_pokes: u32,
+    /// The line of its screen that asks a person something, as shown.
+    pub prompt: Option<String>,
+    /// Its last pokes, oldest first, and what became of each.
+    pub pokes: Vec<PokeRecord>,
+}
+
+impl AgentLiveness {
+    /// Since when its screen has been still.
+    pub fn quiet_since(&self) -> DateTime<Utc> {
+        self.screen_moved_at.unwrap_or(self.watched_since)
+    }
+}
+
+/// One poke and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PokeRecord {
+    /// When its text was typed (then Enter).
+    pub at: DateTime<Utc>,
+    pub delivery: Delivery,
+    pub answer: Answer,
+    /// When its answer was seen (the screen moving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a poke's text was submitted, as the pane showed it a moment
+/// after (`poke_confirm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Not yet looked at.
+    Pending,
+    /// Gone from the input line at the first look.
+    Delivered,
+    /// Still on the input line at the first look; gone after Enter was
+    /// pressed once more.
+    Resubmitted,
+    /// Still on the input line after that Enter too, or its pane went.
+    Unconfirmed,
+}
+
+/// Whether the agent answered a poke: its screen moved within
+/// `answer_within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Pending,
+    Answered,
+    Unanswered,
+}
+
+impl Delivery {
+    pub const ALL: [Delivery; 3] = [
+        Delivery::Delivered,
+        Delivery::Resubmitted,
+        Delivery::Unconfirmed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Delivered => "delivered",
+            Delivery::Resubmitted => "resubmitted",
+            Delivery::Unconfirmed => "unconfirmed",
+        }
+    }
+}
+
+impl Answer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Pending => "pending",
+            Answer::Answered => "answered",
+            Answer::Unanswered => "unanswered",
+        }
+    }
 }
 
 /// The most of state.json that is read. The daemon's is a kilobyte or

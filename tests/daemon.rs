@@ -13,6 +13,7 @@ mod daemon {
     mod guards;
     mod instance;
     mod lifecycle;
+    mod liveness;
     mod lock_faults;
     mod log_output;
     mod log_rotation;

@@ -38,6 +38,8 @@ pub enum Kind {
     Optional,
     /// An object of role → command line.
     Roles,
+    /// An object of name → text.
+    TextMap,
     /// One of a few words.
     Choice(&'static [&'static str]),
 }
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Command => "command line".into(),
             Kind::Optional => "text or null".into(),
             Kind::Roles => "object of command lines".into(),
+            Kind::TextMap => "object of text".into(),
             Kind::Choice(words) => words.join(" or "),
         }
     }
@@ -178,6 +181,10 @@ const READ_BACK: &str = "`send --wait` and `requests` read outcomes back";
 use Bounds::Rule;
 use Reload::*;
 
+/// The permission and yes/no prompts of the common agent programs
+/// (docs/agents.md says which program shows each).
+const HUMAN_PROMPT_PATTERNS: &str = r#"["Do you want to proceed?", "Do you want to make this edit to", "Do you want to create", "Do you want to overwrite", "Do you want to allow", "Would you like to run the following command?", "Would you like to make the following edits?", "Would you like to grant these permissions?", "Allow execution", "Apply this change?", "(Y)es/(N)o", "(y/n)", "(Y/n)", "(y/N)", "(Y/N)", "[y/n]", "[Y/n]", "[y/N]", "[Y/N]", "(yes/no"]"#;
+
 /// Every key of config.json, in the order the reference lists them.
 pub const KEYS: &[Key] = &[
     Key {
@@ -203,6 +210,14 @@ pub const KEYS: &[Key] = &[
         bounds: Bounds::None,
         reload: Live,
         description: "typed (then Enter) into every `gt-<rig>-witness` at each heartbeat; empty: Witnesses are not poked",
+    },
+    Key {
+        name: "poke_texts",
+        kind: Kind::TextMap,
+        default: "{}",
+        bounds: Rule("keys: an agent (deacon, gastown/refinery) or a role (witness, refinery)"),
+        reload: Live,
+        description: "who else the heartbeat pokes, with what: `{\"deacon\": \"HEARTBEAT: patrol\", \"refinery\": \"...\"}`; an agent's own entry before its role's, both before the two keys above; empty text: not poked",
     },
     Key {
         name: "max_request_age",
@@ -461,6 +476,62 @@ pub const KEYS: &[Key] = &[
         bounds: Bounds::None,
         reload: AtStart,
         description: "how long such a pause lasts, unless `gt daemon supervise resume`",
+    },
+    Key {
+        name: "look_at_agents",
+        kind: Kind::Boolean,
+        default: "true",
+        bounds: Bounds::None,
+        reload: AtStart,
+        description: "look at the panes of poked and supervised agents (every `supervise_interval`, and before each heartbeat's pokes) for their state; false: pokes are typed unconfirmed, no states",
+    },
+    Key {
+        name: "poke_confirm",
+        kind: Kind::Duration,
+        default: r#""1s""#,
+        bounds: between(ms(100), m(1), ""),
+        reload: Live,
+        description: "this long after a poke its pane is looked at: text still on the input line gets one more Enter",
+    },
+    Key {
+        name: "answer_within",
+        kind: Kind::Duration,
+        default: r#""30s""#,
+        bounds: between(ms(100), h(1), ""),
+        reload: Live,
+        description: "a poke is answered when the agent's screen moves within this time after it",
+    },
+    Key {
+        name: "stall_after",
+        kind: Kind::Duration,
+        default: r#""10m""#,
+        bounds: between(s(1), FOREVER, ""),
+        reload: Live,
+        description: "an agent quiet this long whose last `stall_pokes` pokes went unanswered is stalled",
+    },
+    Key {
+        name: "stall_pokes",
+        kind: Kind::Integer,
+        default: "2",
+        bounds: Bounds::Integer { min: 1, max: 1000 },
+        reload: Live,
+        description: "unanswered pokes in a row that a stall needs: an agent nobody pokes is never stalled",
+    },
+    Key {
+        name: "stall_action",
+        kind: Kind::Choice(&["report", "restart"]),
+        default: r#""report""#,
+        bounds: Rule("restart needs look_at_agents"),
+        reload: AtStart,
+        description: "`report`: a stalled agent is shown and notified; `restart`: a supervised one is also captured and restarted as a dead one is",
+    },
+    Key {
+        name: "human_prompt_patterns",
+        kind: Kind::Texts,
+        default: HUMAN_PROMPT_PATTERNS,
+        bounds: Rule("at most 64, of at most 200 characters, not empty"),
+        reload: Live,
+        description: "text (matched as written): an agent whose screen's last lines hold one waits for a person (docs/agents.md: which program shows each default)",
     },
     Key {
         name: "metrics_listen",

@@ -26,7 +26,9 @@ use thiserror::Error;
 use crate::fs::{read_bounded, Links, NotRead};
 use keys::{Reload, KEYS};
 use values::duration;
-pub use values::{CommandLine, ListenAddr, WatchMode};
+pub use values::{
+    prompt_pattern_problem, CommandLine, ListenAddr, StallAction, WatchMode, MAX_PROMPT_PATTERNS,
+};
 
 /// The most of config.json that is ever read: it is a few hundred bytes,
 /// and a runaway or hostile file must not grow the daemon.
@@ -90,6 +92,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub mayor_poke_text: String,
     pub witness_poke_text: String,
+    /// Keyed by an agent's name (`deacon`, `gastown/refinery`) or a role
+    /// (`witness`, `refinery`): the text to poke it with.
+    pub poke_texts: BTreeMap<String, String>,
     #[serde(with = "duration")]
     pub max_request_age: Duration,
     #[serde(with = "duration")]
@@ -147,6 +152,17 @@ pub struct Config {
     pub mass_death_window: Duration,
     #[serde(with = "duration")]
     pub mass_death_pause: Duration,
+    pub look_at_agents: bool,
+    #[serde(with = "duration")]
+    pub poke_confirm: Duration,
+    #[serde(with = "duration")]
+    pub answer_within: Duration,
+    #[serde(with = "duration")]
+    pub stall_after: Duration,
+    pub stall_pokes: u32,
+    pub stall_action: StallAction,
+    /// Text, matched as written (as `not_a_crash` is).
+    pub human_prompt_patterns: Vec<String>,
 }
 
 /// Every default, from [`keys::KEYS`].
@@ -166,6 +182,11 @@ pub const EXIT_CONFIG: u8 = 78;
 
 /// Roles that may carry their own agent command.
 pub const ROLES: [&str; 4] = ["mayor", "deacon", "witness", "refinery"];
+
+/// A `poke_texts` key: an agent's name or a role.
+fn poke_target(key: &str) -> bool {
+    ROLES.contains(&key) || crate::request::Agent::parse(key).is_ok()
+}
 
 /// The configuration of a running daemon, replaced whole when it reloads
 /// `config.json`. Readers take [`SharedConfig::get`] at the start of an
@@ -306,6 +327,29 @@ impl Config {
                 "unknown role; roles are mayor, deacon, witness, refinery",
             );
         }
+        if let Some(key) = self.poke_texts.keys().find(|k| !poke_target(k)) {
+            return bad(
+                &format!("poke_texts.{key}"),
+                "not an agent (mayor, deacon, <rig>/witness, <rig>/refinery) nor a role (witness, refinery)",
+            );
+        }
+        if self.human_prompt_patterns.len() > MAX_PROMPT_PATTERNS {
+            return bad(
+                "human_prompt_patterns",
+                &format!("at most {MAX_PROMPT_PATTERNS} patterns"),
+            );
+        }
+        for (i, pattern) in self.human_prompt_patterns.iter().enumerate() {
+            if let Some(problem) = prompt_pattern_problem(pattern) {
+                return bad(&format!("human_prompt_patterns[{i}]"), &problem);
+            }
+        }
+        if self.stall_action == StallAction::Restart && !self.look_at_agents {
+            return bad(
+                "stall_action",
+                "\"restart\" needs look_at_agents: true (a stall is seen by looking)",
+            );
+        }
         if let Some(socket) = &self.tmux_socket {
             if socket.is_empty() || socket.contains('/') {
                 return bad(
@@ -345,6 +389,24 @@ impl Config {
             }
         }
         Config::from_written(new.into_iter().collect())
+    }
+
+    /// The text the heartbeat pokes `agent` with, if it pokes it: the
+    /// agent's own entry in `poke_texts`, else its role's, else (the keys
+    /// that came first) `mayor_poke_text` for the Mayor and
+    /// `witness_poke_text` for every Witness. An empty text pokes nobody.
+    pub fn poke_text_for(&self, agent: &crate::request::Agent) -> Option<&str> {
+        let text = self
+            .poke_texts
+            .get(&agent.name())
+            .or_else(|| self.poke_texts.get(agent.role()))
+            .map(String::as_str)
+            .or(match agent {
+                crate::request::Agent::Mayor => Some(self.mayor_poke_text.as_str()),
+                crate::request::Agent::Witness { .. } => Some(self.witness_poke_text.as_str()),
+                _ => None,
+            })?;
+        (!text.is_empty()).then_some(text)
     }
 
     /// The agent command for a role, falling back to `agent_command`.
@@ -458,12 +520,13 @@ mod tests {
         let candidates: Vec<Value> = match key.kind {
             keys::Kind::Duration => vec!["1h".into(), "5s".into()],
             keys::Kind::Integer => vec![2.into(), 3.into(), 4096.into()],
-            keys::Kind::Boolean => vec![true.into()],
+            keys::Kind::Boolean => vec![true.into(), false.into()],
             keys::Kind::Text => vec!["other".into()],
             keys::Kind::Texts => vec![serde_json::json!(["mayor"])],
             keys::Kind::Command => vec!["sleep 1".into()],
             keys::Kind::Optional => vec!["127.0.0.1:9464".into()],
             keys::Kind::Roles => vec![serde_json::json!({"mayor": "sleep 1"})],
+            keys::Kind::TextMap => vec![serde_json::json!({"deacon": "poke"})],
             keys::Kind::Choice(words) => words.iter().map(|w| (*w).into()).collect(),
         };
         candidates
@@ -512,6 +575,9 @@ mod tests {
                 keys::Kind::Command => value.is_array() || value.is_null(),
                 keys::Kind::Optional => value.is_string() || value.is_null(),
                 keys::Kind::Roles => value.is_object(),
+                keys::Kind::TextMap => value
+                    .as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string)),
                 keys::Kind::Choice(words) => words.iter().any(|w| value == *w),
             };
             assert!(fits, "{}: {value} is not a {:?}", key.name, key.kind);

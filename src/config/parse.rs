@@ -221,6 +221,80 @@ mod tests {
     }
 
     #[test]
+    fn looking_at_agents_is_refused_what_it_cannot_do() {
+        let many: Vec<String> = (0..=super::super::MAX_PROMPT_PATTERNS)
+            .map(|i| format!("p{i}"))
+            .collect();
+        let many = serde_json::json!({ "human_prompt_patterns": many }).to_string();
+        let long = serde_json::json!({ "human_prompt_patterns": ["x".repeat(201)] }).to_string();
+        for (text, key, words) in [
+            (
+                r#"{"poke_texts": {"nobody": "x"}}"#,
+                "poke_texts.nobody",
+                "not an agent",
+            ),
+            (
+                r#"{"poke_texts": {"gt-mayor:0": "x"}}"#,
+                "poke_texts.gt-mayor:0",
+                "not an agent",
+            ),
+            (
+                r#"{"human_prompt_patterns": ["ok", "   "]}"#,
+                "human_prompt_patterns[1]",
+                "every line",
+            ),
+            (
+                r#"{"human_prompt_patterns": [""]}"#,
+                "human_prompt_patterns[0]",
+                "every line",
+            ),
+            (many.as_str(), "human_prompt_patterns", "at most 64"),
+            (
+                long.as_str(),
+                "human_prompt_patterns[0]",
+                "at most 200 characters",
+            ),
+            (
+                r#"{"stall_action": "restart", "look_at_agents": false}"#,
+                "stall_action",
+                "needs look_at_agents",
+            ),
+            (
+                r#"{"stall_action": "reboot"}"#,
+                "stall_action",
+                "unknown variant",
+            ),
+            (r#"{"stall_pokes": 0}"#, "stall_pokes", "at least 1"),
+        ] {
+            let p = problem(text);
+            assert_eq!(p.key.as_deref(), Some(key), "{text}: {p:?}");
+            assert!(p.message.contains(words), "{text}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn each_agent_is_poked_with_its_own_text_else_its_roles_else_as_before() {
+        use crate::request::Agent;
+        let c = Config::parse(
+            br#"{"poke_texts": {"deacon": "patrol", "refinery": "merge", "gastown/refinery": "",
+                 "witness": "workers!", "other/witness": "mine"}, "mayor_poke_text": ""}"#,
+        )
+        .unwrap();
+        let text = |name: &str| c.poke_text_for(&Agent::parse(name).unwrap());
+        assert_eq!(text("mayor"), None, "an empty text pokes nobody");
+        assert_eq!(text("deacon"), Some("patrol"));
+        assert_eq!(text("x/refinery"), Some("merge"));
+        assert_eq!(text("gastown/refinery"), None);
+        assert_eq!(text("x/witness"), Some("workers!"));
+        assert_eq!(text("other/witness"), Some("mine"));
+        let d = Config::default();
+        let text = |name: &str| d.poke_text_for(&Agent::parse(name).unwrap());
+        assert_eq!(text("mayor"), Some("HEARTBEAT: check your rigs"));
+        assert_eq!(text("x/witness"), Some("HEARTBEAT: check your workers"));
+        assert_eq!((text("deacon"), text("x/refinery")), (None, None));
+    }
+
+    #[test]
     fn the_first_mistake_as_written_is_the_one_named() {
         let p = problem(r#"{"tmux_timeout": "soon", "heartbeat_interval": "later"}"#);
         assert_eq!(p.key.as_deref(), Some("tmux_timeout"));

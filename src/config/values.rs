@@ -19,6 +19,32 @@ pub enum WatchMode {
     Poll,
 }
 
+/// What supervision does with an agent found stalled (docs/agents.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StallAction {
+    /// Say so (state, status, metrics, notify_command), nothing more.
+    Report,
+    /// Capture its pane and restart it, as a dead agent is (supervised
+    /// agents only).
+    Restart,
+}
+
+/// The most `human_prompt_patterns` a config may hold, and the longest
+/// one, in characters: matching stays cheap whatever is written.
+pub const MAX_PROMPT_PATTERNS: usize = 64;
+pub(super) const MAX_PROMPT_PATTERN_CHARS: usize = 200;
+
+/// Why `pattern` cannot be one of `human_prompt_patterns`, if it cannot.
+pub fn prompt_pattern_problem(pattern: &str) -> Option<String> {
+    if pattern.trim().is_empty() {
+        return Some("an empty pattern would match every line".into());
+    }
+    let chars = pattern.chars().count();
+    (chars > MAX_PROMPT_PATTERN_CHARS)
+        .then(|| format!("at most {MAX_PROMPT_PATTERN_CHARS} characters, found {chars}"))
+}
+
 /// A command line: a string split like a shell would (no shell runs it), or
 /// an explicit argv array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

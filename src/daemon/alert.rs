@@ -30,6 +30,7 @@ use super::metrics::Metrics;
 use super::stop::StopFlag;
 use crate::config::{CommandLine, Config};
 use crate::duration::human;
+use crate::text::escape;
 use crate::town::Town;
 
 /// Events waiting for the command; past this they are dropped (and
@@ -53,6 +54,11 @@ pub(crate) enum Event {
     FilingFailing { unfiled: u64, error: String },
     /// The daemon runs but is not doing its job (its heartbeat is late).
     Degraded { detail: String },
+    /// An agent is stalled: quiet, its pokes unanswered.
+    AgentStalled { session: String, detail: String },
+    /// An agent's screen asks a person something: `line`, as the screen
+    /// shows it (escaped wherever it is sent).
+    AgentWaiting { session: String, line: String },
 }
 
 impl Event {
@@ -63,13 +69,19 @@ impl Event {
             Event::SupervisionPaused { .. } => "supervision_paused",
             Event::FilingFailing { .. } => "filing_failing",
             Event::Degraded { .. } => "degraded",
+            Event::AgentStalled { .. } => "agent_stalled",
+            Event::AgentWaiting { .. } => "agent_waiting_for_person",
         }
     }
 
     /// Events with the same key are one event repeated.
     fn key(&self) -> String {
         match self {
-            Event::AgentQuarantined { session, .. } => format!("{}/{session}", self.kind()),
+            Event::AgentQuarantined { session, .. } | Event::AgentStalled { session, .. } => {
+                format!("{}/{session}", self.kind())
+            }
+            // Another question is another episode.
+            Event::AgentWaiting { session, line } => format!("{}/{session}/{line}", self.kind()),
             _ => self.kind().to_string(),
         }
     }
@@ -93,6 +105,16 @@ impl Event {
                 cut(error)
             ),
             Event::Degraded { detail } => format!("gt daemon {town}: degraded: {}", cut(detail)),
+            Event::AgentStalled { session, detail } => {
+                format!(
+                    "gt daemon {town}: agent {session} is stalled: {}",
+                    cut(detail)
+                )
+            }
+            Event::AgentWaiting { session, line } => format!(
+                "gt daemon {town}: agent {session} waits for a person: {}",
+                cut(&escape(line))
+            ),
         }
     }
 
@@ -108,6 +130,12 @@ impl Event {
                 json!({"unfiled": unfiled, "detail": cut(error)})
             }
             Event::Degraded { detail } => json!({"detail": cut(detail)}),
+            Event::AgentStalled { session, detail } => {
+                json!({"session": session, "detail": cut(detail)})
+            }
+            Event::AgentWaiting { session, line } => {
+                json!({"session": session, "line": cut(&escape(line))})
+            }
         }
     }
 }
@@ -359,6 +387,25 @@ mod tests {
             error: "disk full".into(),
         };
         assert_eq!(f(1).key(), f(7).key());
+    }
+
+    #[test]
+    fn a_waiting_line_is_escaped_and_each_question_is_an_episode() {
+        let w = |line: &str| Event::AgentWaiting {
+            session: "gt-mayor".into(),
+            line: line.into(),
+        };
+        let forged = w("Continue? [y/N]\n{\"event\":\"forged\"}\u{1b}]2;owned\u{7}");
+        let line = forged.fields()["line"].as_str().unwrap().to_string();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line:?}");
+        assert!(line.contains("\\n") && line.contains("\\x1b"), "{line:?}");
+        let summary = forged.summary("/town");
+        assert!(
+            !summary.contains('\n') && !summary.contains('\u{1b}'),
+            "{summary:?}"
+        );
+        assert_eq!(w("a? (y/n)").key(), w("a? (y/n)").key());
+        assert_ne!(w("a? (y/n)").key(), w("b? (y/n)").key());
     }
 
     #[test]

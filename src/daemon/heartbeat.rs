@@ -1,6 +1,13 @@
 //! The heartbeat: on its own thread so a slow restart in the
 //! consumer never delays a poke, and a hung tmux never delays a request.
 //!
+//! Each beat pokes the agents `config.poke_text_for` names (the Mayor and
+//! every Witness by default), in each agent's own pane, never the active
+//! pane of a window a person split. With `look_at_agents`, it first has
+//! them looked at ([`Liveness::look_before_poking`]): an agent whose
+//! screen asks a person something is not poked (a poke's Enter could
+//! answer the question), and each poke is handed over to be confirmed.
+//!
 //! Between beats (and before each) it checks that the daemon still owns
 //! its town: a daemon whose lock file or town directory was removed or
 //! replaced would serve the town beside the next daemon started, so it
@@ -15,6 +22,7 @@ use chrono::Utc;
 use super::execute::HeldSessions;
 use super::inlet::Message;
 use super::leftovers::Leftovers;
+use super::liveness::{Liveness, Target};
 use super::logging::Repeats;
 use super::metrics::Metrics;
 use super::retention;
@@ -24,6 +32,7 @@ use crate::config::SharedConfig;
 use crate::duration::human;
 use crate::inbox;
 use crate::instance::{Displaced, Ownership};
+use crate::request::Agent;
 use crate::state::StateStore;
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
@@ -58,6 +67,11 @@ pub(crate) struct Heartbeat {
     pub metrics: Arc<Metrics>,
     /// Looked for at each beat but in a dry run (which touches no agent).
     pub leftovers: Leftovers,
+    /// Looks before each poke and confirms it; `None` without
+    /// `look_at_agents`.
+    pub liveness: Option<Arc<Liveness>>,
+    /// Agents not poked because they wait for a person, said once each.
+    pub waiting: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Heartbeat {
@@ -150,16 +164,29 @@ impl Heartbeat {
         }
     }
 
-    /// Pokes the Mayor and every Witness.
+    /// Pokes every agent that has a poke text (the Mayor and every
+    /// Witness by default), in its own pane.
     fn poke(&self) -> Pokes {
         // Each condition is logged when it begins and when it ends: a town
         // without agents would otherwise log the same line every beat.
-        let sessions = match self.tmux.list_sessions() {
-            Ok(s) => {
+        let looked = match &self.liveness {
+            Some(liveness) => liveness.look_before_poking(),
+            None => self.tmux.agent_panes().map(|panes| {
+                panes
+                    .into_iter()
+                    .map(|pane| Target {
+                        pane,
+                        waiting: false,
+                    })
+                    .collect()
+            }),
+        };
+        let targets = match looked {
+            Ok(targets) => {
                 if let Some(was) = self.quiet.ended() {
                     tracing::info!("heartbeat: pokes resume (until now: {was})");
                 }
-                s
+                targets
             }
             Err(TmuxError::NoServer(_)) => {
                 if self.quiet.began("no tmux server") {
@@ -184,31 +211,49 @@ impl Heartbeat {
         };
         let config = self.config.get();
         let mut poked = Vec::new();
-        for session in &sessions {
-            let session = session.clone();
-            let text = if session == "gt-mayor" {
-                &config.mayor_poke_text
-            } else if session.starts_with("gt-") && session.ends_with("-witness") {
-                &config.witness_poke_text
-            } else {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.retain(|s| targets.iter().any(|t| t.waiting && t.pane.session == *s));
+        for target in &targets {
+            let pane = &target.pane;
+            let session = pane.session.clone();
+            let Some(text) = Agent::from_session(&session)
+                .and_then(|a| config.poke_text_for(&a).map(str::to_string))
+            else {
                 continue;
             };
-            if text.is_empty() {
+            if pane.dead {
+                tracing::debug!(
+                    session,
+                    "heartbeat: not poking an agent whose process exited"
+                );
+                continue;
+            }
+            if target.waiting {
+                if waiting.insert(session.clone()) {
+                    tracing::info!(session, "heartbeat: not poking an agent that waits for a person (its Enter could answer the question)");
+                }
                 continue;
             }
             self.service.alive();
-            match self
-                .held
-                .unless_held(&session, || self.tmux.send_line(&session, text))
-            {
-                Some(Ok(())) => poked.push(session),
+            let typed = self.held.unless_held(&session, || {
+                self.tmux.type_text(&pane.id, &text)?;
+                let at = Utc::now();
+                self.tmux.press_enter(&pane.id).map(|()| at)
+            });
+            match typed {
+                Some(Ok(at)) => {
+                    if let Some(liveness) = &self.liveness {
+                        liveness.poked(&session, &pane.id, &text, at);
+                    }
+                    poked.push(session);
+                }
                 Some(Err(e)) => tracing::warn!(session, "heartbeat: cannot poke: {e}"),
                 None => tracing::debug!(session, "heartbeat: not poking a session being restarted"),
             }
         }
         Pokes {
             poked,
-            sessions: Some(sessions),
+            sessions: Some(targets.into_iter().map(|t| t.pane.session).collect()),
         }
     }
 }

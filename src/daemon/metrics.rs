@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -32,6 +32,7 @@ use crate::config::SharedConfig;
 use crate::outcome::Outcome;
 use crate::process::agent::{Leftover, Reason};
 use crate::request::Action;
+use crate::state::Activity;
 use crate::town::Town;
 
 /// Claim-to-filing durations, in seconds: a dry run files in well under a
@@ -114,6 +115,29 @@ struct Exported {
     leftovers: Family<LeftoverLabels, Gauge>,
     leftover_bytes: Family<LeftoverLabels, Gauge>,
     leftovers_ended: Counter,
+    /// What the last look at the agents saw, read when scraped.
+    agents: Arc<Mutex<Vec<AgentSeries>>>,
+}
+
+/// One watched agent as its series show it: published by the look at
+/// the agents ([`super::liveness`]) after each look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AgentSeries {
+    pub(crate) session: String,
+    pub(crate) state: Activity,
+    /// Since when its screen has been still.
+    pub(crate) quiet_since: chrono::DateTime<chrono::Utc>,
+    pub(crate) counts: PokeCounts,
+}
+
+/// What became of one agent's pokes since the daemon started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PokeCounts {
+    pub(crate) delivered: u64,
+    pub(crate) resubmitted: u64,
+    pub(crate) unconfirmed: u64,
+    pub(crate) answered: u64,
+    pub(crate) unanswered: u64,
 }
 
 impl Metrics {
@@ -249,6 +273,14 @@ impl Metrics {
         }
     }
 
+    /// What the last look at the agents saw (each a session the daemon
+    /// pokes or supervises, at most `MAX_WATCHED`): replaces the last.
+    pub(crate) fn agents_seen(&self, agents: Vec<AgentSeries>) {
+        if let Some(e) = &self.exported {
+            *e.agents.lock().unwrap_or_else(|p| p.into_inner()) = agents;
+        }
+    }
+
     /// Supervision is paused (several agents died at once), or resumed.
     pub(crate) fn supervision_paused(&self, paused: bool) {
         if let Some(e) = &self.exported {
@@ -317,6 +349,7 @@ impl Exported {
             leftovers: Family::default(),
             leftover_bytes: Family::default(),
             leftovers_ended: Counter::default(),
+            agents: Arc::default(),
             registry: Registry::default(),
         };
         // Every outcome and action from the start, so that the first
@@ -418,6 +451,7 @@ impl Exported {
             "Leftover processes ended (config end_leftovers)",
             e.leftovers_ended.clone(),
         );
+        registry.register_collector(Box::new(AgentsSeen(e.agents.clone())));
         registry.register_collector(Box::new(ReadAtScrape {
             inbox: town.inbox(),
             processing: town.processing(),
@@ -474,6 +508,82 @@ impl Collector for ReadAtScrape {
         for (reason, count) in [("error", &calls.failed), ("timeout", &calls.timed_out)] {
             ConstCounter::new(count.load(Ordering::Relaxed))
                 .encode(failures.encode_family(&[("reason", reason)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The agents' series, from what the last look saw.
+#[derive(Debug)]
+struct AgentsSeen(Arc<Mutex<Vec<AgentSeries>>>);
+
+impl Collector for AgentsSeen {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let agents = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut state = encoder.encode_descriptor(
+            "agent_state",
+            "1 for the state an agent is in (working, idle, stalled, waiting_for_person, dead), 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for a in &agents {
+            for s in Activity::ALL {
+                ConstGauge::new(i64::from(a.state == s)).encode(
+                    state
+                        .encode_family(&[("session", a.session.as_str()), ("state", s.as_str())])?,
+                )?;
+            }
+        }
+        let now = chrono::Utc::now();
+        let mut quiet = encoder.encode_descriptor(
+            "agent_screen_quiet",
+            "Seconds since an agent's screen last moved (other than by the daemon's typing), or since the daemon began watching its pane.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for a in &agents {
+            let secs = now
+                .signed_duration_since(a.quiet_since)
+                .num_milliseconds()
+                .max(0) as f64
+                / 1e3;
+            ConstGauge::new(secs)
+                .encode(quiet.encode_family(&[("session", a.session.as_str())])?)?;
+        }
+        let mut pokes = encoder.encode_descriptor(
+            "pokes",
+            "Pokes typed, by what became of their text: delivered, resubmitted (Enter pressed once more), unconfirmed.",
+            None,
+            MetricType::Counter,
+        )?;
+        for a in &agents {
+            let c = a.counts;
+            for (result, n) in [
+                ("delivered", c.delivered),
+                ("resubmitted", c.resubmitted),
+                ("unconfirmed", c.unconfirmed),
+            ] {
+                ConstCounter::new(n).encode(
+                    pokes.encode_family(&[("session", a.session.as_str()), ("result", result)])?,
+                )?;
+            }
+        }
+        let mut answers = encoder.encode_descriptor(
+            "poke_answers",
+            "Pokes judged answered (the screen moved within answer_within) or unanswered.",
+            None,
+            MetricType::Counter,
+        )?;
+        for a in &agents {
+            for (result, n) in [
+                ("answered", a.counts.answered),
+                ("unanswered", a.counts.unanswered),
+            ] {
+                ConstCounter::new(n).encode(
+                    answers
+                        .encode_family(&[("session", a.session.as_str()), ("result", result)])?,
+                )?;
+            }
         }
         Ok(())
     }

@@ -12,6 +12,9 @@
 //!   ([`heartbeat`]);
 //! - `leftovers`, with `end_leftovers`: briefly, to end processes of
 //!   agents the heartbeat found outside any live pane ([`leftovers`]);
+//! - `liveness`, with `look_at_agents` (on by default): looks at the
+//!   agents the heartbeat pokes and supervision keeps, confirms pokes,
+//!   tells each agent's state ([`liveness`]);
 //! - `signals`: SIGTERM and SIGINT flip the stop switch, SIGHUP reloads
 //!   config.json;
 //! - `supervisor`, with `supervise`: keeps the listed agents alive
@@ -27,11 +30,14 @@
 //! [`filing`] → [`ledger`] (durable, counted). At start, [`recovery`]
 //! files what a stopped daemon left in processing/. Beside them:
 //! [`heartbeat`] (pokes, state.json, [`retention`], [`leftovers`]),
-//! [`supervisor`] (its policy, and its restarts on the consumer's side),
-//! [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is told),
-//! and for whoever watches the daemon ([`monitoring`]): the [`health`]
-//! record, the [`metrics`] series, the [`http`] endpoint that serves them
-//! (`/metrics`, `/healthz`, `/readyz`) and [`alert`] (`notify_command`).
+//! [`liveness`] (what the agents' panes show: working, idle, stalled,
+//! waiting for a person, dead), [`supervisor`] (its policy, and its
+//! restarts on the consumer's side; a stall is one more failure it may act
+//! on), [`logging`], the [`stop`] switch, [`sdnotify`] (what systemd is
+//! told), and for whoever watches the daemon ([`monitoring`]): the
+//! [`health`] record, the [`metrics`] series, the [`http`] endpoint that
+//! serves them (`/metrics`, `/healthz`, `/readyz`) and [`alert`]
+//! (`notify_command`).
 
 pub(crate) mod alert;
 pub(crate) mod claim;
@@ -45,6 +51,7 @@ pub(crate) mod http;
 pub(crate) mod inlet;
 pub(crate) mod ledger;
 pub(crate) mod leftovers;
+pub(crate) mod liveness;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod monitoring;
@@ -77,6 +84,7 @@ use execute::HeldSessions;
 use health::Watching;
 use heartbeat::Heartbeat;
 use inlet::{Inlet, Message};
+use liveness::Liveness;
 use metrics::Metrics;
 use monitoring::Monitoring;
 use sdnotify::Manager;
@@ -163,6 +171,8 @@ pub(crate) fn run(
     announce_start(town, &config, &state, &service, watch.is_some(), pid)?;
 
     let leftovers = leftovers::Leftovers::new(town, &live, held.clone(), metrics.clone());
+    let looking = start_liveness(town, &config, &live, &held, &state, &watchers, &stop)?;
+    let liveness = looking.as_ref().map(|(liveness, _)| liveness.clone());
     let heartbeat = Heartbeat {
         town: town.clone(),
         config: live,
@@ -177,6 +187,8 @@ pub(crate) fn run(
         wake: wake.clone(),
         metrics: metrics.clone(),
         leftovers,
+        liveness: liveness.clone(),
+        waiting: Default::default(),
     };
     let beating = std::thread::Builder::new()
         .name("heartbeat".into())
@@ -189,6 +201,7 @@ pub(crate) fn run(
         held,
         wake,
         watchers.monitoring.clone(),
+        liveness,
     )?;
     let running = Running {
         service,
@@ -197,6 +210,7 @@ pub(crate) fn run(
         metrics,
         watchers,
         supervising,
+        looking,
         beating,
     };
 
@@ -213,6 +227,7 @@ struct Running {
     metrics: Arc<Metrics>,
     watchers: Watchers,
     supervising: Option<JoinHandle<()>>,
+    looking: Option<Looking>,
     beating: JoinHandle<Option<Displaced>>,
 }
 
@@ -227,6 +242,10 @@ impl Running {
         self.watchers.close();
         if let Some(supervising) = self.supervising {
             let _ = supervising.join();
+        }
+        if let Some((liveness, looking)) = self.looking {
+            liveness.wake();
+            let _ = looking.join();
         }
         if let Ok(Some(displaced)) = self.beating.join() {
             // state.json and daemon.pid, wherever they are now, may be a
@@ -251,6 +270,41 @@ fn warn_of(hooks: &Hooks) {
             crate::testing::ENABLE
         );
     }
+}
+
+/// The liveness stage, shared with the heartbeat and supervision, and its
+/// thread.
+type Looking = (Arc<Liveness>, JoinHandle<()>);
+
+/// Looking at agents (`look_at_agents`, never in a dry run, which touches
+/// no agent) on its own thread: the heartbeat hands it every poke, and
+/// supervision reads what it finds.
+fn start_liveness(
+    town: &Town,
+    config: &Config,
+    live: &SharedConfig,
+    held: &Arc<HeldSessions>,
+    state: &Arc<StateStore>,
+    watchers: &Watchers,
+    stop: &Arc<StopFlag>,
+) -> Result<Option<Looking>, DaemonError> {
+    if !config.look_at_agents || config.dry_run {
+        return Ok(None);
+    }
+    let liveness = Arc::new(Liveness::new(
+        live,
+        supervisor::sessions(town, config),
+        held.clone(),
+        state.clone(),
+        watchers.monitoring.clone(),
+        stop.clone(),
+    ));
+    let looker = liveness.clone();
+    let looking = std::thread::Builder::new()
+        .name("liveness".into())
+        .spawn(move || looker.run())
+        .map_err(io("cannot start the liveness thread"))?;
+    Ok(Some((liveness, looking)))
 }
 
 /// Up: state.json says running, systemd is told ready, the log says so.
@@ -393,6 +447,7 @@ fn start_supervision(
     held: Arc<HeldSessions>,
     tx: SyncSender<Message>,
     monitoring: Monitoring,
+    liveness: Option<Arc<Liveness>>,
 ) -> Result<Option<JoinHandle<()>>, DaemonError> {
     if config.supervise.is_empty() {
         return Ok(None);
@@ -409,6 +464,7 @@ fn start_supervision(
         held,
         tx,
         monitoring,
+        liveness,
     };
     std::thread::Builder::new()
         .name("supervisor".into())

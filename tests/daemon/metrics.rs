@@ -611,7 +611,7 @@ fn the_documented_scrape_config_and_alert_rules_pass_promtool() {
     let out = crate::support::run(cmd);
     assert!(out.success(), "promtool check config: {out:#?}");
     assert!(
-        out.all().contains("4 rules found"),
-        "the four alert rules are read: {out:#?}"
+        out.all().contains("6 rules found"),
+        "the six alert rules are read: {out:#?}"
     );
 }

@@ -11,7 +11,9 @@
 //!   drop) and its tmux server;
 //! - [`catalogue`]: the request fixtures under `fixtures/`;
 //! - [`strange`]: a FIFO, a link to /dev/zero, a directory or a huge file
-//!   where a file of the town should be.
+//!   where a file of the town should be;
+//! - [`agents`]: small programs that stand in for agents (answering,
+//!   deaf, raw, a paste-taking TUI, one asking a person).
 //!
 //! Waiting is always for a condition with a deadline, never a fixed sleep.
 //!
@@ -21,6 +23,7 @@
 //! other, never the rest of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod agents;
 pub mod catalogue;
 pub mod command;
 pub mod http;

@@ -1,4 +1,5 @@
-//! `gt daemon explain`: what supervision decided about one agent, and why.
+//! `gt daemon explain`: what the daemon sees of one agent (its state, and
+//! the evidence for it), and what supervision decided about it, and why.
 use std::process::ExitCode;
 
 use color_eyre::eyre::eyre;
@@ -8,12 +9,20 @@ use crate::config::Config;
 use crate::crash_loop::CrashLoopGuard;
 use crate::outcome::{Outcome, CAPTURE_SUFFIX};
 use crate::request::Agent;
+use crate::state::State;
 use crate::supervision::{self, AgentState};
+use crate::text::escape;
 use crate::town::Town;
 
-/// Show supervision's recent decisions about an agent, with their reasons.
+/// Show an agent's state and its evidence, and supervision's decisions about it.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
+First what the daemon sees of the agent (look_at_agents): its state
+(working, idle, stalled, waiting for a person, dead) and since when, when
+its screen last moved, its last pokes and what became of each (delivered,
+resubmitted, unconfirmed; answered or not), and the line of its screen
+that asks a person something.
+
 Supervision is on when daemon/config.json lists agents under `supervise`.
 Each decision shows when it was made, what was decided (alive, restart,
 backoff, quarantine, paused, stopped, started, interrupted, resume) and why;
@@ -42,6 +51,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         });
     let agent = Agent::parse(&name).map_err(|e| eyre!("{e}"))?;
     let session = agent.session();
+    liveness(town, &session);
     let memory = supervision::load(town).map_err(|e| {
         eyre!(
             "cannot read supervision's memory: {}",
@@ -118,6 +128,61 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the daemon's last look saw of the agent (`state.json`).
+fn liveness(town: &Town, session: &str) {
+    let state = State::load(&town.state_file()).unwrap_or_default();
+    let Some(seen) = state.liveness.get(session) else {
+        println!("The daemon does not look at {session} (it neither pokes nor supervises it, or look_at_agents is off).");
+        return;
+    };
+    let now = chrono::Utc::now();
+    let last = if state.running {
+        ""
+    } else {
+        " (the daemon is not running: as it last saw it)"
+    };
+    println!(
+        "{session} is {} (for {}, since {}){last}",
+        seen.state.words(),
+        ago(now, seen.since),
+        when(&seen.since)
+    );
+    let pane = seen.pane.as_deref().map(escape).unwrap_or_default();
+    println!("  pane {pane} watched since {}", when(&seen.watched_since));
+    match seen.screen_moved_at {
+        Some(t) => println!("  its screen last moved {} ({} ago)", when(&t), ago(now, t)),
+        None => println!("  its screen has not moved since then"),
+    }
+    println!("  pokes unanswered in a row: {}", seen.unanswered_pokes);
+    if let Some(line) = &seen.prompt {
+        println!("  it asks a person: {}", escape(line));
+    }
+    if seen.pokes.is_empty() {
+        return;
+    }
+    println!("  its last pokes, what became of the text, and whether it answered:");
+    let rows: Vec<[String; 3]> = seen
+        .pokes
+        .iter()
+        .rev()
+        .map(|p| {
+            let answer = match p.answered_at {
+                Some(at) => format!("{} {}", p.answer.as_str(), when(&at)),
+                None => p.answer.as_str().to_string(),
+            };
+            [when(&p.at), p.delivery.as_str().to_string(), answer]
+        })
+        .collect();
+    let table = Table::new(&["", "", ""]).indent(4).fitting(&rows);
+    for row in &rows {
+        println!("{}", table.line(row));
+    }
+}
+
+fn ago(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>) -> String {
+    crate::duration::human(now.signed_duration_since(t).to_std().unwrap_or_default())
 }
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {

@@ -2,7 +2,10 @@
 //!
 //! Each check, an agent counts as dead only when its session is missing or
 //! its own pane's process has exited: never for age or silence, never for
-//! extra panes or windows a person added. A dead agent's pane is captured,
+//! extra panes or windows a person added. With `stall_action: "restart"`,
+//! one the look at the agents found stalled ([`super::liveness`]: quiet
+//! and its pokes unanswered, never waiting for a person) fails too. A
+//! dead (or stalled) agent's pane is captured,
 //! then it is restarted through the same executor as a `restart` request
 //! (the consumer files the restart like a request, `from: "daemon"`).
 //! Repeated deaths back off, too many quarantine, several at once pause
@@ -28,9 +31,10 @@ use chrono::{DateTime, Utc};
 use super::alert::Event;
 use super::execute::HeldSessions;
 use super::inlet::{Message, Restart};
+use super::liveness::Liveness;
 use super::monitoring::Monitoring;
 use super::stop::StopFlag;
-use crate::config::Config;
+use crate::config::{Config, StallAction};
 use crate::crash_loop::{self, CrashLoopGuard};
 use crate::duration::human;
 use crate::request::Agent;
@@ -53,6 +57,8 @@ pub(crate) struct Supervisor {
     pub(crate) held: Arc<HeldSessions>,
     pub(crate) tx: SyncSender<Message>,
     pub(crate) monitoring: Monitoring,
+    /// What the agents' panes show; `None` without `look_at_agents`.
+    pub(crate) liveness: Option<Arc<Liveness>>,
 }
 
 /// The sessions of the agents `supervise` names (see [`agents`]).
@@ -194,7 +200,16 @@ impl Supervisor {
             };
             let alive = pane.as_ref().is_some_and(|p| p.exit.is_none());
             self.monitoring.metrics.agent_up(&session, alive);
-            let seen = if alive {
+            let stalled = pane
+                .as_ref()
+                .filter(|_| alive)
+                .and_then(|p| Some((p, self.stalled(&session, &p.id)?)));
+            let seen = if let Some((pane, why)) = stalled {
+                Seen::Stalled {
+                    why,
+                    capture: self.tmux.capture(&pane.id, CAPTURE_LINES).ok(),
+                }
+            } else if alive {
                 Seen::Alive
             } else {
                 Seen::Dead {
@@ -207,6 +222,16 @@ impl Supervisor {
             looks.push(Look { session, seen });
         }
         looks
+    }
+
+    /// Why the agent in `pane` is to be restarted as stalled, when
+    /// `stall_action` says so and the last look found that very pane
+    /// stalled (a restarted agent's new pane has fresh evidence).
+    fn stalled(&self, session: &str, pane: &str) -> Option<String> {
+        if self.config.stall_action != StallAction::Restart {
+            return None;
+        }
+        self.liveness.as_ref()?.stalled(session, pane)
     }
 
     /// Each session's restarts within the window, as the crash-loop guard

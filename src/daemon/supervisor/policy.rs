@@ -11,8 +11,9 @@
 //! a deliberate stop, a wait still running, a wait just over, the first
 //! look at a fresh start. Then, if none of those, a failure ([`Failure`]):
 //! counted (a crash) or not (exit 0, `not_a_crash`), which restarts it at
-//! once, after a backoff, or quarantines it. A new way of failing (say an
-//! agent that stalls) is one more [`Seen`] that maps to a [`Failure`].
+//! once, after a backoff, or quarantines it. An agent the look at the
+//! agents found stalled (with `stall_action: "restart"`) is one more
+//! [`Seen`], a counted failure like a crash.
 //!
 //! Deaths are counted by the restarts that follow them, in the one record
 //! of an agent's restarts, the crash-loop guard's ([`crate::crash_loop`]):
@@ -100,6 +101,12 @@ pub(crate) enum Seen {
         exit: Option<i32>,
         capture: Option<String>,
     },
+    /// Alive, but stalled (`why`: for how long, how many pokes went
+    /// unanswered); `capture` holds the pane's last lines.
+    Stalled {
+        why: String,
+        capture: Option<String>,
+    },
 }
 
 /// One agent, as one check saw it.
@@ -112,7 +119,7 @@ pub(crate) struct Look {
 impl Look {
     fn capture(&self) -> Option<String> {
         match &self.seen {
-            Seen::Dead { capture, .. } => capture.clone(),
+            Seen::Dead { capture, .. } | Seen::Stalled { capture, .. } => capture.clone(),
             Seen::Alive => None,
         }
     }
@@ -124,6 +131,7 @@ impl Look {
         match self.seen {
             Seen::Dead { exit: None, .. } => "session_missing",
             Seen::Dead { exit: Some(_), .. } => "pane_exited",
+            Seen::Stalled { .. } => "stalled",
             Seen::Alive => "interrupted",
         }
     }
@@ -150,6 +158,11 @@ impl Failure {
                     Some(status) => format!("agent exited with status {status}"),
                 },
                 counted: *exit != Some(0) && !policy.not_a_crash(capture.as_deref()),
+            }),
+            // Restarting it is what a crash costs: it counts the same.
+            Seen::Stalled { why, .. } => Some(Failure {
+                why: why.clone(),
+                counted: true,
             }),
         }
     }

@@ -173,10 +173,11 @@ macro_rules! page {
 /// between the clap-made sections and ENVIRONMENT. docs/configuration.md
 /// is made from the table of keys ([`keys::markdown`]) and so rendered from
 /// that table here. A test holds this list to the files in docs/.
-pub const REFERENCE: [(&str, &str, &str); 6] = [
+pub const REFERENCE: [(&str, &str, &str); 7] = [
     page!("REQUESTS", "requests.md"),
     page!("OPERATIONS", "operations.md"),
     page!("SUPERVISION", "supervision.md"),
+    page!("AGENTS", "agents.md"),
     page!("MONITORING", "monitoring.md"),
     page!("GUARANTEES", "guarantees.md"),
     page!("FILES", "town.md"),

@@ -153,6 +153,11 @@ pub struct AgentStatus {
     /// When the session was created.
     pub started_at: Option<DateTime<Utc>>,
     pub last_poke: Option<DateTime<Utc>>,
+    /// What its pane shows, while the daemon runs and looks at it
+    /// (`state.json` `liveness`): working, idle, stalled,
+    /// waiting_for_person or dead, and since when.
+    pub state: Option<crate::state::Activity>,
+    pub state_since: Option<DateTime<Utc>>,
     /// Restarts within the crash-loop guard's window.
     pub restarts: usize,
     pub held: bool,
@@ -201,7 +206,14 @@ pub fn report(town: &Town) -> Report {
     let leftovers = panes
         .as_deref()
         .map(|panes| leftovers(&census, panes, &mut warnings));
-    let agents = agents(panes.as_deref(), &guard, &state.last_pokes);
+    let empty = BTreeMap::new();
+    // A stopped daemon's last look is no fact about the agents now.
+    let liveness = if state.running {
+        &state.liveness
+    } else {
+        &empty
+    };
+    let agents = agents(panes.as_deref(), &guard, &state.last_pokes, liveness);
     let status = match (state.running, degraded.is_empty(), crashed) {
         (true, true, _) => "running",
         (true, false, _) => "degraded",
@@ -523,11 +535,13 @@ fn agents(
     panes: Option<&[crate::tmux::ListedPane]>,
     guard: &[Remembered],
     pokes: &BTreeMap<String, DateTime<Utc>>,
+    liveness: &BTreeMap<String, crate::state::AgentLiveness>,
 ) -> Vec<AgentStatus> {
     let mut sessions: BTreeSet<&str> = BTreeSet::new();
     sessions.extend(panes.into_iter().flatten().map(|p| p.session.as_str()));
     sessions.extend(guard.iter().map(|g| g.session.as_str()));
     sessions.extend(pokes.keys().map(String::as_str));
+    sessions.extend(liveness.keys().map(String::as_str));
     sessions
         .into_iter()
         .filter_map(|session| {
@@ -544,6 +558,8 @@ fn agents(
                     .and_then(|p| p.created)
                     .and_then(|t| DateTime::from_timestamp(t, 0)),
                 last_poke: pokes.get(session).copied(),
+                state: liveness.get(session).map(|l| l.state),
+                state_since: liveness.get(session).map(|l| l.since),
                 restarts: remembered.map_or(0, |r| r.restarts),
                 held: remembered.is_some_and(|r| r.held),
                 held_until: remembered.and_then(|r| r.held_until),

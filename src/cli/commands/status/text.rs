@@ -202,20 +202,34 @@ fn in_progress(out: &mut impl Write, r: &Report) -> io::Result<()> {
     Ok(())
 }
 
-/// The agents table; held agents in red.
+/// The agents table; held agents in red, stalled ones and those waiting
+/// for a person in yellow.
 fn agents(out: &mut impl Write, r: &Report, zone: Zone) -> io::Result<()> {
+    use crate::state::Activity;
     if r.agents.is_empty() {
         return Ok(());
     }
     writeln!(out, "  agents:")?;
-    let rows: Vec<[String; 5]> = r.agents.iter().map(|a| agent_row(a, zone)).collect();
-    let header = ["SESSION", "PID", "UP", "LAST POKE", "CRASH-LOOP GUARD"];
+    let rows: Vec<[String; 6]> = r.agents.iter().map(|a| agent_row(a, zone)).collect();
+    let header = [
+        "SESSION",
+        "STATE",
+        "PID",
+        "UP",
+        "LAST POKE",
+        "CRASH-LOOP GUARD",
+    ];
     let table = Table::new(&header).indent(4).fitting(&rows);
     writeln!(out, "{DIM}{}{DIM:#}", table.line(&header))?;
     for (row, agent) in rows.iter().zip(&r.agents) {
         let text = table.line(row);
         if agent.held {
             writeln!(out, "{RED}{text}{RED:#}")?;
+        } else if matches!(
+            agent.state,
+            Some(Activity::Stalled | Activity::WaitingForPerson)
+        ) {
+            writeln!(out, "{YELLOW}{text}{YELLOW:#}")?;
         } else {
             writeln!(out, "{text}")?;
         }
@@ -324,9 +338,9 @@ fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
     lines
 }
 
-/// One row of the agents table: session, pane PID, uptime, last poke,
-/// crash-loop guard.
-fn agent_row(a: &AgentStatus, zone: Zone) -> [String; 5] {
+/// One row of the agents table: session, state and for how long, pane
+/// PID, uptime, last poke, crash-loop guard.
+fn agent_row(a: &AgentStatus, zone: Zone) -> [String; 6] {
     let pid = match (a.alive, a.pane_pid) {
         (Some(false), _) => "no session".to_string(),
         (_, Some(pid)) if a.pane_dead => format!("{pid} (exited)"),
@@ -353,7 +367,20 @@ fn agent_row(a: &AgentStatus, zone: Zone) -> [String; 5] {
         (1, false, _) => "1 restart".into(),
         (n, false, _) => format!("{n} restarts"),
     };
-    [a.session.clone(), pid, up, poke, guard]
+    let state = match (a.state, a.state_since) {
+        (Some(state), Some(since)) => format!(
+            "{} {}",
+            state.words(),
+            human(
+                Utc::now()
+                    .signed_duration_since(since)
+                    .to_std()
+                    .unwrap_or_default()
+            )
+        ),
+        _ => "-".into(),
+    };
+    [a.session.clone(), state, pid, up, poke, guard]
 }
 
 fn ago(secs: i64) -> String {
