@@ -5,8 +5,9 @@
 //! use tmux's `=name` form so `gt-mayor` can never prefix-match
 //! `gt-mayor-2`.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,15 +92,27 @@ impl Tmux {
         Tmux { socket, timeout }
     }
 
+    /// One tmux command in a client of its own.
     fn run<I, S>(&self, args: I) -> Result<Output, TmuxError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        self.exec(&Chain::new().then(args))
+    }
+
+    /// Runs `chain` in one tmux client and returns what its commands
+    /// printed, as text. The error is that of the first command that
+    /// failed (tmux runs none after it).
+    pub(crate) fn chain(&self, chain: &Chain) -> Result<String, TmuxError> {
+        let out = self.exec(chain)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every tmux client this process runs goes through here: one deadline
+    /// (`tmux_timeout`), one classification of what went wrong, one count.
+    fn exec(&self, chain: &Chain) -> Result<Output, TmuxError> {
+        let args = &chain.argv;
         let mut cmd = Command::new("tmux");
         // A tmux server we start outlives this call and must not inherit
         // systemd's notification socket (it would speak for the daemon).
@@ -108,12 +121,12 @@ impl Tmux {
             cmd.arg("-L").arg(socket);
         }
         CALLS.calls.fetch_add(1, Ordering::Relaxed);
-        let output = match crate::process::run_bounded(cmd.args(&args), b"", self.timeout) {
+        let output = match crate::process::run_bounded(cmd.args(args), b"", self.timeout) {
             Ok(Some(output)) => output,
             Ok(None) => {
                 CALLS.timed_out.fetch_add(1, Ordering::Relaxed);
                 return Err(TmuxError::TimedOut {
-                    args: join(&args),
+                    args: join(args),
                     limit: self.timeout,
                     socket: self.socket.clone(),
                 });
@@ -144,13 +157,13 @@ impl Tmux {
         // A session that is not there is an answer, not a failure.
         if names_no_session(&stderr) {
             return Err(TmuxError::NoSession {
-                args: join(&args),
+                args: join(args),
                 stderr,
             });
         }
         CALLS.failed.fetch_add(1, Ordering::Relaxed);
         Err(TmuxError::Failed {
-            args: join(&args),
+            args: join(args),
             stderr,
         })
     }
@@ -172,13 +185,20 @@ impl Tmux {
         }
     }
 
-    /// PIDs of the initial processes of every pane in the session.
-    pub(crate) fn pane_pids(&self, name: &str) -> Result<Vec<u32>, TmuxError> {
-        let out = self.run(["list-panes", "-s", "-t", &exact(name), "-F", "#{pane_pid}"])?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
+    /// PIDs of the initial processes of every pane in the session;
+    /// `None`: there is no such session (or no server).
+    pub(crate) fn pane_pids(&self, name: &str) -> Result<Option<Vec<u32>>, TmuxError> {
+        let out = match self.run(["list-panes", "-s", "-t", &exact(name), "-F", "#{pane_pid}"]) {
+            Ok(out) => out,
+            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect(),
+        ))
     }
 
     /// Every pane of every session: its session, the PID of its process,
@@ -205,68 +225,77 @@ impl Tmux {
             .collect())
     }
 
-    /// Kills the session; already gone is fine.
-    pub(crate) fn kill_session(&self, name: &str) -> Result<(), TmuxError> {
-        match self.run(["kill-session", "-t", &exact(name)]) {
-            Ok(_) | Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(()),
+    /// Kills the session and, in the same client, asks whether it is
+    /// gone: true when tmux says so (or there was nothing to kill), false
+    /// when it still lists the session.
+    pub(crate) fn kill_session(&self, name: &str) -> Result<bool, TmuxError> {
+        let target = exact(name);
+        let chain =
+            Chain::new()
+                .then(["kill-session", "-t", &target])
+                .then(["has-session", "-t", &target]);
+        match self.exec(&chain) {
+            Ok(_) => Ok(false),
+            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(true),
             Err(e) => Err(e),
         }
     }
 
-    /// Creates a detached session whose pane runs `argv` directly.
-    pub(crate) fn new_session(
-        &self,
-        name: &str,
-        dir: &Path,
-        env: &[(&str, &str)],
-        argv: &[String],
-    ) -> Result<(), TmuxError> {
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["new-session".into(), "-d".into(), "-s".into(), name.into()];
-        args.push("-c".into());
-        args.push(dir.as_os_str().into());
-        for (key, value) in env {
-            args.push("-e".into());
-            args.push(format!("{key}={value}").into());
+    /// Creates the detached session `new` describes, whose pane runs its
+    /// command directly; with `replace`, the session of that name is
+    /// killed first, in the same client (tmux refuses a second session of
+    /// one name, so a creation that succeeds proves the old one gone).
+    pub(crate) fn new_session(&self, new: &NewSession<'_>, replace: bool) -> Result<(), TmuxError> {
+        let create = new.chain();
+        if replace {
+            let target = exact(new.name);
+            let chain = Chain::new()
+                .then(["kill-session", "-t", &target])
+                .append(&create);
+            match self.exec(&chain) {
+                // The kill found nothing (the session ended with its
+                // agent), and tmux ran nothing after it: create it alone.
+                Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => {}
+                done => return done.map(drop),
+            }
         }
-        args.push("--".into());
-        args.extend(argv.iter().map(Into::into));
-        self.run(args).map(drop)
+        self.exec(&create).map(drop)
     }
 
     /// The agent's own pane: the first pane of the session's first window,
     /// the one `new-session` created (panes and windows a person added
     /// later are never taken for the agent). `None`: no such session.
     pub(crate) fn agent_pane(&self, name: &str) -> Result<Option<Pane>, TmuxError> {
-        let out = match self.run([
+        self.look_and_type(name, "")
+    }
+
+    /// [`Tmux::agent_pane`], then `text` typed literally (no key-name
+    /// lookup) into the session, in one client. Typing into a pane whose
+    /// process has exited does nothing, and the look says it has.
+    pub(crate) fn look_and_type(&self, name: &str, text: &str) -> Result<Option<Pane>, TmuxError> {
+        let mut chain = Chain::new().then([
             "list-panes",
             "-s",
             "-t",
             &exact(name),
             "-F",
-            "#{window_index} #{pane_index} #{pane_id} #{pane_dead} #{pane_dead_status}",
-        ]) {
-            Ok(out) => out,
-            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let first = text
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let (w, p) = (
-                    f.first()?.parse::<u32>().ok()?,
-                    f.get(1)?.parse::<u32>().ok()?,
-                );
-                Some(((w, p), f))
-            })
-            .min_by_key(|(order, _)| *order);
-        Ok(first.map(|(_, f)| Pane {
-            id: f.get(2).unwrap_or(&"").to_string(),
-            exit: (f.get(3) == Some(&"1"))
-                .then(|| f.get(4).and_then(|s| s.parse().ok()).unwrap_or(-1)),
-        }))
+            AGENT_PANE_FORMAT,
+        ]);
+        if !text.is_empty() {
+            let target = format!("{}:", exact(name));
+            chain = chain.then(["send-keys", "-t", &target, "-l", "--", text]);
+        }
+        match self.chain(&chain) {
+            Ok(text) => Ok(first_pane(&text)),
+            Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Presses Enter in the session.
+    pub(crate) fn press_enter(&self, name: &str) -> Result<(), TmuxError> {
+        let target = format!("{}:", exact(name));
+        self.run(["send-keys", "-t", &target, "Enter"]).map(drop)
     }
 
     /// The last `lines` lines of a pane (`%id`), as text.
@@ -274,14 +303,6 @@ impl Tmux {
         let start = format!("-{lines}");
         let out = self.run(["capture-pane", "-p", "-t", pane, "-S", &start])?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Keeps the session's window when its process exits, so a dead agent
-    /// leaves its exit status and last output to be read.
-    pub(crate) fn keep_dead_panes(&self, name: &str) -> Result<(), TmuxError> {
-        let target = format!("{}:", exact(name));
-        self.run(["set-option", "-w", "-t", &target, "remain-on-exit", "on"])
-            .map(drop)
     }
 
     /// Types `text` literally (no key-name lookup), then presses Enter.
@@ -307,11 +328,131 @@ fn names_no_session(stderr: &str) -> bool {
     .any(|words| stderr.contains(words))
 }
 
-fn join(args: &[std::ffi::OsString]) -> String {
+fn join(args: &[OsString]) -> String {
     args.iter()
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What [`Tmux::agent_pane`] reads of each pane.
+const AGENT_PANE_FORMAT: &str =
+    "#{window_index} #{pane_index} #{pane_id} #{pane_dead} #{pane_dead_status}";
+
+/// The first pane (lowest window, then pane index) of `list-panes`
+/// output in [`AGENT_PANE_FORMAT`].
+fn first_pane(text: &str) -> Option<Pane> {
+    let (_, f) = text
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (w, p) = (
+                f.first()?.parse::<u32>().ok()?,
+                f.get(1)?.parse::<u32>().ok()?,
+            );
+            Some(((w, p), f))
+        })
+        .min_by_key(|(order, _)| *order)?;
+    Some(Pane {
+        id: f.get(2).unwrap_or(&"").to_string(),
+        exit: (f.get(3) == Some(&"1")).then(|| f.get(4).and_then(|s| s.parse().ok()).unwrap_or(-1)),
+    })
+}
+
+/// Several tmux commands for one client: `tmux CMD ARGS ; CMD ARGS …`.
+/// The server runs them in order, in one pass of its command queue
+/// (nothing else it does comes between them), stops at the first that
+/// fails, and the client then exits 1 with that command's error (see
+/// "COMMAND PARSING AND EXECUTION" in tmux(1)). One client process
+/// instead of one per command is what keeps a restart cheap.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Chain {
+    argv: Vec<OsString>,
+}
+
+impl Chain {
+    pub(crate) fn new() -> Chain {
+        Chain::default()
+    }
+
+    /// Appends one command: its name, then its arguments.
+    pub(crate) fn then<I, S>(mut self, command: I) -> Chain
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        if !self.argv.is_empty() {
+            self.argv.push(";".into());
+        }
+        self.argv
+            .extend(command.into_iter().map(|a| escape_arg(a.as_ref())));
+        self
+    }
+
+    /// Appends every command of `other`.
+    pub(crate) fn append(mut self, other: &Chain) -> Chain {
+        if !self.argv.is_empty() && !other.argv.is_empty() {
+            self.argv.push(";".into());
+        }
+        self.argv.extend(other.argv.iter().cloned());
+        self
+    }
+}
+
+/// tmux ends a command at any argument that ends in `;` (and drops that
+/// `;`), not only at a lone `;`: an agent's argument `\;` (as `find
+/// -exec` takes) or a prime text ending in `;` would be cut, and what
+/// follows run as a command of its own. A `\;` at the end is kept as `;`.
+fn escape_arg(arg: &OsStr) -> OsString {
+    let bytes = arg.as_bytes();
+    match bytes.strip_suffix(b";") {
+        Some(head) => {
+            let mut escaped = head.to_vec();
+            escaped.extend_from_slice(b"\\;");
+            OsString::from_vec(escaped)
+        }
+        None => arg.to_os_string(),
+    }
+}
+
+/// A session to create: its name, work directory, environment and the
+/// command its pane runs.
+#[derive(Debug)]
+pub(crate) struct NewSession<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) dir: &'a Path,
+    pub(crate) env: &'a [(&'a str, &'a str)],
+    pub(crate) argv: &'a [String],
+    /// Keep the window when the agent exits, so a dead agent leaves its
+    /// exit status and last output to be read. Set in the same pass of
+    /// tmux's command queue as the creation, so even an agent that exits
+    /// at once leaves its pane.
+    pub(crate) keep_dead: bool,
+}
+
+impl NewSession<'_> {
+    fn chain(&self) -> Chain {
+        let mut args: Vec<OsString> = vec![
+            "new-session".into(),
+            "-d".into(),
+            "-s".into(),
+            self.name.into(),
+            "-c".into(),
+            self.dir.as_os_str().into(),
+        ];
+        for (key, value) in self.env {
+            args.push("-e".into());
+            args.push(format!("{key}={value}").into());
+        }
+        args.push("--".into());
+        args.extend(self.argv.iter().map(Into::into));
+        let chain = Chain::new().then(args);
+        if !self.keep_dead {
+            return chain;
+        }
+        let window = format!("{}:", exact(self.name));
+        chain.then(["set-option", "-w", "-t", &window, "remain-on-exit", "on"])
+    }
 }
 
 /// An agent's pane: its id and, once its process has exited, the status.
@@ -324,4 +465,60 @@ pub(crate) struct Pane {
 /// `=name` makes tmux match the session name exactly.
 fn exact(name: &str) -> String {
     format!("={name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(chain: &Chain) -> Vec<&str> {
+        chain.argv.iter().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn commands_are_chained_with_a_lone_semicolon_and_arguments_ending_in_one_escaped() {
+        let chain = Chain::new()
+            .then(["kill-session", "-t", "=gt-mayor"])
+            .append(&Chain::new().then(["new-session", "--", "find", "-exec", "rm", "{}", ";"]))
+            .then(["send-keys", "-l", "--", "a\\;", "b;c"]);
+        assert_eq!(
+            argv(&chain),
+            [
+                "kill-session",
+                "-t",
+                "=gt-mayor",
+                ";",
+                "new-session",
+                "--",
+                "find",
+                "-exec",
+                "rm",
+                "{}",
+                "\\;",
+                ";",
+                "send-keys",
+                "-l",
+                "--",
+                "a\\\\;",
+                "b;c"
+            ]
+        );
+        assert!(Chain::new().append(&Chain::new()).argv.is_empty());
+    }
+
+    #[test]
+    fn the_agent_pane_is_the_first_of_the_first_window() {
+        let text = "1 0 %7 0 \n0 1 %3 1 2\n0 0 %1 1 137\n";
+        let pane = first_pane(text).unwrap();
+        assert_eq!(
+            pane,
+            Pane {
+                id: "%1".into(),
+                exit: Some(137)
+            }
+        );
+        assert_eq!(first_pane("0 0 %4 0 \n").unwrap().exit, None);
+        assert_eq!(first_pane(""), None);
+        assert_eq!(first_pane("garbage\n"), None);
+    }
 }

@@ -22,12 +22,17 @@ use crate::crash_loop::{Counted, CrashLoopGuard};
 use crate::duration::human;
 use crate::process;
 use crate::request::{Action, Request};
-use crate::tmux::Tmux;
+use crate::tmux::{NewSession, Tmux};
 use crate::town::Town;
 
 /// How long an agent must survive its start when there is no prime text
 /// to wait for.
 const FIRST_MOMENTS: Duration = Duration::from_millis(500);
+
+/// Between the prime text and its Enter. Some terminal programs take text
+/// followed at once by Enter for a paste, and keep the Enter as part of
+/// their input instead of submitting it.
+const ENTER_AFTER: Duration = Duration::from_millis(50);
 
 pub(crate) struct Executor {
     /// Waits on an agent end early on a stop.
@@ -114,13 +119,20 @@ impl Executor {
 
     /// Ends the session and every process in it; already gone is success.
     fn end_session(&self, session: &str) -> Result<(), String> {
-        let config = self.config.get();
-        let exists = self.tmux.has_session(session).map_err(|e| e.to_string())?;
-        if !exists {
-            tracing::info!(session, "session already gone: nothing to end");
-            return Ok(());
+        if self.end_processes(session)? {
+            self.kill(session)?;
         }
-        let panes = self.tmux.pane_pids(session).unwrap_or_default();
+        Ok(())
+    }
+
+    /// Ends every process of the session's panes; false when there is no
+    /// such session.
+    fn end_processes(&self, session: &str) -> Result<bool, String> {
+        let config = self.config.get();
+        let Some(panes) = self.tmux.pane_pids(session).map_err(|e| e.to_string())? else {
+            tracing::info!(session, "session already gone: nothing to end");
+            return Ok(false);
+        };
         let killed = process::terminate_tree(&panes, config.kill_grace);
         if killed > 0 {
             tracing::warn!(
@@ -130,7 +142,14 @@ impl Executor {
                 human(config.kill_grace)
             );
         }
-        self.tmux.kill_session(session).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// Kills the session and waits until tmux says it is gone.
+    fn kill(&self, session: &str) -> Result<(), String> {
+        if self.tmux.kill_session(session).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
         self.wait_gone(session)
     }
 
@@ -149,12 +168,17 @@ impl Executor {
         Ok(())
     }
 
+    /// Ends the agent's processes and starts its new session in place of
+    /// the old one.
     fn start_session(&self, request: &Request, handoff: bool) -> Result<(), String> {
         let session = request.session();
-        self.end_session(&session)?;
+        let existed = self.end_processes(&session)?;
         let config = self.config.get();
         let argv = &config.agent_command_for(request.agent.role()).0;
         if let Err(e) = which::which(&argv[0]) {
+            if existed {
+                self.kill(&session)?;
+            }
             return Err(format!(
                 "agent command {:?} not found on PATH ({e}); set agent_command in daemon/config.json",
                 argv[0]
@@ -169,17 +193,19 @@ impl Executor {
         if handoff {
             env.push(("GT_HANDOFF", "1"));
         }
-        self.tmux
-            .new_session(&session, &dir, &env, argv)
-            .map_err(|e| format!("cannot create session {session}: {e}"))?;
-        tracing::info!(session, dir = %dir.display(), command = %config.agent_command_for(request.agent.role()), "session created");
-        if !config.supervise.is_empty() {
+        let new = NewSession {
+            name: &session,
+            dir: &dir,
+            env: &env,
+            argv,
             // Supervised agents leave a dead pane behind, so supervision
             // can read how they died before it replaces them.
-            if let Err(e) = self.tmux.keep_dead_panes(&session) {
-                tracing::warn!(session, "cannot keep the pane of a dead agent: {e}");
-            }
-        }
+            keep_dead: !config.supervise.is_empty(),
+        };
+        self.tmux
+            .new_session(&new, existed)
+            .map_err(|e| format!("cannot create session {session}: {e}"))?;
+        tracing::info!(session, dir = %dir.display(), command = %config.agent_command_for(request.agent.role()), "session created");
         let prime = &config.prime_text;
         // With nothing to type there is nothing to wait for, but an agent
         // that dies at once is still a failure, not a success.
@@ -204,35 +230,38 @@ impl Executor {
                 },
             ));
         }
-        self.check_alive(&session, wait)?;
-        if !prime.is_empty() {
-            self.tmux
-                .send_line(&session, prime)
-                .map_err(|e| format!("session {session} started but priming it failed: {e}"))?;
-        }
-        Ok(())
+        self.prime(&session, prime, wait)
     }
 
-    /// The agent is still running `after` its start: its session exists
-    /// and its pane's process has not exited.
-    fn check_alive(&self, session: &str, after: Duration) -> Result<(), String> {
+    /// The agent must still run `after` its start; then its prime text is
+    /// typed, and Enter.
+    fn prime(&self, session: &str, prime: &str, after: Duration) -> Result<(), String> {
         let gone = |how: String| {
             format!(
                 "session {session}: the agent command {how} within {} of its start; check that it runs by hand",
                 human(after)
             )
         };
-        if !self.tmux.has_session(session).map_err(|e| e.to_string())? {
-            return Err(gone("exited (the session ended)".into()));
-        }
         // The agent's own pane: one a person split off may be the active one.
-        match self.tmux.agent_pane(session).map_err(|e| e.to_string())? {
-            None => Err(gone("exited (the session ended)".into())),
-            Some(pane) => match pane.exit {
-                Some(status) => Err(gone(format!("exited with status {status}"))),
-                None => Ok(()),
-            },
+        let pane = self
+            .tmux
+            .look_and_type(session, prime)
+            .map_err(|e| format!("session {session} started but priming it failed: {e}"))?;
+        match pane {
+            None => return Err(gone("exited (the session ended)".into())),
+            Some(pane) => {
+                if let Some(status) = pane.exit {
+                    return Err(gone(format!("exited with status {status}")));
+                }
+            }
         }
+        if prime.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(ENTER_AFTER);
+        self.tmux
+            .press_enter(session)
+            .map_err(|e| format!("session {session} started but priming it failed: {e}"))
     }
 
     /// The most specific existing directory for the agent, else the town.
