@@ -133,8 +133,12 @@ fn a_killed_agent_is_restarted_within_a_check_and_recorded_with_its_pane() {
     let newest = records.iter().max().unwrap();
     let sc = t.sidecar(&t.processed(), newest);
     assert_eq!(sc["session"], "gt-mayor", "{sc:#}");
-    let pane = std::fs::read_to_string(t.processed().join(format!("{newest}.pane.txt")))
-        .unwrap_or_else(|e| panic!("no captured pane beside {newest}: {e}\n{}", t.snapshot()));
+    // Written beside the record once it is filed, so a moment after it.
+    let pane_file = t.processed().join(format!("{newest}.pane.txt"));
+    t.wait_until("the captured pane beside the record", DEADLINE, || {
+        pane_file.exists()
+    });
+    let pane = std::fs::read_to_string(&pane_file).unwrap();
     assert!(pane.contains("agent-marker-K2"), "capture: {pane:?}");
     let why = explain(&t, "mayor");
     assert!(why.contains("agent exited"), "{why}");
