@@ -87,6 +87,7 @@ impl Consumer {
             config.get().max_parallel,
             executor.clone(),
             inlet.wake.clone(),
+            stop.clone(),
         )?;
         Ok(Consumer {
             town: town.clone(),
@@ -119,6 +120,8 @@ impl Consumer {
         while self.gather() {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
+            // Primes first: they take workers before new requests do.
+            self.dispatcher.prime_due(Instant::now());
             self.dispatcher.slots.release(&mut self.queue);
             self.supervision.dispatch(&mut self.dispatcher);
             self.process_batch(&mut tally);
@@ -144,13 +147,17 @@ impl Consumer {
                 tracing::error!(file = %escape_os(&name), "cannot return a request (still being written) to the inbox: {e}");
             }
         }
-        while self.dispatcher.running_count() > 0 {
-            let running: Vec<&String> = self.dispatcher.running().collect();
-            tracing::info!(?running, "waiting for requests in execution to finish");
-            let _ = self.inlet.rx.recv_timeout(Duration::from_millis(200));
+        loop {
+            // Agents still booting are filed at once, unprimed.
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.record(tally);
+            if self.dispatcher.running_count() == 0 {
+                break;
+            }
+            let running: Vec<&String> = self.dispatcher.running().collect();
+            tracing::info!(?running, "waiting for requests in execution to finish");
+            let _ = self.inlet.rx.recv_timeout(Duration::from_millis(200));
         }
         let mut tally = Tally::default();
         self.filer.refile_due(&mut tally, true);
@@ -169,6 +176,7 @@ impl Consumer {
             let now = Instant::now();
             let wake = (self.settling.next_due().into_iter())
                 .chain(self.filer.next_try())
+                .chain(self.dispatcher.next_due())
                 .fold(self.next_rescan, Instant::min);
             match self
                 .inlet
@@ -331,7 +339,7 @@ impl Consumer {
             }
             // Nothing to wait for (dry run): run it here and now.
             Ok(request) => {
-                let result = self.executor.execute(&request, Counted::Yes);
+                let result = self.executor.execute_here(&request, Counted::Yes);
                 self.filer.sidecar(result, &partial, original_name)
             }
             Err(reason) => self.filer.sidecar(Err(reason), &partial, original_name),

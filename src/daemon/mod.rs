@@ -2,10 +2,12 @@
 //!
 //! Threads, each named as `ps -L` and a debugger show it:
 //! - the consumer (the thread that called [`run`]): claims, validates,
-//!   dispatches and files every request ([`consumer`]);
+//!   dispatches and files every request, and keeps the timers of agents
+//!   booting after a restart ([`consumer`]);
 //! - the notify watcher (notify's own thread): inbox events in ([`watch`]);
 //! - `executor-N`: up to `max_parallel` workers, started as requests need
-//!   them, each executing one request at a time ([`dispatch`],
+//!   them, each executing one step at a time: a request, or the prime of
+//!   an agent that has booted; none sleeps through a boot ([`dispatch`],
 //!   [`execute`]);
 //! - `ledger`: makes filed outcomes durable and counts them ([`ledger`]);
 //! - `heartbeat`: pokes, state.json, retention, the ownership check
