@@ -242,24 +242,32 @@ impl Tmux {
     }
 
     /// Creates the detached session `new` describes, whose pane runs its
-    /// command directly; with `replace`, the session of that name is
-    /// killed first, in the same client (tmux refuses a second session of
-    /// one name, so a creation that succeeds proves the old one gone).
-    pub(crate) fn new_session(&self, new: &NewSession<'_>, replace: bool) -> Result<(), TmuxError> {
+    /// command directly, in place of the `old` session of that name:
+    /// one that may still be there is killed in the same client (tmux
+    /// refuses a second session of one name, so a creation that succeeds
+    /// proves the old one gone).
+    pub(crate) fn new_session(&self, new: &NewSession<'_>, old: Old) -> Result<(), TmuxError> {
         let create = new.chain();
-        if replace {
-            let target = exact(new.name);
-            let chain = Chain::new()
-                .then(["kill-session", "-t", &target])
-                .append(&create);
-            match self.exec(&chain) {
-                // The kill found nothing (the session ended with its
-                // agent), and tmux ran nothing after it: create it alone.
-                Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => {}
-                done => return done.map(drop),
-            }
+        let kill_then_create = Chain::new()
+            .then(["kill-session", "-t", &exact(new.name)])
+            .append(&create);
+        match old {
+            Old::None => self.exec(&create),
+            // Its dead pane keeps the session: kill it. If it is gone after
+            // all, tmux ran nothing after the kill: create it alone.
+            Old::Kept => match self.exec(&kill_then_create) {
+                Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => self.exec(&create),
+                done => done,
+            },
+            // Usually ended with its agent; if tmux still has it, kill it.
+            Old::Ending => match self.exec(&create) {
+                Err(TmuxError::Failed { stderr, .. }) if stderr.contains("duplicate session") => {
+                    self.exec(&kill_then_create)
+                }
+                done => done,
+            },
         }
-        self.exec(&create).map(drop)
+        .map(drop)
     }
 
     /// The agent's own pane: the first pane of the session's first window,
@@ -413,6 +421,21 @@ fn escape_arg(arg: &OsStr) -> OsString {
         }
         None => arg.to_os_string(),
     }
+}
+
+/// What may be left of a session of the same name when a new one is
+/// created: decides which of its chains tmux is given first (both lead to
+/// the same end; the right guess saves a client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Old {
+    /// There was none.
+    None,
+    /// Its agent was ended; its window keeps dead panes, so the session
+    /// is still there.
+    Kept,
+    /// Its agent was ended, and tmux ends the session with it (soon, if
+    /// not already).
+    Ending,
 }
 
 /// A session to create: its name, work directory, environment and the

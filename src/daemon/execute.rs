@@ -29,7 +29,7 @@ use crate::crash_loop::{Counted, CrashLoopGuard};
 use crate::duration::human;
 use crate::process;
 use crate::request::{Action, Request};
-use crate::tmux::{NewSession, Tmux};
+use crate::tmux::{NewSession, Old, Tmux};
 use crate::town::Town;
 
 /// How long an agent must survive its start when there is no prime text
@@ -328,8 +328,13 @@ impl Executor {
             // can read how they died before it replaces them.
             keep_dead: !config.supervise.is_empty(),
         };
+        let old = match (existed, new.keep_dead) {
+            (false, _) => Old::None,
+            (true, true) => Old::Kept,
+            (true, false) => Old::Ending,
+        };
         self.tmux
-            .new_session(&new, existed)
+            .new_session(&new, old)
             .map_err(|e| format!("cannot create session {session}: {e}"))?;
         tracing::info!(session, dir = %dir.display(), command = %config.agent_command_for(request.agent.role()), "session created");
         Ok(())
