@@ -174,11 +174,11 @@ pub(crate) fn read_bounded(
         }
         Err(e) => return Err(e),
     };
-    if let Some(refused) = refusal(&file.metadata()?, limit) {
+    let meta = file.metadata()?;
+    if let Some(refused) = refusal(&meta, limit) {
         return Ok(Err(refused));
     }
-    let mut bytes = Vec::with_capacity(1024);
-    file.take(limit + 1).read_to_end(&mut bytes)?;
+    let bytes = read_sized(&file, meta.len(), limit)?;
     if bytes.len() as u64 > limit {
         return Ok(Err(NotRead::TooLarge {
             len: bytes.len() as u64,
@@ -186,6 +186,34 @@ pub(crate) fn read_bounded(
         }));
     }
     Ok(Ok(bytes))
+}
+
+/// Reads regular `file`, `len` bytes long when looked at, and at most
+/// `limit + 1` bytes of it: one read(2) into a buffer one byte longer than
+/// the file, whose short answer is the end of a regular file (read_to_end
+/// would ask again to be told so). A file grown since is read on, to the
+/// bound.
+fn read_sized(mut file: &File, len: u64, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; (len.min(limit) + 1) as usize];
+    let mut got = 0;
+    loop {
+        match file.read(&mut bytes[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if got < bytes.len() {
+            break;
+        }
+        let more = (bytes.len() as u64 * 2).min(limit + 1) as usize;
+        if more == bytes.len() {
+            break;
+        }
+        bytes.resize(more, 0);
+    }
+    bytes.truncate(got);
+    Ok(bytes)
 }
 
 /// Why a file with this metadata is not read, if it is not.
@@ -220,6 +248,29 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_read_whole_and_bounded_whatever_its_size_was_when_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        for (content, len_seen, limit) in [
+            (&b""[..], 0, 10),
+            (b"{}", 2, 10),
+            (b"0123456789", 10, 10),
+            // Grown since it was looked at: read on, to the bound.
+            (b"0123456789abcdef", 3, 100),
+            (b"0123456789abcdef", 0, 100),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let file = File::open(&path).unwrap();
+            assert_eq!(read_sized(&file, len_seen, limit).unwrap(), content);
+        }
+        std::fs::write(&path, [b'x'; 64]).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_sized(&file, 2, 10).unwrap().len(), 11, "limit + 1");
+        let refused = read_bounded(&path, 10, Links::Refuse).unwrap();
+        assert!(matches!(refused, Err(NotRead::TooLarge { .. })));
+    }
 
     #[test]
     fn variants_keep_the_bytes() {
