@@ -363,7 +363,10 @@ impl Consumer {
         let session = request.session();
         let wait = self.dispatcher.slots.must_wait(&session);
         if wait {
-            self.dispatcher.slots.defer(name.to_os_string(), session);
+            let starts = request.action.starts_session();
+            self.dispatcher
+                .slots
+                .defer(name.to_os_string(), session, starts);
         }
         wait
     }
@@ -376,7 +379,8 @@ impl Consumer {
         if self.dispatcher.slots.must_wait(&session) {
             let back = claim::unclaim(&self.town, &job.name)?;
             self.filer.unclaimed(&job.name);
-            self.dispatcher.slots.defer(back, session);
+            let starts = job.request.action.starts_session();
+            self.dispatcher.slots.defer(back, session, starts);
             return Ok(None);
         }
         self.dispatcher.slots.claimed(session);

@@ -110,8 +110,11 @@ pub(crate) struct Slots {
     /// in the order they were seen, and the names of all waiting requests.
     deferred: HashMap<String, VecDeque<OsString>>,
     deferred_names: HashSet<OsString>,
-    /// Requests left in the inbox until a worker is free.
+    /// Requests left in the inbox until a worker is free: those that
+    /// start a session, and those that do not (a shutdown), which go
+    /// first.
     pool_waiting: VecDeque<OsString>,
+    pool_waiting_first: VecDeque<OsString>,
 }
 
 impl Slots {
@@ -158,15 +161,21 @@ impl Slots {
     }
 
     /// Leaves a valid request unclaimed in the inbox until its agent, or
-    /// else a worker, is free.
-    pub(crate) fn defer(&mut self, name: OsString, session: String) {
+    /// else a worker, is free. Of those waiting for a worker, the ones
+    /// that start no session (`starts` false: a shutdown) get one first:
+    /// a storm of restarts, each ending and starting a session, must not
+    /// hold up a request to end one, which is bounded by `kill_grace`.
+    pub(crate) fn defer(&mut self, name: OsString, session: String, starts: bool) {
         self.deferred_names.insert(name.clone());
         if self.session_taken(&session) {
             tracing::debug!(file = %escape_os(&name), session, "left in the inbox until the agent's earlier request is done");
             self.deferred.entry(session).or_default().push_back(name);
         } else {
             tracing::debug!(file = %escape_os(&name), session, "left in the inbox until a worker is free (max_parallel)");
-            self.pool_waiting.push_back(name);
+            match starts {
+                true => self.pool_waiting.push_back(name),
+                false => self.pool_waiting_first.push_back(name),
+            }
         }
     }
 
@@ -191,7 +200,8 @@ impl Slots {
     pub(crate) fn release(&mut self, queue: &mut VecDeque<(OsString, Hint)>) {
         let free = self.size.saturating_sub(self.working);
         for _ in 0..free {
-            let Some(name) = self.pool_waiting.pop_front() else {
+            let next = self.pool_waiting_first.pop_front();
+            let Some(name) = next.or_else(|| self.pool_waiting.pop_front()) else {
                 break;
             };
             self.deferred_names.remove(&name);
@@ -445,8 +455,8 @@ mod tests {
         slots.claimed("gt-mayor".into());
         assert!(slots.must_wait("gt-mayor"), "taken in this batch");
         assert!(!slots.must_wait("gt-deacon"));
-        slots.defer("b.json".into(), "gt-mayor".into());
-        slots.defer("c.json".into(), "gt-mayor".into());
+        slots.defer("b.json".into(), "gt-mayor".into(), true);
+        slots.defer("c.json".into(), "gt-mayor".into(), false);
         assert!(slots.is_deferred(OsStr::new("b.json")));
         assert!(!slots.may_start("gt-mayor"), "a request waits for it");
         // Submitted: busy now, and the batch is over.
@@ -469,7 +479,7 @@ mod tests {
         slots.begin_batch();
         slots.claimed("gt-mayor".into());
         assert!(slots.must_wait("gt-deacon"), "every worker is taken");
-        slots.defer("d.json".into(), "gt-deacon".into());
+        slots.defer("d.json".into(), "gt-deacon".into(), true);
         assert!(!slots.may_start("gt-witness"));
         slots.started("gt-mayor".into());
         slots.end_batch();
@@ -491,7 +501,7 @@ mod tests {
         let mut slots = Slots::new(1);
         slots.begin_batch();
         slots.claimed("gt-mayor".into());
-        slots.defer("second.json".into(), "gt-mayor".into());
+        slots.defer("second.json".into(), "gt-mayor".into(), false);
         slots.started("gt-mayor".into());
         slots.end_batch();
         slots.worker_freed();
@@ -506,7 +516,7 @@ mod tests {
         let mut slots = Slots::new(1);
         slots.begin_batch();
         slots.claimed("gt-mayor".into());
-        slots.defer("later.json".into(), "gt-mayor".into());
+        slots.defer("later.json".into(), "gt-mayor".into(), true);
         slots.started("gt-mayor".into());
         slots.end_batch();
         assert!(slots.must_wait("gt-deacon"), "the one worker is taken");
@@ -525,5 +535,23 @@ mod tests {
         slots.finished("gt-mayor");
         slots.release(&mut queue);
         assert_eq!(queue_names(&queue), ["later.json"]);
+    }
+
+    #[test]
+    fn of_the_requests_waiting_for_a_worker_those_that_start_no_session_go_first() {
+        let mut slots = Slots::new(1);
+        slots.begin_batch();
+        slots.claimed("gt-r0-witness".into());
+        slots.defer("a-cycle.json".into(), "gt-r1-witness".into(), true);
+        slots.defer("b-cycle.json".into(), "gt-r2-witness".into(), true);
+        slots.defer("c-shutdown.json".into(), "gt-deacon".into(), false);
+        slots.started("gt-r0-witness".into());
+        slots.end_batch();
+        slots.worker_freed();
+        slots.finished("gt-r0-witness");
+        let mut queue = VecDeque::new();
+        slots.release(&mut queue);
+        assert_eq!(queue_names(&queue), ["c-shutdown.json"]);
+        assert_eq!(slots.deferred_count(), 2, "the cycles keep their order");
     }
 }
