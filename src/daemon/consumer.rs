@@ -33,7 +33,7 @@ use super::recovery;
 use super::stop::StopFlag;
 use super::supervisor::restarts::Liaison;
 use super::validate::{self, Settling, SETTLE};
-use super::watch;
+use super::watch::{self, Watch};
 use crate::config::SharedConfig;
 use crate::crash_loop::Counted;
 use crate::inbox;
@@ -58,6 +58,9 @@ pub(crate) struct Consumer {
     executor: Arc<Executor>,
     supervision: Liaison,
     inlet: Inlet,
+    /// The inbox's watch, paused while names in hand outnumber what events
+    /// could add (see [`Consumer::pace_watch`]); none when polling.
+    watch: Option<Watch>,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
     /// Names to look at, in order; bounded by the inbox's size because a
@@ -104,7 +107,13 @@ impl Consumer {
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
             inlet,
+            watch: None,
         })
+    }
+
+    /// The inbox's watch is the consumer's from now on.
+    pub(crate) fn keep_watch(&mut self, watch: Watch) {
+        self.watch = Some(watch);
     }
 
     /// Files what a stopped daemon left in `processing/` (see
@@ -172,6 +181,7 @@ impl Consumer {
         if self.stop.is_set() {
             return false;
         }
+        self.pace_watch();
         if self.queue.is_empty() && self.rescan_due.is_none() {
             let now = Instant::now();
             let wake = (self.settling.next_due().into_iter())
@@ -212,7 +222,37 @@ impl Consumer {
             self.queue
                 .extend(names.into_iter().map(|n| (n, Hint::Scan)));
         }
+        self.pace_watch();
         true
+    }
+
+    /// Pauses the inbox's watch while more than a batch of names is in
+    /// hand: a scan follows once they are all handled, so events would add
+    /// nothing, and each claim would cost the kernel an event and a
+    /// wake-up of the watcher's thread (13% of this thread's time in a
+    /// drain on tmpfs: BENCHMARKS.md). With nothing in hand it resumes it,
+    /// and rescans for whatever came meanwhile; a watch that cannot be set
+    /// up again leaves the inbox polled.
+    fn pace_watch(&mut self) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        if self.queue.len() > BATCH {
+            watch.pause();
+            return;
+        }
+        if !self.queue.is_empty() || !watch.is_paused() {
+            return;
+        }
+        if let Err(e) = watch.resume() {
+            let every = self.config.get().poll_interval;
+            tracing::warn!(every = %crate::duration::human(every),
+                "cannot watch the inbox again ({e}); falling back to polling");
+            self.watch = None;
+            self.inlet.rescan_every = every;
+        }
+        self.rescan_due
+            .get_or_insert("inbox watched again after a drain");
     }
 
     fn accept(&mut self, msg: Message) -> bool {

@@ -179,6 +179,7 @@ pub(crate) fn run(
     let overflow = Arc::new(AtomicBool::new(false));
     let wake = tx.clone();
     let (watch, rescan_every) = start_watching(town, &config, tx, overflow.clone(), hooks);
+    let watching = watch.is_some();
     metrics.watching(match (&watch, config.watch_mode) {
         (Some(_), _) => Watching::Notify,
         (None, WatchMode::Poll) => Watching::Poll,
@@ -202,6 +203,9 @@ pub(crate) fn run(
         monitoring.clone(),
     )
     .map_err(io("cannot open the daemon directories"))?;
+    if let Some(watch) = watch {
+        consumer.keep_watch(watch);
+    }
     let interrupted = consumer
         .recover()
         .map_err(io("cannot recover processing/"))?;
@@ -217,7 +221,7 @@ pub(crate) fn run(
         .update(|s| {
             s.running = true;
             s.started_at = Some(Utc::now());
-            s.watch_mode = Some(if watch.is_some() { "notify" } else { "poll" }.into());
+            s.watch_mode = Some(if watching { "notify" } else { "poll" }.into());
         })
         .map_err(io("cannot write state.json"))?;
     service.ready();
@@ -247,7 +251,6 @@ pub(crate) fn run(
 
     service.stopping();
     stop.set();
-    drop(watch);
     metrics.locked(false);
     drop(server);
     if let Some(notifier) = notifier {
