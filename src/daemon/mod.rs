@@ -4,7 +4,9 @@
 //! - the consumer (the thread that called [`run`]): claims, validates,
 //!   dispatches and files every request, and keeps the timers of agents
 //!   booting after a restart ([`consumer`]);
-//! - the notify watcher (notify's own thread): inbox events in ([`watch`]);
+//! - the notify watcher (notify's own thread): inbox events in ([`watch`];
+//!   paused by the consumer while a drain has more names in hand than
+//!   events could add);
 //! - `executor-N`: up to `max_parallel` workers, started as requests need
 //!   them, each executing one step at a time: a request, or the prime of
 //!   an agent that has booted; none sleeps through a boot ([`dispatch`],
