@@ -408,9 +408,10 @@ impl Chain {
 }
 
 /// tmux ends a command at any argument that ends in `;` (and drops that
-/// `;`), not only at a lone `;`: an agent's argument `\;` (as `find
-/// -exec` takes) or a prime text ending in `;` would be cut, and what
-/// follows run as a command of its own. A `\;` at the end is kept as `;`.
+/// `;`), not only at a lone `;`: an agent's argument `;` (what `find
+/// -exec … \;` passes) or a prime text ending in `;` would be cut, and
+/// what follows run as a command of its own. So such an argument gets a
+/// `\` before its last `;`, which tmux reads as a `;` to keep.
 fn escape_arg(arg: &OsStr) -> OsString {
     let bytes = arg.as_bytes();
     match bytes.strip_suffix(b";") {
