@@ -21,6 +21,8 @@ pub struct Preset {
     pub durable_samples: usize,
     /// Agents cycling at once in the storm scenario.
     pub storms: &'static [usize],
+    /// Requests of the syscall count (under strace).
+    pub syscall_requests: usize,
 }
 
 pub const FULL: Preset = Preset {
@@ -33,6 +35,7 @@ pub const FULL: Preset = Preset {
     writer_mib: 2048,
     durable_samples: 200,
     storms: &[10, 50],
+    syscall_requests: 5_000,
 };
 
 pub const QUICK: Preset = Preset {
@@ -45,18 +48,21 @@ pub const QUICK: Preset = Preset {
     writer_mib: 256,
     durable_samples: 50,
     storms: &[4, 10],
+    syscall_requests: 1_000,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     Limit,
     Burst,
+    Held,
     Latency,
     Backlog,
     Idle,
     Baseline,
     Durability,
     Storm,
+    Syscalls,
 }
 
 fn list(sizes: &[usize]) -> String {
@@ -71,8 +77,8 @@ fn quick_help() -> String {
     let q = QUICK;
     format!(
         "Smoke run: burst {} ({} run), latency {} samples (the baseline's too), backlogs {}, \
-         idle {} s, baseline burst {}, writer {} MiB, durability samples {}, storms of {}; \
-         flags given as well override these",
+         idle {} s, baseline burst {}, writer {} MiB, durability samples {}, storms of {}, \
+         syscall count on {}; flags given as well override these",
         q.burst,
         q.repeat,
         q.latency,
@@ -81,7 +87,8 @@ fn quick_help() -> String {
         q.baseline_burst,
         q.writer_mib,
         q.durable_samples,
-        list(q.storms)
+        list(q.storms),
+        q.syscall_requests
     )
 }
 
@@ -187,6 +194,16 @@ pub struct Args {
               |p| list(p.storms)))]
     pub storm: Option<Vec<usize>>,
 
+    #[arg(long, value_name = "N", value_parser = count,
+          help = preset_help(
+              "Syscall count: requests the daemon and the limit loop each handle under strace -c",
+              |p| p.syscall_requests.to_string()))]
+    pub syscall_requests: Option<usize>,
+
+    /// Internal: run the limit loop alone on the town whose daemon directory is DIR
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub internal_limit: Option<PathBuf>,
+
     /// Internal: run as the durability scenario's writer process, writing PATH
     #[arg(long, hide = true, value_name = "PATH")]
     pub internal_writer: Option<PathBuf>,
@@ -228,6 +245,7 @@ pub struct Opts {
     pub writer_bytes: u64,
     pub durable_samples: usize,
     pub storms: Vec<usize>,
+    pub syscall_requests: usize,
 }
 
 impl Opts {
@@ -259,6 +277,7 @@ impl From<Args> for Opts {
             writer_bytes: a.writer_mib.unwrap_or(p.writer_mib) << 20,
             durable_samples: a.durable_samples.unwrap_or(p.durable_samples),
             storms: a.storm.unwrap_or_else(|| p.storms.to_vec()),
+            syscall_requests: a.syscall_requests.unwrap_or(p.syscall_requests),
         }
     }
 }

@@ -49,10 +49,6 @@ pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limi
         town.publish(&name, &body)?;
     }
     let published = p0.elapsed();
-    let inbox = town.inbox();
-    let processing = town.processing();
-    let processed = town.processed();
-    let sidecar = outcome::processed_body(town::FROM, town::ACTION, std::process::id());
     let fs_handle = fs::File::open(town.daemon_dir())?;
 
     let (tx, rx) = mpsc::channel::<()>();
@@ -72,27 +68,11 @@ pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limi
     // What publishing left to write is not the loop's work.
     settle.at(base)?;
     let t0 = Instant::now();
-    let mut done = 0;
-    for entry in fs::read_dir(&inbox)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let bytes = name.as_encoded_bytes();
-        if bytes.starts_with(b".") || !bytes.ends_with(b".json") {
-            continue;
-        }
-        let src = entry.path();
-        // Read as the daemon must (to decide), though nothing is decided.
-        let _body = fs::read(&src)?;
-        let claimed = processing.join(&name);
-        fs::rename(&src, &claimed)?;
-        let filed = processed.join(&name);
-        fs::rename(&claimed, &filed)?;
-        fs::File::create_new(outcome::sidecar_of(&filed))?.write_all(&sidecar)?;
-        done += 1;
+    let done = consume(town.daemon_dir(), |done| {
         if durable && done % BATCH == 0 {
             let _ = tx.send(());
         }
-    }
+    })?;
     if durable {
         let _ = tx.send(());
     }
@@ -115,4 +95,36 @@ pub fn run(base: &Path, n: usize, durable: bool, settle: &Settle) -> Result<Limi
         with_syncfs,
         published,
     })
+}
+
+/// The loop itself, on the town whose daemon directory is `daemon_dir`:
+/// every request in its inbox read, claimed, filed and given its sidecar.
+/// `each` is told how many are done after each one. Returns how many.
+pub fn consume(daemon_dir: &Path, mut each: impl FnMut(usize)) -> Result<usize> {
+    let (inbox, processing, processed) = (
+        daemon_dir.join("inbox"),
+        daemon_dir.join("processing"),
+        daemon_dir.join("processed"),
+    );
+    let sidecar = outcome::processed_body(town::FROM, town::ACTION, std::process::id());
+    let mut done = 0;
+    for entry in fs::read_dir(&inbox)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.starts_with(b".") || !bytes.ends_with(b".json") {
+            continue;
+        }
+        let src = entry.path();
+        // Read as the daemon must (to decide), though nothing is decided.
+        let _body = fs::read(&src)?;
+        let claimed = processing.join(&name);
+        fs::rename(&src, &claimed)?;
+        let filed = processed.join(&name);
+        fs::rename(&claimed, &filed)?;
+        fs::File::create_new(outcome::sidecar_of(&filed))?.write_all(&sidecar)?;
+        done += 1;
+        each(done);
+    }
+    Ok(done)
 }

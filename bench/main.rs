@@ -23,6 +23,7 @@ mod report;
 mod scenarios;
 mod settle;
 mod storm;
+mod syscalls;
 mod town;
 mod watch;
 mod writer;
@@ -40,6 +41,10 @@ mod proc;
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/support/tmux.rs"]
 mod tmux;
+// GET on loopback, for the daemon's metrics (the storm counts tmux clients).
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/http.rs"]
+mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -105,6 +110,8 @@ pub struct DirResults {
     pub fs: String,
     pub limit: Outcome<limit::Limit>,
     pub limit_durable: Outcome<limit::Limit>,
+    /// Each run's held burst, with the limit loop run just before it.
+    pub held: Vec<Outcome<Held>>,
     pub burst: Outcome<scenarios::Burst>,
     pub latency: Outcome<scenarios::Latency>,
     pub backlogs: Vec<(usize, Outcome<scenarios::Backlog>)>,
@@ -117,6 +124,8 @@ pub struct DirResults {
     pub durability: Outcome<durability::Durability>,
     /// Run on the first directory only (the filesystem hardly matters).
     pub storms: Vec<(storm::Case, Outcome<storm::StormResult>)>,
+    /// Run on the first directory only.
+    pub syscalls: Outcome<syscalls::Syscalls>,
 }
 
 impl DirResults {
@@ -128,6 +137,7 @@ impl DirResults {
             fs: fs.to_string(),
             limit: None,
             limit_durable: None,
+            held: Vec::new(),
             burst: None,
             latency: None,
             backlogs: Vec::new(),
@@ -137,7 +147,21 @@ impl DirResults {
             baseline_latency: None,
             durability: None,
             storms: Vec::new(),
+            syscalls: None,
         }
+    }
+}
+
+/// A held burst and the limit loop's rate in the same run, just before.
+pub struct Held {
+    pub burst: scenarios::Burst,
+    pub limit_rate: f64,
+}
+
+impl Held {
+    /// The held burst's rate over the loop's.
+    pub fn ratio(&self) -> f64 {
+        self.burst.rate() / self.limit_rate
     }
 }
 
@@ -174,6 +198,8 @@ struct Setup {
     baseline_missing: Option<String>,
     /// Why the storm does not run, when it does not.
     storm_missing: Option<String>,
+    /// Why the syscall count does not run, when it does not.
+    syscalls_missing: Option<String>,
 }
 
 impl Setup {
@@ -193,12 +219,17 @@ impl Setup {
         if let Some(why) = &storm_missing {
             eprintln!("bench: {why}");
         }
+        let syscalls_missing = syscalls::missing().filter(|_| o.wants(Scenario::Syscalls));
+        if let Some(why) = &syscalls_missing {
+            eprintln!("bench: {why}");
+        }
         Ok(Setup {
             gts,
             dirs,
             machine,
             baseline_missing,
             storm_missing,
+            syscalls_missing,
         })
     }
 }
@@ -269,6 +300,15 @@ impl Place<'_> {
         if self.first && o.wants(Scenario::Storm) && self.setup.storm_missing.is_none() {
             self.storms(&mut r, log, &mut n);
         }
+        if self.first && o.wants(Scenario::Syscalls) && self.setup.syscalls_missing.is_none() {
+            r.syscalls = log.attempt(
+                &format!(
+                    "syscalls per request (strace -c), {} requests, on {}",
+                    o.syscall_requests, self.at
+                ),
+                || syscalls::run(gt, dir, o.syscall_requests, self.settle),
+            );
+        }
         n.extend(self.settle.take_notes());
         log.notes.extend(
             n.into_iter()
@@ -288,11 +328,33 @@ impl Place<'_> {
             } else {
                 String::new()
             };
-            if o.wants(Scenario::Limit) {
+            if o.wants(Scenario::Limit) || o.wants(Scenario::Held) {
                 limits.push(log.attempt(
                     &format!("physical limit, {} requests, on {at}{run}", o.burst),
                     || limit::run(self.dir, o.burst, false, self.settle),
                 ));
+            }
+            if o.wants(Scenario::Held) {
+                let limit_rate = match limits.last() {
+                    Some(Some(Ok(l))) => Some(l.rate()),
+                    _ => None,
+                };
+                let held = log.attempt(&format!("held burst of {} on {at}{run}", o.burst), || {
+                    let burst = scenarios::daemon_held_burst(
+                        &self.gt.path,
+                        self.dir,
+                        o.burst,
+                        self.settle,
+                        n,
+                    )?;
+                    let limit_rate = limit_rate.ok_or_else(|| {
+                        color_eyre::eyre::eyre!("the limit loop before it failed")
+                    })?;
+                    Ok(Held { burst, limit_rate })
+                });
+                r.held.push(held);
+            }
+            if o.wants(Scenario::Limit) {
                 durables.push(log.attempt(
                     &format!("physical limit with batched syncfs on {at}{run}"),
                     || limit::run(self.dir, o.burst, true, self.settle),
@@ -373,6 +435,10 @@ fn run() -> Result<bool> {
         writer::child_main(path, mib << 20)?;
         return Ok(true);
     }
+    if let Some(dir) = &parsed.internal_limit {
+        syscalls::child_main(dir)?;
+        return Ok(true);
+    }
     let o = Opts::from(parsed);
     clean_up_at_any_end()?;
     let setup = Setup::new(&o)?;
@@ -414,6 +480,7 @@ fn run() -> Result<bool> {
         results: &results,
         baseline_missing: setup.baseline_missing.as_deref(),
         storm_missing: setup.storm_missing.as_deref(),
+        syscalls_missing: setup.syscalls_missing.as_deref(),
         notes: &log.notes,
         errors: &log.errors,
     };
@@ -451,6 +518,9 @@ fn say_again(o: &Opts, setup: &Setup, errors: &[String]) {
         eprintln!("bench: {why}");
     }
     if let Some(why) = &setup.storm_missing {
+        eprintln!("bench: {why}");
+    }
+    if let Some(why) = &setup.syscalls_missing {
         eprintln!("bench: {why}");
     }
     if !errors.is_empty() {

@@ -192,6 +192,45 @@ pub fn daemon_burst(
     Ok(burst)
 }
 
+/// A held burst: the requests are published while the daemon is stopped
+/// (SIGSTOP), then it is let go (SIGCONT) and timed until the last is
+/// filed. No publisher runs meanwhile (the live burst is bound by its
+/// one publishing thread on two cores), so this is the daemon's own rate,
+/// like for like with the limit loop, whose inbox is also filled first.
+pub fn daemon_held_burst(
+    gt: &Path,
+    base: &Path,
+    n: usize,
+    settle: &Settle,
+    notes: &mut Vec<String>,
+) -> Result<Burst> {
+    let town = TempTown::new(base)?;
+    let names = town::names("held", n);
+    let mut d = start(gt, &town)?;
+    let pid = rustix::process::Pid::from_raw(d.pid).ok_or_else(|| eyre!("bad pid"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP)?;
+    let published = publish_all(&town, &names);
+    settle.at(base)?;
+    let t0 = Instant::now();
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT)?;
+    let published = published?;
+    let filed = town.wait_filed(&names, Duration::from_micros(200), STALL, &mut || {
+        d.check_alive()
+    })?;
+    let hwm_kib = procfs::status_kib(d.pid, "VmHWM");
+    check_counters(&d, n, notes);
+    notes.extend(d.stop()?);
+    town.verify(&names, &expected(Some(pid.as_raw_nonzero().get())))?;
+    town.remove();
+    Ok(Burst {
+        n,
+        elapsed: filed.done - t0,
+        published,
+        uncertainty: filed.uncertainty,
+        hwm_kib,
+    })
+}
+
 pub fn daemon_latency(
     gt: &Path,
     base: &Path,

@@ -79,21 +79,22 @@ pub struct Case {
     pub pool: Option<usize>,
 }
 
-/// The pool a daemon of this build uses when the config does not say.
-pub fn default_pool() -> usize {
-    gt::config::Config::default().max_parallel
-}
+/// The pool of the storm's first case for each size: a pool smaller than
+/// the storm, so that some cycles wait for a worker.
+pub const SMALL_POOL: usize = 8;
 
-/// Each storm size with the default pool, and with a pool of its own size
-/// when it is larger than the default.
+/// Each storm size with a pool of [`SMALL_POOL`] workers (when it is
+/// larger), and with a pool of its own size.
 pub fn cases(sizes: &[usize]) -> Vec<Case> {
-    let default = default_pool();
     let mut cases = Vec::new();
     for &n in sizes {
-        cases.push(Case { n, pool: None });
-        if n > default {
-            cases.push(Case { n, pool: Some(n) });
+        if n > SMALL_POOL {
+            cases.push(Case {
+                n,
+                pool: Some(SMALL_POOL),
+            });
         }
+        cases.push(Case { n, pool: Some(n) });
     }
     cases
 }
@@ -106,6 +107,10 @@ pub enum StormResult {
 
 pub struct Storm {
     pub one_cycle: Duration,
+    /// tmux clients the daemon ran for the cycle alone (its metrics'
+    /// `gt_tmux_calls_total`), and per cycle of the storm.
+    pub tmux_one_cycle: u64,
+    pub tmux_per_storm_cycle: f64,
     pub shutdown_alone: Duration,
     /// From the first publish of the storm to the last of its sidecars.
     pub all_filed: Duration,
@@ -116,9 +121,11 @@ pub struct Storm {
 }
 
 /// The town's config: a private server, `sleep` agents, the heartbeat out
-/// of the way (its pokes are not what is measured).
-pub fn config(socket: &str, pool: Option<usize>) -> String {
+/// of the way (its pokes are not what is measured), and the metrics
+/// endpoint on `port`, for the count of tmux clients.
+pub fn config(socket: &str, pool: Option<usize>, port: u16) -> String {
     let mut c = serde_json::json!({
+        "metrics_listen": format!("127.0.0.1:{port}"),
         "tmux_socket": socket,
         "agent_command": "sleep 600",
         "prime_delay": PRIME_DELAY,
@@ -257,6 +264,22 @@ fn misfiled(town: &TempTown, reqs: &[&Req], pid: u32) -> Vec<String> {
     problems
 }
 
+/// How many tmux clients the daemon has run, by its metrics endpoint.
+fn tmux_calls(port: u16) -> Result<u64> {
+    let reply = crate::http::get(port, "/metrics").map_err(|e| eyre!(e))?;
+    reply
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("gt_tmux_calls_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| {
+            eyre!(
+                "no gt_tmux_calls_total in the daemon's metrics:\n{}",
+                reply.body
+            )
+        })
+}
+
 pub fn run(
     gt: &Path,
     base: &Path,
@@ -265,7 +288,8 @@ pub fn run(
     notes: &mut Vec<String>,
 ) -> Result<StormResult> {
     let server = Server::private();
-    let town = TempTown::with_config(base, &config(&server.tmux.sock, case.pool))?;
+    let port = crate::http::free_port();
+    let town = TempTown::with_config(base, &config(&server.tmux.sock, case.pool, port))?;
     let mut d = Daemon::spawn_with(gt, &town, false)?;
     if let Err(e) = d.wait_ready(READY) {
         let why = format!("{e:#}");
@@ -290,14 +314,18 @@ pub fn run(
     settle.at(base)?;
 
     let solo = Req::new("solo-cycle".into(), &format!("{SOLO}/witness"), "cycle");
+    let calls = tmux_calls(port)?;
     let one_cycle = one(&town, &watch, &solo, &mut d)?;
+    let tmux_one_cycle = tmux_calls(port)? - calls;
     let alone: Vec<Req> = (0..ALONE)
         .map(|i| Req::new(format!("alone-shutdown-{i}"), SHUTDOWN_FROM, "shutdown"))
         .collect();
     let mut alone_times = Vec::new();
+    let calls = tmux_calls(port)?;
     for r in &alone {
         alone_times.push(one(&town, &watch, r, &mut d)?);
     }
+    let tmux_per_shutdown = (tmux_calls(port)? - calls) as f64 / ALONE as f64;
     alone_times.sort();
     let shutdown_alone = alone_times[ALONE / 2];
 
@@ -313,6 +341,7 @@ pub fn run(
         staged.push(town.stage(&r.name, &town::request_body_for(&r.from, r.action))?);
     }
     let (last, first) = staged.split_last().ok_or_else(|| eyre!("nothing staged"))?;
+    let calls = tmux_calls(port)?;
     let t0 = Instant::now();
     for (tmp, dest) in first {
         fs::rename(tmp, dest)?;
@@ -321,6 +350,7 @@ pub fn run(
     fs::rename(&last.0, &last.1)?;
     let all: Vec<&Req> = storm.iter().chain([&behind]).collect();
     let seen = wait_filed(&town, &watch, &all, &mut d)?;
+    let storm_calls = (tmux_calls(port)? - calls) as f64 - tmux_per_shutdown;
     let shutdown_at = seen[&behind.name];
     let cycles: Vec<Instant> = storm.iter().map(|r| seen[&r.name]).collect();
     let all_filed = cycles
@@ -350,6 +380,8 @@ pub fn run(
     town.remove();
     Ok(StormResult::Ran(Storm {
         one_cycle,
+        tmux_one_cycle,
+        tmux_per_storm_cycle: storm_calls / case.n as f64,
         shutdown_alone,
         all_filed,
         shutdown_behind: shutdown_at.saturating_duration_since(ts),

@@ -193,16 +193,14 @@ pub(crate) fn read_bounded(
     limit: u64,
     links: Links,
 ) -> io::Result<Result<Vec<u8>, NotRead>> {
-    let file = match open_regular(path, links)? {
-        Ok(file) => file,
+    let (file, len) = match open_checked(path, links)? {
+        Ok(opened) => opened,
         Err(refused) => return Ok(Err(refused)),
     };
-    let len = file.metadata()?.len();
     if len > limit {
         return Ok(Err(NotRead::TooLarge { len, limit }));
     }
-    let mut bytes = Vec::with_capacity(len.min(limit) as usize);
-    file.take(limit + 1).read_to_end(&mut bytes)?;
+    let bytes = read_sized(&file, len, limit)?;
     if bytes.len() as u64 > limit {
         return Ok(Err(NotRead::TooLarge {
             len: bytes.len() as u64,
@@ -210,6 +208,34 @@ pub(crate) fn read_bounded(
         }));
     }
     Ok(Ok(bytes))
+}
+
+/// Reads regular `file`, `len` bytes long when looked at, and at most
+/// `limit + 1` bytes of it: one read(2) into a buffer one byte longer than
+/// the file, whose short answer is the end of a regular file (read_to_end
+/// would ask again to be told so). A file grown since is read on, to the
+/// bound.
+fn read_sized(mut file: &File, len: u64, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; (len.min(limit) + 1) as usize];
+    let mut got = 0;
+    loop {
+        match file.read(&mut bytes[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if got < bytes.len() {
+            break;
+        }
+        let more = (bytes.len() as u64 * 2).min(limit + 1) as usize;
+        if more == bytes.len() {
+            break;
+        }
+        bytes.resize(more, 0);
+    }
+    bytes.truncate(got);
+    Ok(bytes)
 }
 
 /// [`read_bounded`] for a file the daemon writes and others read back
@@ -253,6 +279,12 @@ where
 /// `O_NOFOLLOW` with [`Links::Refuse`]), so a name swapped for a FIFO after
 /// the look cannot hang it either, and what was opened is looked at again.
 pub(crate) fn open_regular(path: &Path, links: Links) -> io::Result<Result<File, NotRead>> {
+    Ok(open_checked(path, links)?.map(|(file, _)| file))
+}
+
+/// [`open_regular`], and the length of what was opened, as its `fstat`
+/// said (read on the hot path of every request: one look, not two).
+fn open_checked(path: &Path, links: Links) -> io::Result<Result<(File, u64), NotRead>> {
     let meta = match links {
         Links::Follow => std::fs::metadata(path)?,
         Links::Refuse => std::fs::symlink_metadata(path)?,
@@ -275,10 +307,11 @@ pub(crate) fn open_regular(path: &Path, links: Links) -> io::Result<Result<File,
         }
         Err(e) => return Err(e),
     };
-    if let Some(refused) = not_regular(&file.metadata()?) {
+    let meta = file.metadata()?;
+    if let Some(refused) = not_regular(&meta) {
         return Ok(Err(refused));
     }
-    Ok(Ok(file))
+    Ok(Ok((file, meta.len())))
 }
 
 /// Opens (creating it when missing) a file to append to that someone else
@@ -353,6 +386,29 @@ pub(crate) fn make_fifo(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_read_whole_and_bounded_whatever_its_size_was_when_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        for (content, len_seen, limit) in [
+            (&b""[..], 0, 10),
+            (b"{}", 2, 10),
+            (b"0123456789", 10, 10),
+            // Grown since it was looked at: read on, to the bound.
+            (b"0123456789abcdef", 3, 100),
+            (b"0123456789abcdef", 0, 100),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let file = File::open(&path).unwrap();
+            assert_eq!(read_sized(&file, len_seen, limit).unwrap(), content);
+        }
+        std::fs::write(&path, [b'x'; 64]).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(read_sized(&file, 2, 10).unwrap().len(), 11, "limit + 1");
+        let refused = read_bounded(&path, 10, Links::Refuse).unwrap();
+        assert!(matches!(refused, Err(NotRead::TooLarge { .. })));
+    }
 
     #[test]
     fn variants_keep_the_bytes() {

@@ -9,6 +9,7 @@ mod durability;
 mod idle;
 mod latency;
 mod storm;
+mod syscalls;
 mod units;
 
 use std::fmt::Write;
@@ -29,6 +30,8 @@ pub struct Report<'a> {
     pub baseline_missing: Option<&'a str>,
     /// Why the storm did not run, when it did not.
     pub storm_missing: Option<&'a str>,
+    /// Why the syscall count did not run, when it did not.
+    pub syscalls_missing: Option<&'a str>,
     /// Behaviour the bench did not expect.
     pub notes: &'a [String],
     /// The scenarios that failed.
@@ -56,6 +59,7 @@ impl Report<'_> {
         }
         durability::render(&mut s, self);
         storm::render(&mut s, self);
+        syscalls::render(&mut s, self);
         if !self.notes.is_empty() {
             let _ = writeln!(s, "\nWarnings (behaviour the bench did not expect):");
             for n in self.notes {

@@ -42,16 +42,25 @@ fn of(r: &DirResults, i: usize, first: bool, f: impl Fn(&Storm) -> String) -> St
 }
 
 fn case_rows(rows: &mut Rows<'_, &DirResults>, i: usize, case: &Case) {
-    let default = storm::default_pool();
     let pool = match case.pool {
-        None => format!("`max_parallel` not set (this build's default: {default})"),
+        None => "`max_parallel` not set".to_string(),
         Some(p) => format!("`max_parallel` {p}"),
     };
-    let within_pool = case.n <= case.pool.unwrap_or(default);
+    let within_pool = case.pool.is_some_and(|p| case.n <= p);
     rows.add(
         &format!("Storm: {} agents cycling at once, {pool}", case.n),
         "one cycle alone, before (publish → sidecar)",
         |r| of(r, i, true, |st| human(st.one_cycle)),
+        "",
+    );
+    rows.add(
+        "",
+        "tmux clients the daemon ran: for the cycle alone / per cycle of the storm",
+        |r| {
+            of(r, i, false, |st| {
+                format!("{} / {:.1}", st.tmux_one_cycle, st.tmux_per_storm_cycle)
+            })
+        },
         "",
     );
     rows.add(
@@ -114,7 +123,7 @@ fn case_rows(rows: &mut Rows<'_, &DirResults>, i: usize, case: &Case) {
 
 fn how(s: &mut String) {
     let _ = writeln!(s, "\nHow it is measured:");
-    let _ = writeln!(s, "- Each case on a fresh town and its own private tmux server (`tmux -L`), with the real `gt daemon run` (no `--dry-run`) and config `{}` (plus `max_parallel` when the case says so). The agents are `sleep 600`, one session each (`gt-r00-witness` …), made before any request; each cycle kills one and starts a new one, and types the prime text after `prime_delay`.", storm::config("NAME", None));
+    let _ = writeln!(s, "- Each case on a fresh town and its own private tmux server (`tmux -L`), with the real `gt daemon run` (no `--dry-run`) and config `{}` (plus `max_parallel` when the case says so). The agents are `sleep 600`, one session each (`gt-r00-witness` …), made before any request; each cycle kills one and starts a new one, and types the prime text after `prime_delay`. tmux clients are counted by the daemon's own metrics (`gt_tmux_calls_total`, one per client process) around the cycle alone, and around the storm (less the shutdown's, measured alone).", storm::config("NAME", None, 9000));
     let _ = writeln!(s, "- The storm's requests (`cycle` from `r00/witness` …) are written to the inbox first and published with one rename each, back to back; the shutdown from `deacon` (which has no session: nothing to end, so near-instant alone) is published right after. Times end at inotify on `processed/` reporting each sidecar written.");
     let _ = writeln!(s, "- Checked afterwards: every request processed with the right from and action by this daemon, nothing in `failed/`, and every agent's session has a new pane process. The server and every process of its panes are killed at the end, also on failure.");
 }

@@ -33,7 +33,7 @@ use super::recovery;
 use super::stop::StopFlag;
 use super::supervisor::restarts::Liaison;
 use super::validate::{self, Settling, SETTLE};
-use super::watch;
+use super::watch::{self, Watch};
 use crate::config::SharedConfig;
 use crate::crash_loop::Counted;
 use crate::inbox;
@@ -58,6 +58,9 @@ pub(crate) struct Consumer {
     executor: Arc<Executor>,
     supervision: Liaison,
     inlet: Inlet,
+    /// The inbox's watch, paused while names in hand outnumber what events
+    /// could add (see [`Consumer::pace_watch`]); none when polling.
+    watch: Option<Watch>,
     /// Set by the signal thread, which also sends `Message::Stop` to wake us.
     stop: Arc<StopFlag>,
     /// Names to look at, in order; bounded by the inbox's size because a
@@ -87,6 +90,7 @@ impl Consumer {
             config.get().max_parallel,
             executor.clone(),
             inlet.wake.clone(),
+            stop.clone(),
         )?;
         Ok(Consumer {
             town: town.clone(),
@@ -103,7 +107,13 @@ impl Consumer {
             next_rescan: Instant::now() + inlet.rescan_every,
             test_delay: hooks.request_delay.unwrap_or_default(),
             inlet,
+            watch: None,
         })
+    }
+
+    /// The inbox's watch is the consumer's from now on.
+    pub(crate) fn keep_watch(&mut self, watch: Watch) {
+        self.watch = Some(watch);
     }
 
     /// Files what a stopped daemon left in `processing/` (see
@@ -119,6 +129,8 @@ impl Consumer {
         while self.gather() {
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
+            // Primes first: they take workers before new requests do.
+            self.dispatcher.prime_due(Instant::now());
             self.dispatcher.slots.release(&mut self.queue);
             self.supervision.dispatch(&mut self.dispatcher);
             self.process_batch(&mut tally);
@@ -144,13 +156,17 @@ impl Consumer {
                 tracing::error!(file = %escape_os(&name), "cannot return a request (still being written) to the inbox: {e}");
             }
         }
-        while self.dispatcher.running_count() > 0 {
-            let running: Vec<&String> = self.dispatcher.running().collect();
-            tracing::info!(?running, "waiting for requests in execution to finish");
-            let _ = self.inlet.rx.recv_timeout(Duration::from_millis(200));
+        loop {
+            // Agents still booting are filed at once, unprimed.
             let mut tally = Tally::default();
             self.collect_done(&mut tally);
             self.record(tally);
+            if self.dispatcher.running_count() == 0 {
+                break;
+            }
+            let running: Vec<&String> = self.dispatcher.running().collect();
+            tracing::info!(?running, "waiting for requests in execution to finish");
+            let _ = self.inlet.rx.recv_timeout(Duration::from_millis(200));
         }
         let mut tally = Tally::default();
         self.filer.refile_due(&mut tally, true);
@@ -165,10 +181,12 @@ impl Consumer {
         if self.stop.is_set() {
             return false;
         }
+        self.pace_watch();
         if self.queue.is_empty() && self.rescan_due.is_none() {
             let now = Instant::now();
             let wake = (self.settling.next_due().into_iter())
                 .chain(self.filer.next_try())
+                .chain(self.dispatcher.next_due())
                 .fold(self.next_rescan, Instant::min);
             match self
                 .inlet
@@ -204,7 +222,37 @@ impl Consumer {
             self.queue
                 .extend(names.into_iter().map(|n| (n, Hint::Scan)));
         }
+        self.pace_watch();
         true
+    }
+
+    /// Pauses the inbox's watch while more than a batch of names is in
+    /// hand: a scan follows once they are all handled, so events would add
+    /// nothing, and each claim would cost the kernel an event and a
+    /// wake-up of the watcher's thread (13% of this thread's time in a
+    /// drain on tmpfs: BENCHMARKS.md). With nothing in hand it resumes it,
+    /// and rescans for whatever came meanwhile; a watch that cannot be set
+    /// up again leaves the inbox polled.
+    fn pace_watch(&mut self) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        if self.queue.len() > BATCH {
+            watch.pause();
+            return;
+        }
+        if !self.queue.is_empty() || !watch.is_paused() {
+            return;
+        }
+        if let Err(e) = watch.resume() {
+            let every = self.config.get().poll_interval;
+            tracing::warn!(every = %crate::duration::human(every),
+                "cannot watch the inbox again ({e}); falling back to polling");
+            self.watch = None;
+            self.inlet.rescan_every = every;
+        }
+        self.rescan_due
+            .get_or_insert("inbox watched again after a drain");
     }
 
     fn accept(&mut self, msg: Message) -> bool {
@@ -331,7 +379,7 @@ impl Consumer {
             }
             // Nothing to wait for (dry run): run it here and now.
             Ok(request) => {
-                let result = self.executor.execute(&request, Counted::Yes);
+                let result = self.executor.execute_here(&request, Counted::Yes);
                 self.filer.sidecar(result, &partial, original_name)
             }
             Err(reason) => self.filer.sidecar(Err(reason), &partial, original_name),
@@ -355,7 +403,10 @@ impl Consumer {
         let session = request.session();
         let wait = self.dispatcher.slots.must_wait(&session);
         if wait {
-            self.dispatcher.slots.defer(name.to_os_string(), session);
+            let starts = request.action.starts_session();
+            self.dispatcher
+                .slots
+                .defer(name.to_os_string(), session, starts);
         }
         wait
     }
@@ -368,7 +419,8 @@ impl Consumer {
         if self.dispatcher.slots.must_wait(&session) {
             let back = claim::unclaim(&self.town, &job.name)?;
             self.filer.unclaimed(&job.name);
-            self.dispatcher.slots.defer(back, session);
+            let starts = job.request.action.starts_session();
+            self.dispatcher.slots.defer(back, session, starts);
             return Ok(None);
         }
         self.dispatcher.slots.claimed(session);

@@ -5,10 +5,17 @@
 //! agent or tmux server costs one request a failure with a reason, never
 //! the daemon its other agents.
 //!
+//! A cycle or restart is done in two steps: [`Executor::execute`] ends the
+//! old session and starts the new one, and hands back the agent
+//! [`Booting`]; once it has booted (`prime_delay`), [`Executor::prime`]
+//! types the prime text. Between the two nothing waits: no thread sleeps
+//! through an agent's boot (the dispatcher keeps the timer), so a storm of
+//! restarts does not hold up the requests behind it.
+//!
 //! Town-level guards (shutdown.lock, the crash-loop guard) are checked here,
 //! in dry-run too, so a dry run says truthfully what a real run would do.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
@@ -22,12 +29,44 @@ use crate::crash_loop::{Counted, CrashLoopGuard};
 use crate::duration::human;
 use crate::process;
 use crate::request::{Action, Request};
-use crate::tmux::Tmux;
+use crate::tmux::{NewSession, Old, Tmux};
 use crate::town::Town;
 
 /// How long an agent must survive its start when there is no prime text
 /// to wait for.
 const FIRST_MOMENTS: Duration = Duration::from_millis(500);
+
+/// Between the prime text and its Enter. Some terminal programs take text
+/// followed at once by Enter for a paste, and keep the Enter as part of
+/// their input instead of submitting it.
+const ENTER_AFTER: Duration = Duration::from_millis(50);
+
+/// What executing a request came to.
+pub(crate) enum Executed {
+    /// Done: the reason to file, when it failed.
+    Done(Result<(), String>),
+    /// A new session runs its agent, which boots until [`Booting::due`];
+    /// then [`Executor::prime`] finishes the request.
+    Booting(Booting),
+}
+
+/// An agent started by a cycle or restart, booting until its prime text
+/// is due. Its session stays held (nothing else types into it) until this
+/// is dropped.
+pub(crate) struct Booting {
+    /// When the prime text is to be typed.
+    pub(crate) due: Instant,
+    session: String,
+    /// The agent's own pane (`%N`, as tmux made it), where the prime is
+    /// typed: never the active pane of a window a person split.
+    pane: String,
+    /// What is typed; empty: nothing, but the agent must still be alive.
+    prime: String,
+    /// How long it boots, for the reasons.
+    boots: Duration,
+    _hold: Hold,
+    _status: super::sdnotify::Executing,
+}
 
 pub(crate) struct Executor {
     /// Waits on an agent end early on a stop.
@@ -63,52 +102,149 @@ impl Executor {
         !self.config.get().dry_run
     }
 
-    /// Executes the request; the error is the reason filed with it. A
-    /// cycle or restart goes through the crash-loop guard, which records it
-    /// as `counted` says.
-    pub(crate) fn execute(&self, request: &Request, counted: Counted) -> Result<(), String> {
-        let _status = super::sdnotify::executing(request.action.as_str(), &request.from);
+    /// Executes the request, or its first step ([`Executed::Booting`]);
+    /// an error is the reason filed with it. A cycle or restart goes
+    /// through the crash-loop guard, which records it as `counted` says.
+    pub(crate) fn execute(&self, request: &Request, counted: Counted) -> Executed {
         let config = self.config.get();
         let session = request.session();
         if request.action.starts_session() {
-            if self.town.shutdown_lock().exists() {
-                return Err(
-                    "town is shutting down (shutdown.lock exists); cycle and restart are refused"
-                        .into(),
-                );
-            }
-            // A dry run keeps its own memory: its restarts ran nothing.
-            let guard = if config.dry_run {
-                CrashLoopGuard::dry_run(&self.town, config.max_restarts, config.restart_window)
-            } else {
-                CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window)
-            };
-            match guard.admit(&session, Utc::now(), counted) {
-                Ok(Ok(())) => {}
-                Ok(Err(tripped)) => {
-                    return Err(format!(
-                        "crash-loop guard: {session} was already restarted {} times within {} (max_restarts {}); \
-                         wait, or run `gt daemon clear-backoff {}`",
-                        tripped.count,
-                        human(config.restart_window),
-                        config.max_restarts,
-                        request.from
-                    ))
-                }
-                Err(e) => return Err(format!("cannot update the crash-loop guard state: {e}")),
+            if let Err(reason) = self.admit(request, &session, counted) {
+                return Executed::Done(Err(reason));
             }
         }
         if config.dry_run {
             tracing::debug!(session, action = %request.action, "dry run: would {} {session}", request.action);
-            return Ok(());
+            return Executed::Done(Ok(()));
         }
+        let status = super::sdnotify::executing(request.action.as_str(), &request.from);
         // The session is this request's until it is primed: the heartbeat
         // types nothing into it meanwhile.
-        let _held = self.held.hold(&session);
-        match request.action {
-            Action::Shutdown => self.end_session(&session),
+        let hold = self.held.hold(&session);
+        let started = match request.action {
+            Action::Shutdown => return Executed::Done(self.end_session(&session)),
             Action::Restart => self.start_session(request, false),
             Action::Cycle => self.start_session(request, true),
+        };
+        let pane = match started {
+            Ok(pane) => pane,
+            Err(reason) => return Executed::Done(Err(reason)),
+        };
+        let prime = config.prime_text.clone();
+        // With nothing to type there is nothing to wait for, but an agent
+        // that dies at once is still a failure, not a success.
+        let boots = if prime.is_empty() {
+            FIRST_MOMENTS
+        } else {
+            config.prime_delay
+        };
+        Executed::Booting(Booting {
+            due: Instant::now() + boots,
+            session,
+            pane,
+            prime,
+            boots,
+            _hold: hold,
+            _status: status,
+        })
+    }
+
+    /// The town-level guards on starting a session: shutdown.lock, and the
+    /// crash-loop guard, which records the start as `counted` says.
+    fn admit(&self, request: &Request, session: &str, counted: Counted) -> Result<(), String> {
+        let config = self.config.get();
+        if self.town.shutdown_lock().exists() {
+            return Err(
+                "town is shutting down (shutdown.lock exists); cycle and restart are refused"
+                    .into(),
+            );
+        }
+        // A dry run keeps its own memory: its restarts ran nothing.
+        let guard = if config.dry_run {
+            CrashLoopGuard::dry_run(&self.town, config.max_restarts, config.restart_window)
+        } else {
+            CrashLoopGuard::new(&self.town, config.max_restarts, config.restart_window)
+        };
+        match guard.admit(session, Utc::now(), counted) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(tripped)) => Err(format!(
+                "crash-loop guard: {session} was already restarted {} times within {} (max_restarts {}); \
+                 wait, or run `gt daemon clear-backoff {}`",
+                tripped.count,
+                human(config.restart_window),
+                config.max_restarts,
+                request.from
+            )),
+            Err(e) => Err(format!("cannot update the crash-loop guard state: {e}")),
+        }
+    }
+
+    /// The second step of a cycle or restart, once its agent has booted:
+    /// the agent must still run, then its prime text is typed, and Enter.
+    pub(crate) fn prime(&self, booting: Booting) -> Result<(), String> {
+        let session = &booting.session;
+        let gone = |how: String| {
+            format!(
+                "session {session}: the agent command {how} within {} of its start; check that it runs by hand",
+                human(booting.boots)
+            )
+        };
+        // The agent's own pane: one a person split off may be the active one.
+        let pane = self
+            .tmux
+            .look_and_type(session, Some((&booting.pane, &booting.prime)))
+            .map_err(|e| format!("session {session} started but priming it failed: {e}"))?;
+        match pane {
+            None => return Err(gone("exited (the session ended)".into())),
+            Some(pane) => {
+                if let Some(status) = pane.exit {
+                    return Err(gone(format!("exited with status {status}")));
+                }
+            }
+        }
+        if booting.prime.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(ENTER_AFTER);
+        self.tmux
+            .press_enter(&booting.pane)
+            .map_err(|e| format!("session {session} started but priming it failed: {e}"))
+    }
+
+    /// The reason filed for an agent still booting when the daemon stops:
+    /// it runs, but its prime text was never typed.
+    pub(crate) fn stopped(&self, booting: &Booting) -> String {
+        let (session, prime) = (&booting.session, &booting.prime);
+        format!(
+            "the daemon was stopped {} after starting session {session}, before priming it: \
+             the agent runs but {} was not typed; check it, then retry if needed",
+            if prime.is_empty() {
+                "moments"
+            } else {
+                "within prime_delay"
+            },
+            if prime.is_empty() {
+                "nothing".to_string()
+            } else {
+                format!("{prime:?}")
+            },
+        )
+    }
+
+    /// Executes `request` to the end on this thread, its agent's boot
+    /// included (slept through; a stop cuts it short).
+    pub(crate) fn execute_here(&self, request: &Request, counted: Counted) -> Result<(), String> {
+        match self.execute(request, counted) {
+            Executed::Done(result) => result,
+            Executed::Booting(booting) => {
+                if self
+                    .stop
+                    .wait(booting.due.saturating_duration_since(Instant::now()))
+                {
+                    return Err(self.stopped(&booting));
+                }
+                self.prime(booting)
+            }
         }
     }
 
@@ -118,17 +254,24 @@ impl Executor {
     /// pane's children adopted by init among them); already gone is
     /// success once those are ended too.
     fn end_session(&self, session: &str) -> Result<(), String> {
+        if self.end_processes(session)? {
+            self.kill(session)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every process of the session's agent; false when there is no
+    /// such session (its agent's leftovers are ended all the same).
+    fn end_processes(&self, session: &str) -> Result<bool, String> {
         let config = self.config.get();
-        let exists = self.tmux.has_session(session).map_err(|e| e.to_string())?;
         // Every pane of the server: the agent's own, and the others, whose
-        // processes are never touched.
-        let panes: Vec<_> = self
+        // processes are never touched. One listing says both.
+        let listed = self
             .tmux
             .panes()
-            .map_err(|e| format!("cannot list the tmux panes to end {session}'s processes: {e}"))?
-            .iter()
-            .filter_map(|p| p.process())
-            .collect();
+            .map_err(|e| format!("cannot list the tmux panes to end {session}'s processes: {e}"))?;
+        let exists = listed.iter().any(|p| p.session == session);
+        let panes: Vec<_> = listed.iter().filter_map(|p| p.process()).collect();
         let ended = process::agent::end_agent(self.town.root(), session, &panes, config.kill_grace);
         if ended.killed > 0 {
             tracing::warn!(
@@ -150,9 +293,16 @@ impl Executor {
                     "session already gone, but processes of its agent were still running: ended"
                 ),
             }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Kills the session and waits until tmux says it is gone.
+    fn kill(&self, session: &str) -> Result<(), String> {
+        if self.tmux.kill_session(session).map_err(|e| e.to_string())? {
             return Ok(());
         }
-        self.tmux.kill_session(session).map_err(|e| e.to_string())?;
         self.wait_gone(session)
     }
 
@@ -171,12 +321,17 @@ impl Executor {
         Ok(())
     }
 
-    fn start_session(&self, request: &Request, handoff: bool) -> Result<(), String> {
+    /// Ends the agent's processes and starts its new session in place of
+    /// the old one; the new agent's pane.
+    fn start_session(&self, request: &Request, handoff: bool) -> Result<String, String> {
         let session = request.session();
-        self.end_session(&session)?;
+        let existed = self.end_processes(&session)?;
         let config = self.config.get();
         let argv = &config.agent_command_for(request.agent.role()).0;
         if let Err(e) = which::which(&argv[0]) {
+            if existed {
+                self.kill(&session)?;
+            }
             return Err(format!(
                 "agent command {:?} not found on PATH ({e}); set agent_command in daemon/config.json",
                 argv[0]
@@ -191,70 +346,26 @@ impl Executor {
         if handoff {
             env.push(("GT_HANDOFF", "1"));
         }
-        self.tmux
-            .new_session(&session, &dir, &env, argv)
-            .map_err(|e| format!("cannot create session {session}: {e}"))?;
-        tracing::info!(session, dir = %dir.display(), command = %config.agent_command_for(request.agent.role()), "session created");
-        if !config.supervise.is_empty() {
+        let new = NewSession {
+            name: &session,
+            dir: &dir,
+            env: &env,
+            argv,
             // Supervised agents leave a dead pane behind, so supervision
             // can read how they died before it replaces them.
-            if let Err(e) = self.tmux.keep_dead_panes(&session) {
-                tracing::warn!(session, "cannot keep the pane of a dead agent: {e}");
-            }
-        }
-        let prime = &config.prime_text;
-        // With nothing to type there is nothing to wait for, but an agent
-        // that dies at once is still a failure, not a success.
-        let wait = if prime.is_empty() {
-            FIRST_MOMENTS
-        } else {
-            config.prime_delay
+            keep_dead: !config.supervise.is_empty(),
         };
-        if self.stop.wait(wait) {
-            return Err(format!(
-                "the daemon was stopped {} after starting session {session}, before priming it: \
-                 the agent runs but {} was not typed; check it, then retry if needed",
-                if prime.is_empty() {
-                    "moments"
-                } else {
-                    "within prime_delay"
-                },
-                if prime.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    format!("{prime:?}")
-                },
-            ));
-        }
-        self.check_alive(&session, wait)?;
-        if !prime.is_empty() {
-            self.tmux
-                .send_line(&session, prime)
-                .map_err(|e| format!("session {session} started but priming it failed: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The agent is still running `after` its start: its session exists
-    /// and its pane's process has not exited.
-    fn check_alive(&self, session: &str, after: Duration) -> Result<(), String> {
-        let gone = |how: String| {
-            format!(
-                "session {session}: the agent command {how} within {} of its start; check that it runs by hand",
-                human(after)
-            )
+        let old = match (existed, new.keep_dead) {
+            (false, _) => Old::None,
+            (true, true) => Old::Kept,
+            (true, false) => Old::Ending,
         };
-        if !self.tmux.has_session(session).map_err(|e| e.to_string())? {
-            return Err(gone("exited (the session ended)".into()));
-        }
-        // The agent's own pane: one a person split off may be the active one.
-        match self.tmux.agent_pane(session).map_err(|e| e.to_string())? {
-            None => Err(gone("exited (the session ended)".into())),
-            Some(pane) => match pane.exit {
-                Some(status) => Err(gone(format!("exited with status {status}"))),
-                None => Ok(()),
-            },
-        }
+        let pane = self
+            .tmux
+            .new_session(&new, old)
+            .map_err(|e| format!("cannot create session {session}: {e}"))?;
+        tracing::info!(session, pane, dir = %dir.display(), command = %config.agent_command_for(request.agent.role()), "session created");
+        Ok(pane)
     }
 
     /// The most specific existing directory for the agent, else the town.
@@ -271,24 +382,26 @@ impl Executor {
 
 /// Sessions a request is executing against, which the heartbeat must not
 /// type into (a new session is the daemon's until its prime text is in).
+/// Each hold is counted: a supervised restart's claim and its execution's
+/// hold overlap, and the session is free only when both have ended.
 #[derive(Debug, Default)]
-pub(crate) struct HeldSessions(Mutex<HashSet<String>>);
+pub(crate) struct HeldSessions(Mutex<HashMap<String, u32>>);
 
 /// Releases its session when dropped.
-pub(crate) struct Hold<'a> {
-    sessions: &'a HeldSessions,
+pub(crate) struct Hold {
+    sessions: Arc<HeldSessions>,
     session: String,
 }
 
 impl HeldSessions {
-    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, u32>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn hold(&self, session: &str) -> Hold<'_> {
-        self.lock().insert(session.to_string());
+    pub(crate) fn hold(self: &Arc<Self>, session: &str) -> Hold {
+        self.claim(session);
         Hold {
-            sessions: self,
+            sessions: self.clone(),
             session: session.to_string(),
         }
     }
@@ -298,32 +411,38 @@ impl HeldSessions {
     /// agent it has just asked to restart (its session is missing until the
     /// restart creates it), nor the heartbeat poke it.
     pub(crate) fn claim(&self, session: &str) {
-        self.lock().insert(session.to_string());
+        *self.lock().entry(session.to_string()).or_default() += 1;
     }
 
     /// Ends a [`HeldSessions::claim`] (the restart was filed, or dropped).
     pub(crate) fn release(&self, session: &str) {
-        self.lock().remove(session);
+        let mut held = self.lock();
+        if let Some(count) = held.get_mut(session) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(session);
+            }
+        }
     }
 
     pub(crate) fn is_held(&self, session: &str) -> bool {
-        self.lock().contains(session)
+        self.lock().contains_key(session)
     }
 
     /// Runs `poke` unless `session` is held, and keeps the session from
     /// being taken while it runs; `None` when it was held.
     pub(crate) fn unless_held<T>(&self, session: &str, poke: impl FnOnce() -> T) -> Option<T> {
         let held = self.lock();
-        if held.contains(session) {
+        if held.contains_key(session) {
             return None;
         }
         Some(poke())
     }
 }
 
-impl Drop for Hold<'_> {
+impl Drop for Hold {
     fn drop(&mut self) {
-        self.sessions.lock().remove(&self.session);
+        self.sessions.release(&self.session);
     }
 }
 
@@ -333,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_session_is_held_while_claimed_or_in_hand() {
-        let held = HeldSessions::default();
+        let held = Arc::new(HeldSessions::default());
         {
             let _hold = held.hold("gt-mayor");
             assert!(held.is_held("gt-mayor"));
@@ -345,5 +464,14 @@ mod tests {
         assert_eq!(held.unless_held("gt-mayor", || 7), Some(7));
         held.release("gt-deacon");
         assert!(!held.is_held("gt-deacon"));
+        // A supervised restart: claimed, then held by its execution; the
+        // execution ending first leaves the claim.
+        held.claim("gt-deacon");
+        drop(held.hold("gt-deacon"));
+        assert!(held.is_held("gt-deacon"), "still claimed");
+        held.release("gt-deacon");
+        assert!(!held.is_held("gt-deacon"));
+        held.release("gt-deacon");
+        assert!(!held.is_held("gt-deacon"), "a release too many is harmless");
     }
 }

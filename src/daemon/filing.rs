@@ -14,7 +14,7 @@
 //! restarted daemon ever calls it interrupted: an executed request's
 //! outcome is never dropped. Filing happens on the consumer's thread only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -67,6 +67,10 @@ pub(crate) struct Filer {
     /// When each request in `processing/` was claimed, for the duration
     /// metric; bounded, like `processing/`, by the requests in hand.
     claimed_at: HashMap<OsString, Instant>,
+    /// The requests whose outcome has a journal entry in `processing/`
+    /// (written here, or found by recovery): only those have one to remove
+    /// once filed, so filing costs no failed unlink(2) each.
+    journals: HashSet<OsString>,
 }
 
 impl Filer {
@@ -79,6 +83,7 @@ impl Filer {
             filed_count: 0,
             unfiled: Vec::new(),
             claimed_at: HashMap::new(),
+            journals: HashSet::new(),
         }
     }
 
@@ -186,7 +191,7 @@ impl Filer {
                     u.attempts += 1;
                     u.error = e.to_string();
                     u.next_try = now + refile_delay(u.attempts);
-                    if self.journaled(&u.name).is_none() {
+                    if !self.journals.contains(&u.name) {
                         let _ = self.journal(&u.name, &u.sidecar);
                     }
                     keep.push(u);
@@ -246,18 +251,24 @@ impl Filer {
 
     /// Remembers the outcome of the executed request `processing/NAME`
     /// until it can be filed.
-    fn journal(&self, name: &OsStr, sidecar: &Sidecar) -> io::Result<()> {
+    fn journal(&mut self, name: &OsStr, sidecar: &Sidecar) -> io::Result<()> {
         let body = sidecar_bytes(sidecar)?;
-        crate::fs::write_atomic(&self.journal_path(name), &body, None)
+        crate::fs::write_atomic(&self.journal_path(name), &body, None)?;
+        self.journals.insert(name.to_os_string());
+        Ok(())
     }
 
     /// The journalled outcome of `processing/NAME`, if any.
-    pub(crate) fn journaled(&self, name: &OsStr) -> Option<Sidecar> {
-        read_sidecar(&self.journal_path(name))
+    pub(crate) fn journaled(&mut self, name: &OsStr) -> Option<Sidecar> {
+        let sidecar = read_sidecar(&self.journal_path(name))?;
+        self.journals.insert(name.to_os_string());
+        Some(sidecar)
     }
 
-    fn forget_journal(&self, name: &OsStr) {
-        let _ = std::fs::remove_file(self.journal_path(name));
+    fn forget_journal(&mut self, name: &OsStr) {
+        if self.journals.remove(name) {
+            let _ = std::fs::remove_file(self.journal_path(name));
+        }
     }
 
     fn journal_path(&self, name: &OsStr) -> PathBuf {
@@ -483,7 +494,7 @@ pub(crate) mod tests {
 
     #[test]
     fn journal_round_trips_beside_the_request() {
-        let (_dir, town, filer) = town_and_filer();
+        let (_dir, town, mut filer) = town_and_filer();
         let name = OsStr::new("a.json");
         assert!(filer.journaled(name).is_none());
         filer.journal(name, &sidecar(Outcome::Failed)).unwrap();

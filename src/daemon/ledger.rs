@@ -77,6 +77,10 @@ impl Ledger {
 /// state file's.
 const STATE_EVERY: Duration = Duration::from_millis(100);
 
+/// How many sidecars one flush keeps open at once (a bound on the
+/// descriptors it holds; a bigger batch is flushed in parts).
+const OPEN_AT_ONCE: usize = 256;
+
 /// Makes `sidecars` and the entries of `dirs` durable.
 ///
 /// One fdatasync after another would cost a journal commit each (a 64-file
@@ -84,19 +88,28 @@ const STATE_EVERY: Duration = Duration::from_millis(100);
 /// one syncfs): so writeback of every file is started first, the
 /// directories are synced (one commit carrying them all), and only then is
 /// each file fdatasynced, which finds little or nothing left to do (~8 ms).
+/// Each file is opened once for both (at most [`OPEN_AT_ONCE`] at a time).
 /// What it does to latency beside a busy disk: BENCHMARKS.md, "Durability
 /// beside a large concurrent writer".
 pub(crate) fn flush(sidecars: &[PathBuf], dirs: &[PathBuf]) -> std::io::Result<()> {
-    // A sidecar replaced by a FIFO meanwhile is refused, never waited on.
-    let open = |path: &PathBuf| crate::fs::open_own(path);
-    for path in sidecars {
-        start_writeback(&open(path)?);
+    if sidecars.is_empty() {
+        return dirs.iter().try_for_each(|dir| crate::fs::sync_dir(dir));
     }
-    for dir in dirs {
-        crate::fs::sync_dir(dir)?;
-    }
-    for path in sidecars {
-        open(path)?.sync_data()?;
+    for part in sidecars.chunks(OPEN_AT_ONCE) {
+        // A sidecar replaced by a FIFO meanwhile is refused, never waited on.
+        let files = part
+            .iter()
+            .map(|path| crate::fs::open_own(path))
+            .collect::<std::io::Result<Vec<File>>>()?;
+        for file in &files {
+            start_writeback(file);
+        }
+        for dir in dirs {
+            crate::fs::sync_dir(dir)?;
+        }
+        for file in &files {
+            file.sync_data()?;
+        }
     }
     Ok(())
 }

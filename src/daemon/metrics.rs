@@ -495,7 +495,7 @@ impl Collector for ReadAtScrape {
         let total = ConstCounter::new(calls.calls.load(Ordering::Relaxed));
         total.encode(encoder.encode_descriptor(
             "tmux_calls",
-            "tmux commands run.",
+            "tmux client processes run (commands chained in one client count once).",
             None,
             MetricType::Counter,
         )?)?;

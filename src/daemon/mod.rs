@@ -2,10 +2,14 @@
 //!
 //! Threads, each named as `ps -L` and a debugger show it:
 //! - the consumer (the thread that called [`run`]): claims, validates,
-//!   dispatches and files every request ([`consumer`]);
-//! - the notify watcher (notify's own thread): inbox events in ([`watch`]);
+//!   dispatches and files every request, and keeps the timers of agents
+//!   booting after a restart ([`consumer`]);
+//! - the notify watcher (notify's own thread): inbox events in ([`watch`];
+//!   paused by the consumer while a drain has more names in hand than
+//!   events could add);
 //! - `executor-N`: up to `max_parallel` workers, started as requests need
-//!   them, each executing one request at a time ([`dispatch`],
+//!   them, each executing one step at a time: a request, or the prime of
+//!   an agent that has booted; none sleeps through a boot ([`dispatch`],
 //!   [`execute`]);
 //! - `ledger`: makes filed outcomes durable and counts them ([`ledger`]);
 //! - `heartbeat`: pokes, state.json, retention, the ownership check
@@ -155,6 +159,7 @@ pub(crate) fn run(
 
     let wake = tx.clone();
     let (watch, inlet) = start_inlet(town, &config, tx, rx, hooks, &metrics);
+    let watching = watch.is_some();
     let held = Arc::new(HeldSessions::default());
     let mut consumer = Consumer::new(
         town,
@@ -167,8 +172,11 @@ pub(crate) fn run(
         watchers.monitoring.clone(),
     )
     .map_err(io("cannot open the daemon directories"))?;
+    if let Some(watch) = watch {
+        consumer.keep_watch(watch);
+    }
     recover(&mut consumer, &metrics)?;
-    announce_start(town, &config, &state, &service, watch.is_some(), pid)?;
+    announce_start(town, &config, &state, &service, watching, pid)?;
 
     let leftovers = leftovers::Leftovers::new(town, &live, held.clone(), metrics.clone());
     let looking = start_liveness(town, &config, &live, &held, &state, &watchers, &stop)?;
@@ -206,7 +214,6 @@ pub(crate) fn run(
     let running = Running {
         service,
         stop,
-        watch,
         metrics,
         watchers,
         supervising,
@@ -223,7 +230,6 @@ pub(crate) fn run(
 struct Running {
     service: Arc<Manager>,
     stop: Arc<StopFlag>,
-    watch: Option<watch::Watch>,
     metrics: Arc<Metrics>,
     watchers: Watchers,
     supervising: Option<JoinHandle<()>>,
@@ -237,7 +243,6 @@ impl Running {
     fn stop(self, town: &Town, state: &StateStore, pid: u32) -> Result<(), DaemonError> {
         self.service.stopping();
         self.stop.set();
-        drop(self.watch);
         self.metrics.locked(false);
         self.watchers.close();
         if let Some(supervising) = self.supervising {

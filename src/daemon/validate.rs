@@ -105,12 +105,15 @@ pub(crate) fn is_complete_json(bytes: &[u8]) -> bool {
 /// written? True when it changed within [`SETTLE`] and its content does not
 /// parse as JSON yet.
 pub(crate) fn may_still_be_written(path: &Path, bytes: &[u8]) -> bool {
-    let young = std::fs::symlink_metadata(path)
+    // A complete one needs no look at its age (no stat(2) per request).
+    if is_complete_json(bytes) {
+        return false;
+    }
+    std::fs::symlink_metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|m| m.elapsed().ok())
-        .is_some_and(|age| age < SETTLE);
-    young && !is_complete_json(bytes)
+        .is_some_and(|age| age < SETTLE)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! but never a request. Claiming by rename is what makes each file handled
 //! once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -41,7 +41,42 @@ pub(crate) fn scan(town: &Town, why: &str) -> Vec<std::ffi::OsString> {
 
 /// Keeps the watcher alive; dropping it stops the events.
 pub(crate) struct Watch {
-    _watcher: notify::RecommendedWatcher,
+    watcher: notify::RecommendedWatcher,
+    inbox: PathBuf,
+    paused: bool,
+}
+
+impl Watch {
+    /// Stops the inbox's events for now. While the consumer has more names
+    /// in hand than events could add (a scan follows once it has none),
+    /// events only cost: each of its claims, a rename out of the inbox,
+    /// would make the kernel queue an event and wake the watcher's thread
+    /// (the watch's mask is `notify`'s, and includes moves out).
+    pub(crate) fn pause(&mut self) {
+        if self.paused {
+            return;
+        }
+        match self.watcher.unwatch(&self.inbox) {
+            Ok(()) => self.paused = true,
+            Err(e) => tracing::debug!("cannot pause the inbox watch: {e}"),
+        }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The events again after [`Watch::pause`]; the caller then rescans,
+    /// for whatever came meanwhile. An error: the watch cannot be set up
+    /// again (a watch limit, say).
+    pub(crate) fn resume(&mut self) -> notify::Result<()> {
+        if self.paused {
+            self.watcher
+                .watch(&self.inbox, RecursiveMode::NonRecursive)?;
+            self.paused = false;
+        }
+        Ok(())
+    }
 }
 
 /// Watches `inbox` and sends candidates into `tx`. When the channel is full
@@ -59,7 +94,11 @@ pub(crate) fn watch(
     };
     let mut watcher = notify::recommended_watcher(handler)?;
     watcher.watch(inbox, RecursiveMode::NonRecursive)?;
-    Ok(Watch { _watcher: watcher })
+    Ok(Watch {
+        watcher,
+        inbox: inbox.to_path_buf(),
+        paused: false,
+    })
 }
 
 /// What an event from the watcher tells the consumer: a name to look at

@@ -156,11 +156,17 @@ fn the_heartbeat_never_types_into_a_pane_before_its_prime_text() {
 #[test]
 fn nothing_is_claimed_to_wait_for_a_worker() {
     let mut t = Town::new();
-    t.config(json!({"prime_delay": "10m", "max_parallel": 1}));
+    t.config(json!({"max_parallel": 1, "tmux_timeout": "1m", "prime_delay": "1s"}));
+    t.tmux.new_session("gt-other", &["sleep", "600"]);
     t.start();
+    // The one worker is held by a request whose tmux call hangs: the
+    // server is stopped (an agent's boot would not hold it).
+    let server = t.tmux.server_pid();
+    let resume = Resume(server);
+    gt::process::signal(server, Signal::STOP);
     let first = file_name(&t.send("restart", "mayor"));
     t.wait_until("the first restart is in hand", DEADLINE, || {
-        t.tmux.has_session("gt-mayor")
+        t.processing().join(&first).exists()
     });
     let second = file_name(&t.send("restart", "deacon"));
     // The daemon has looked at it (a bad request behind it is filed)...
@@ -169,14 +175,10 @@ fn nothing_is_claimed_to_wait_for_a_worker() {
     // ...and left it unclaimed: a stop or a crash now cannot call it
     // interrupted, nor run it.
     assert!(t.inbox().join(&second).exists(), "{}", t.snapshot());
-    t.stop();
-    t.wait_failed_with(&first, "before priming");
-    assert!(
-        t.inbox().join(&second).exists(),
-        "still waiting, never run\n{}",
-        t.snapshot()
-    );
-    assert!(!t.tmux.has_session("gt-deacon"));
+    drop(resume); // SIGCONT
+    t.wait_processed(&first);
+    t.wait_processed(&second);
+    assert!(t.tmux.has_session("gt-deacon"));
 }
 
 #[test]
@@ -192,5 +194,78 @@ fn with_one_worker_an_agents_next_request_runs_as_soon_as_its_first_is_done() {
     t.start();
     t.wait_processed("a-restart.json");
     t.wait_processed("b-shutdown.json");
+    assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
+}
+
+#[test]
+fn a_shutdown_behind_a_pool_full_of_booting_agents_is_filed_before_any_of_them() {
+    let mut t = Town::new();
+    // Two workers, four cycles: every worker is taken by a cycle, and
+    // would stay taken for the whole prime_delay if booting held one.
+    t.config(json!({"prime_delay": "10m", "max_parallel": 2}));
+    t.start();
+    let rigs = ["r0", "r1", "r2", "r3"];
+    let cycles: Vec<String> = rigs
+        .iter()
+        .map(|rig| file_name(&t.send("cycle", &format!("{rig}/witness"))))
+        .collect();
+    let shutdown = file_name(&t.send("shutdown", "deacon"));
+    t.wait_processed(&shutdown);
+    for cycle in &cycles {
+        assert!(
+            gt::outcome::filed(&t, cycle.as_ref()).is_none(),
+            "{cycle} is still booting, so not filed\n{}",
+            t.snapshot()
+        );
+    }
+    t.wait_until("every cycle's session started", DEADLINE, || {
+        rigs.iter()
+            .all(|rig| t.tmux.has_session(&format!("gt-{rig}-witness")))
+    });
+    // A stop ends the boots at once (well within `stop`'s 10 s), each
+    // filed as what it was.
+    let out = t.stop();
+    assert!(
+        !out.stdout.contains("SIGKILL"),
+        "stopped on SIGTERM: {out:#?}"
+    );
+    for cycle in &cycles {
+        t.wait_failed_with(cycle, "before priming");
+    }
+}
+
+#[test]
+fn an_agents_next_request_waits_in_the_inbox_until_its_prime_is_typed() {
+    let mut t = Town::new();
+    let typed = t.root().join("typed.txt");
+    t.config(json!({
+        "agent_command": ["sh", "-c", format!("exec cat > {}", typed.display())],
+        "prime_text": "PRIME-7Q",
+        "prime_delay": "3s",
+    }));
+    t.start();
+    let cycle = file_name(&t.send("cycle", "mayor"));
+    let shutdown = file_name(&t.send("shutdown", "mayor"));
+    t.wait_until("the cycle's session started", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    if gt::outcome::filed(&t, cycle.as_ref()).is_none() {
+        // Still booting: the shutdown waits, unclaimed.
+        assert!(t.inbox().join(&shutdown).exists(), "{}", t.snapshot());
+    }
+    let c = t.wait_processed(&cycle);
+    let s = t.wait_processed(&shutdown);
+    let at = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v["finished_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(&c) <= at(&s), "cycle {c:#} then shutdown {s:#}");
+    assert_eq!(
+        fs::read_to_string(&typed)
+            .unwrap_or_default()
+            .lines()
+            .next(),
+        Some("PRIME-7Q"),
+        "the prime was typed before the shutdown ended the agent"
+    );
     assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
 }

@@ -316,3 +316,30 @@ fn an_empty_tmux_server_means_no_session() {
     t.wait_processed("r.json");
     assert!(t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
 }
+
+#[test]
+fn arguments_and_prime_text_ending_in_a_semicolon_reach_the_agent_whole() {
+    // tmux ends a command at any argument that ends in `;`: unescaped, the
+    // agent would get `x` for `x;` (and a prime text `PRIME;` be typed as
+    // `PRIME`).
+    let mut t = Town::new();
+    let (args, typed) = (t.root().join("args.txt"), t.root().join("typed.txt"));
+    let script = format!(
+        "printf '%s\\n' \"$0\" \"$1\" > {}; exec cat > {}",
+        args.display(),
+        typed.display()
+    );
+    t.config(json!({
+        "agent_command": ["sh", "-c", script, "x;", ";"],
+        "prime_text": "PRIME;",
+        "prime_delay": "1s",
+    }));
+    t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart");
+    assert_eq!(fs::read_to_string(&args).unwrap(), "x;\n;\n");
+    t.wait_until("the prime text typed", DEADLINE, || {
+        fs::read_to_string(&typed).is_ok_and(|s| s.contains('\n'))
+    });
+    assert_eq!(fs::read_to_string(&typed).unwrap(), "PRIME;\n");
+}

@@ -181,3 +181,33 @@ fn events_dropped_by_a_full_channel_cost_a_rescan_not_a_request() {
         |l| l.contains("inbox scan found requests") && l.contains(r#"why="event channel full""#),
     );
 }
+
+/// While a drain has more names in hand than a batch, the watch is paused
+/// (its events would add nothing and cost a wake-up per claim); once the
+/// drain is done it is resumed with a rescan, which finds what was
+/// published meanwhile, unannounced.
+#[test]
+fn a_request_published_while_a_drain_has_the_watch_paused_is_found_after_it() {
+    let mut town = Town::new();
+    // No periodic rescan to find it instead.
+    town.config(json!({"rescan_interval": "1h"}));
+    let backlog: Vec<String> = (0..100).map(|i| format!("b{i:03}.json")).collect();
+    for name in &backlog {
+        town.publish(name, request_json("mayor", "shutdown"));
+    }
+    let mut start = town.start_command(&[], &["--dry-run"]);
+    // 100 found by the start-up scan, 20 ms each: a drain of 2 s.
+    with_hooks(&mut start, &[(gt::testing::REQUEST_DELAY_MS, "20")]);
+    town.started(start);
+    town.wait_processed("b000.json");
+    town.publish("late.json", request_json("mayor", "shutdown"));
+    assert!(
+        filed(&town, "b099.json").is_none(),
+        "published during the drain\n{}",
+        town.snapshot()
+    );
+    town.wait_processed("late.json");
+    // And the watch is back: a request after the drain is announced.
+    town.publish("after.json", request_json("mayor", "shutdown"));
+    town.wait_processed("after.json");
+}
