@@ -343,3 +343,56 @@ fn arguments_and_prime_text_ending_in_a_semicolon_reach_the_agent_whole() {
     });
     assert_eq!(fs::read_to_string(&typed).unwrap(), "PRIME;\n");
 }
+
+/// A person who splits the agent's window while it boots makes their own
+/// pane the active one: the prime still goes to the agent's pane, the one
+/// the restart created, and never to theirs.
+#[test]
+fn the_prime_goes_to_the_agents_own_pane_not_a_pane_a_person_split_off() {
+    let mut t = Town::new();
+    t.config(json!({"prime_text": "echo primed-P4X", "prime_delay": "3s"}));
+    t.start();
+
+    t.publish("r.json", request_json("mayor", "restart"));
+    t.wait_until("gt-mayor created", DEADLINE, || {
+        t.tmux.has_session("gt-mayor")
+    });
+    let agent = t
+        .tmux
+        .display("gt-mayor", "#{pane_id}")
+        .expect("the agent's pane");
+    // The person's pane: split off, and active from then on.
+    let theirs = t
+        .tmux
+        .output(&[
+            "split-window",
+            "-d",
+            "-P",
+            "-F",
+            "#{pane_id}",
+            "-t",
+            "=gt-mayor:",
+            "--",
+            "sleep",
+            "600",
+        ])
+        .expect("split-window")
+        .trim()
+        .to_string();
+    t.tmux.run(&["select-pane", "-t", &theirs]);
+    t.wait_processed("r.json");
+
+    let screen = |pane: &str| {
+        t.tmux
+            .output(&["capture-pane", "-p", "-t", pane])
+            .unwrap_or_default()
+    };
+    t.wait_until("the prime on the agent's pane", DEADLINE, || {
+        screen(&agent).contains("echo primed-P4X")
+    });
+    assert!(
+        !screen(&theirs).contains("primed-P4X"),
+        "the prime reached the person's pane:\n{}",
+        screen(&theirs)
+    );
+}
