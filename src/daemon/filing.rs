@@ -44,10 +44,21 @@ pub(crate) struct Filed {
     pub(crate) sidecar: PathBuf,
 }
 
+/// A file filed beside a request, in place before the request is (a
+/// reader who finds the request filed finds this too): its name is the
+/// request's with `suffix`.
+#[derive(Debug, Clone)]
+pub(crate) struct Beside {
+    pub(crate) suffix: &'static str,
+    pub(crate) bytes: Vec<u8>,
+}
+
 /// An executed (or refused) request whose outcome could not be filed yet.
 struct Unfiled {
     name: OsString,
     sidecar: Sidecar,
+    /// What goes beside it (a dead pane's last lines).
+    beside: Option<Beside>,
     attempts: u32,
     next_try: Instant,
     error: String,
@@ -123,11 +134,22 @@ impl Filer {
 
     /// Files `processing/NAME` with its outcome, or keeps the outcome to
     /// file later: an executed request's outcome is never dropped.
-    pub(crate) fn file(&mut self, name: OsString, mut sidecar: Sidecar, tally: &mut Tally) {
+    pub(crate) fn file(&mut self, name: OsString, sidecar: Sidecar, tally: &mut Tally) {
+        self.file_with(name, sidecar, None, tally);
+    }
+
+    /// [`Filer::file`], with a file to put `beside` the request.
+    pub(crate) fn file_with(
+        &mut self,
+        name: OsString,
+        mut sidecar: Sidecar,
+        beside: Option<Beside>,
+        tally: &mut Tally,
+    ) {
         sidecar.seq = Some(self.filed_count + 1);
-        let mut result = self.move_out(&name, &sidecar);
+        let mut result = self.move_out(&name, &sidecar, beside.as_ref());
         if result.is_err() && heal_dirs(&self.town) {
-            result = self.move_out(&name, &sidecar);
+            result = self.move_out(&name, &sidecar, beside.as_ref());
         }
         match result {
             Ok(filed) => self.filed(&name, filed, &sidecar, tally),
@@ -140,6 +162,7 @@ impl Filer {
                 self.unfiled.push(Unfiled {
                     name,
                     sidecar,
+                    beside,
                     attempts: 1,
                     next_try: Instant::now() + Duration::from_secs(1),
                     error,
@@ -182,7 +205,7 @@ impl Filer {
             }
             heal_dirs(&self.town);
             u.sidecar.seq = Some(self.filed_count + 1);
-            match self.move_out(&u.name, &u.sidecar) {
+            match self.move_out(&u.name, &u.sidecar, u.beside.as_ref()) {
                 Ok(filed) => {
                     tracing::info!(file = %escape_os(filed.path.as_os_str()), attempts = u.attempts + 1, "filed an outcome that had to wait");
                     self.filed(&u.name, filed, &u.sidecar, tally);
@@ -240,12 +263,18 @@ impl Filer {
 
     /// Moves `processing/NAME` to its outcome directory beside its sidecar
     /// (the name gets a suffix if it was taken).
-    fn move_out(&self, name: &OsStr, sidecar: &Sidecar) -> io::Result<Filed> {
+    fn move_out(
+        &self,
+        name: &OsStr,
+        sidecar: &Sidecar,
+        beside: Option<&Beside>,
+    ) -> io::Result<Filed> {
         file_into(
             &self.town.processing().join(name),
             &sidecar.outcome.dir(&self.town),
             name,
             sidecar,
+            beside,
         )
     }
 
@@ -344,6 +373,7 @@ pub(crate) fn file_into(
     dir: &Path,
     name: &OsStr,
     sidecar: &Sidecar,
+    beside: Option<&Beside>,
 ) -> io::Result<Filed> {
     let body = sidecar_bytes(sidecar)?;
     for attempt in 0u32.. {
@@ -363,6 +393,24 @@ pub(crate) fn file_into(
             let _ = std::fs::remove_file(&sidecar_path);
             return Err(e);
         }
+        // In place before the request is: whoever finds it filed finds
+        // what goes with it.
+        let beside_path = beside.map(|b| {
+            let mut path = target.clone().into_os_string();
+            path.push(b.suffix);
+            (PathBuf::from(path), &b.bytes)
+        });
+        if let Some((path, bytes)) = &beside_path {
+            if std::fs::symlink_metadata(path).is_ok() {
+                // Left by an earlier filing under this name: never replaced.
+                std::fs::remove_file(&sidecar_path)?;
+                continue;
+            }
+            if let Err(e) = crate::fs::write_atomic(path, bytes, None) {
+                let _ = std::fs::remove_file(&sidecar_path);
+                return Err(e);
+            }
+        }
         match rename_noreplace(source, &target) {
             Ok(()) => {
                 return Ok(Filed {
@@ -372,10 +420,16 @@ pub(crate) fn file_into(
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // A request without a sidecar holds the name: leave it be.
+                if let Some((path, _)) = &beside_path {
+                    let _ = std::fs::remove_file(path);
+                }
                 std::fs::remove_file(&sidecar_path)?;
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&sidecar_path);
+                if let Some((path, _)) = &beside_path {
+                    let _ = std::fs::remove_file(path);
+                }
                 return Err(e);
             }
         }
@@ -453,6 +507,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn what_goes_beside_a_request_is_there_before_it_and_never_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dst).unwrap();
+        // Left by an earlier filing of another request under this name.
+        std::fs::write(dst.join("z.json.pane.txt"), b"not mine").unwrap();
+        std::fs::write(src.join("z.json"), b"{}").unwrap();
+        let beside = Beside {
+            suffix: ".pane.txt",
+            bytes: b"last words\n".to_vec(),
+        };
+        let path = file_into(
+            &src.join("z.json"),
+            &dst,
+            OsStr::new("z.json"),
+            &sidecar(Outcome::Processed),
+            Some(&beside),
+        )
+        .unwrap()
+        .path;
+        assert_eq!(path, dst.join("z-1.json"), "the taken name is passed over");
+        assert_eq!(
+            std::fs::read(dst.join("z-1.json.pane.txt")).unwrap(),
+            b"last words\n"
+        );
+        assert_eq!(
+            std::fs::read(dst.join("z.json.pane.txt")).unwrap(),
+            b"not mine"
+        );
+        assert!(!dst.join("z.json.result.json").exists(), "no stray sidecar");
+    }
+
+    #[test]
     fn never_overwrites_and_keeps_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
@@ -468,6 +556,7 @@ pub(crate) mod tests {
                 &dst,
                 OsStr::new("x.json"),
                 &sidecar(Outcome::Processed),
+                None,
             )
             .unwrap()
             .path;
@@ -484,6 +573,7 @@ pub(crate) mod tests {
             &dst,
             OsStr::new("y.json"),
             &sidecar(Outcome::Failed),
+            None,
         )
         .unwrap()
         .path;

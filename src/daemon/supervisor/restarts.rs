@@ -10,7 +10,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +17,7 @@ use chrono::{DateTime, Utc};
 use super::super::claim;
 use super::super::dispatch::{Dispatcher, Job, SupervisedRecord};
 use super::super::execute::HeldSessions;
-use super::super::filing::Filer;
+use super::super::filing::{Beside, Filer};
 use super::super::inlet::Restart;
 use super::super::ledger::Tally;
 use super::super::stop::StopFlag;
@@ -123,19 +122,13 @@ impl Liaison {
         if sidecar.outcome == Outcome::Failed && self.stop.is_set() {
             interrupted(&self.town, &session, &job.name);
         }
-        let name = job.name;
-        filer.file(name.clone(), sidecar, tally);
-        let Some(capture) = record.capture else {
-            return;
-        };
-        let Some(filed) = crate::outcome::filed(&self.town, &name) else {
-            return; // not filed yet: the capture stays in supervise.json
-        };
-        let mut pane = filed.path.into_os_string();
-        pane.push(CAPTURE_SUFFIX);
-        if let Err(e) = crate::fs::write_atomic(Path::new(&pane), capture.as_bytes(), None) {
-            tracing::warn!("cannot save a dead pane's last lines: {e}");
-        }
+        // The dead pane's last lines are in place before the record is
+        // filed: whoever finds the restart filed finds them beside it.
+        let beside = record.capture.map(|capture| Beside {
+            suffix: CAPTURE_SUFFIX,
+            bytes: capture.into_bytes(),
+        });
+        filer.file_with(job.name, sidecar, beside, tally);
     }
 
     /// What a finished request means for supervision (see
