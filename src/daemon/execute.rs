@@ -197,8 +197,8 @@ impl Executor {
         match pane {
             None => return Err(gone("exited (the session ended)".into())),
             Some(pane) => {
-                if let Some(status) = pane.exit {
-                    return Err(gone(format!("exited with status {status}")));
+                if let Some(exit) = pane.exit {
+                    return Err(gone(exit.to_string()));
                 }
             }
         }

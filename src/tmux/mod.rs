@@ -350,9 +350,12 @@ fn join(args: &[OsString]) -> String {
         .join(" ")
 }
 
-/// What [`Tmux::agent_pane`] reads of each pane.
+/// What [`Tmux::agent_pane`] reads of each pane. A process killed by a
+/// signal has no `pane_dead_status`; tmux 3.4 and later name the signal in
+/// `pane_dead_signal` (older ones expand it to nothing), so each field has
+/// a letter in front to keep an empty one in its place.
 const AGENT_PANE_FORMAT: &str =
-    "#{window_index} #{pane_index} #{pane_id} #{pane_dead} #{pane_dead_status}";
+    "#{window_index} #{pane_index} #{pane_id} #{pane_dead} s#{pane_dead_status} k#{pane_dead_signal}";
 
 /// The first pane (lowest window, then pane index) of `list-panes`
 /// output in [`AGENT_PANE_FORMAT`].
@@ -370,7 +373,17 @@ fn first_pane(text: &str) -> Option<Pane> {
         .min_by_key(|(order, _)| *order)?;
     Some(Pane {
         id: f.get(2).unwrap_or(&"").to_string(),
-        exit: (f.get(3) == Some(&"1")).then(|| f.get(4).and_then(|s| s.parse().ok()).unwrap_or(-1)),
+        exit: (f.get(3) == Some(&"1")).then(|| {
+            let field = |i: usize, tag: &str| {
+                f.get(i)
+                    .and_then(|s| s.strip_prefix(tag))
+                    .and_then(|s| s.parse().ok())
+            };
+            match field(4, "s") {
+                Some(status) => Exit::Status(status),
+                None => Exit::Signal(field(5, "k")),
+            }
+        }),
     })
 }
 
@@ -490,11 +503,38 @@ impl NewSession<'_> {
     }
 }
 
-/// An agent's pane: its id and, once its process has exited, the status.
+/// An agent's pane: its id and, once its process has ended, how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pane {
     pub(crate) id: String,
-    pub(crate) exit: Option<i32>,
+    pub(crate) exit: Option<Exit>,
+}
+
+/// How a pane's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It exited with this status.
+    Status(i32),
+    /// A signal killed it (which one, where tmux says).
+    Signal(Option<i32>),
+}
+
+impl Exit {
+    /// Exited with status 0.
+    pub(crate) fn clean(self) -> bool {
+        self == Exit::Status(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    /// Follows "the agent": "exited with status 1", "was killed by signal 9".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Status(status) => write!(f, "exited with status {status}"),
+            Exit::Signal(Some(signal)) => write!(f, "was killed by signal {signal}"),
+            Exit::Signal(None) => f.write_str("was killed by a signal"),
+        }
+    }
 }
 
 /// `=name` makes tmux match the session name exactly.
@@ -543,16 +583,21 @@ mod tests {
 
     #[test]
     fn the_agent_pane_is_the_first_of_the_first_window() {
-        let text = "1 0 %7 0 \n0 1 %3 1 2\n0 0 %1 1 137\n";
+        let text = "1 0 %7 0 s k\n0 1 %3 1 s2 k\n0 0 %1 1 s137 k\n";
         let pane = first_pane(text).unwrap();
         assert_eq!(
             pane,
             Pane {
                 id: "%1".into(),
-                exit: Some(137)
+                exit: Some(Exit::Status(137))
             }
         );
-        assert_eq!(first_pane("0 0 %4 0 \n").unwrap().exit, None);
+        assert_eq!(first_pane("0 0 %4 0 s k\n").unwrap().exit, None);
+        // Killed by a signal: tmux 3.4 names it, older ones do not.
+        let killed = |text| first_pane(text).unwrap().exit.unwrap().to_string();
+        assert_eq!(killed("0 0 %4 1 s k9\n"), "was killed by signal 9");
+        assert_eq!(killed("0 0 %4 1 s k\n"), "was killed by a signal");
+        assert_eq!(killed("0 0 %4 1 s0 k\n"), "exited with status 0");
         assert_eq!(first_pane(""), None);
         assert_eq!(first_pane("garbage\n"), None);
     }

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::duration::human;
 use crate::supervision::{AgentRecord, AgentState, Memory, Paused};
+use crate::tmux::Exit;
 
 /// The settings the policy follows (config keys of the same names).
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ pub(crate) enum Seen {
     /// Its session is missing (`exit` is `None`), or its own pane's
     /// process exited with `exit`; `capture` holds the pane's last lines.
     Dead {
-        exit: Option<i32>,
+        exit: Option<Exit>,
         capture: Option<String>,
     },
     /// Alive, but stalled (`why`: for how long, how many pokes went
@@ -155,9 +156,9 @@ impl Failure {
             Seen::Dead { exit, capture } => Some(Failure {
                 why: match exit {
                     None => "session missing".to_string(),
-                    Some(status) => format!("agent exited with status {status}"),
+                    Some(exit) => format!("agent {exit}"),
                 },
-                counted: *exit != Some(0) && !policy.not_a_crash(capture.as_deref()),
+                counted: !exit.is_some_and(Exit::clean) && !policy.not_a_crash(capture.as_deref()),
             }),
             // Restarting it is what a crash costs: it counts the same.
             Seen::Stalled { why, .. } => Some(Failure {

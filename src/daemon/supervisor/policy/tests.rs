@@ -30,7 +30,7 @@ fn secs(n: i64) -> chrono::Duration {
 
 fn crashed() -> Seen {
     Seen::Dead {
-        exit: Some(1),
+        exit: Some(Exit::Status(1)),
         capture: Some("panic: oops".into()),
     }
 }
@@ -178,11 +178,11 @@ fn a_stable_run_starts_the_count_afresh() {
 #[test]
 fn an_exit_that_is_not_a_crash_is_restarted_uncounted() {
     let usage = Seen::Dead {
-        exit: Some(1),
+        exit: Some(Exit::Status(1)),
         capture: Some("usage limit reached".into()),
     };
     let clean = Seen::Dead {
-        exit: Some(0),
+        exit: Some(Exit::Status(0)),
         capture: None,
     };
     for seen in [usage, clean] {
@@ -209,7 +209,7 @@ fn a_restart_the_guard_would_refuse_is_never_asked_for() {
         )
     };
     let usage = Seen::Dead {
-        exit: Some(1),
+        exit: Some(Exit::Status(1)),
         capture: Some("usage limit".into()),
     };
     let over = AgentState::Backoff { until: t0() };
