@@ -241,24 +241,13 @@ fn main() -> Result<()> {
         rows.push((looking, usage));
     }
     println!("### Looking at agents: one idle town\n");
-    let given: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let given = if given.is_empty() {
-        String::new()
-    } else {
-        format!(" -- {}", given.join(" "))
-    };
-    println!("Command: `cargo bench --bench agents{given}`\n");
     let described = binary::GtBin {
         label: "gt".into(),
         path: gt.clone(),
         built: args.gt.is_none(),
     };
-    for line in procfs::machine_info(&[described]) {
-        // Shared with the other benches, which run dry: this one does not.
-        println!("{}", line.replace("; `--dry-run` except in the storm", ""));
+    for line in procfs::report_head("agents", described, "") {
+        println!("{line}");
     }
     println!(
         "- each: `gt daemon run`, {} agents that answer each line (`gt-mayor`, `gt-rigN-witness`), every one poked; default heartbeat_interval (60s) and supervise_interval (10s); measured over {} s after start-up, on a private tmux server\n",

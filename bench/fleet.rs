@@ -305,22 +305,12 @@ fn main() -> Result<()> {
         }
     }
     println!("### Many towns on one host\n");
-    let given: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let given = if given.is_empty() {
-        String::new()
-    } else {
-        format!(" -- {}", given.join(" "))
-    };
-    println!("Command: `cargo bench --bench fleet{given}`\n");
     let described = binary::GtBin {
         label: "gt".into(),
         path: gt.clone(),
         built: args.gt.is_none(),
     };
-    for line in procfs::machine_info(&[described]) {
+    for line in procfs::report_head("fleet", described, "; `--dry-run`") {
         println!("{line}");
     }
     println!(

@@ -206,7 +206,7 @@ impl Setup {
     fn new(o: &Opts) -> Result<Setup> {
         let gts = binary::from_specs(&o.gts)?;
         let dirs = town_dirs(o)?;
-        let machine = procfs::machine_info(&gts);
+        let machine = procfs::machine_info(&gts, "; `--dry-run` except in the storm");
         let baseline_missing = if o.skip_baseline {
             Some("baseline skipped (--skip-baseline)".to_string())
         } else {

@@ -126,8 +126,27 @@ pub fn commit() -> String {
     }
 }
 
-/// Lines describing the machine, for the report.
-pub fn machine_info(gts: &[crate::binary::GtBin]) -> Vec<String> {
+/// The lines a one-binary bench's report starts with: the command it was
+/// run with, then [`machine_info`].
+#[allow(dead_code)] // the daemon bench compares several binaries
+pub fn report_head(bench: &str, gt: crate::binary::GtBin, how_run: &str) -> Vec<String> {
+    let given: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let given = if given.is_empty() {
+        String::new()
+    } else {
+        format!(" -- {}", given.join(" "))
+    };
+    let mut lines = vec![format!("Command: `cargo bench --bench {bench}{given}`\n")];
+    lines.extend(machine_info(&[gt], how_run));
+    lines
+}
+
+/// Lines describing the machine and each binary (`how_run` follows its
+/// name: how the bench runs it), for the report.
+pub fn machine_info(gts: &[crate::binary::GtBin], how_run: &str) -> Vec<String> {
     let nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -176,7 +195,7 @@ pub fn machine_info(gts: &[crate::binary::GtBin]) -> Vec<String> {
             format!("`{}`", gt.path.display())
         };
         lines.push(format!(
-            "- daemon{}: `{version}`, {what}; `--dry-run` except in the storm",
+            "- daemon{}: `{version}`, {what}{how_run}",
             if gts.len() > 1 {
                 format!(" \"{}\"", gt.label)
             } else {
