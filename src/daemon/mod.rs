@@ -183,7 +183,7 @@ pub(crate) fn run(
     let liveness = looking.as_ref().map(|(liveness, _)| liveness.clone());
     let heartbeat = Heartbeat {
         town: town.clone(),
-        config: live,
+        config: live.clone(),
         tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
         dry_run: config.dry_run,
         service: service.clone(),
@@ -204,7 +204,7 @@ pub(crate) fn run(
         .map_err(io("cannot start the heartbeat thread"))?;
     let supervising = start_supervision(
         town,
-        &config,
+        live,
         &stop,
         held,
         wake,
@@ -447,13 +447,14 @@ fn recover(consumer: &mut Consumer, metrics: &Metrics) -> Result<(), DaemonError
 /// was not requested.
 fn start_supervision(
     town: &Town,
-    config: &Config,
+    live: SharedConfig,
     stop: &Arc<StopFlag>,
     held: Arc<HeldSessions>,
     tx: SyncSender<Message>,
     monitoring: Monitoring,
     liveness: Option<Arc<Liveness>>,
 ) -> Result<Option<JoinHandle<()>>, DaemonError> {
+    let config = live.get();
     if config.supervise.is_empty() {
         return Ok(None);
     }
@@ -463,7 +464,7 @@ fn start_supervision(
     }
     let supervisor = supervisor::Supervisor {
         town: town.clone(),
-        config: config.clone(),
+        config: live,
         tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
         stop: stop.clone(),
         held,

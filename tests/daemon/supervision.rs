@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::proc::kill9;
+use crate::support::proc::{kill9, signal, Signal};
 use crate::support::{count_requests, read_lines, request_json, request_names, Town, DEADLINE};
 
 /// Supervised agents print a marker first, so their captured pane shows it.
@@ -144,6 +144,37 @@ fn a_killed_agent_is_restarted_within_a_check_and_recorded_with_its_pane() {
     assert!(why.contains("agent was killed by"), "{why}");
     assert!(!why.contains("status"), "{why}");
     assert!(why.contains("pane captured"), "{why}");
+}
+
+#[test]
+fn a_reloaded_max_restarts_is_the_one_supervision_quarantines_by() {
+    let mut t = Town::new();
+    let crashing = |max: u32| {
+        json!({
+            "agent_command": ["sh", "-c", "echo crashing; exit 1"],
+            "max_restarts": max,
+            "supervise_backoff": "300ms",
+            "supervise_backoff_max": "300ms",
+            "quarantine": "10m",
+        })
+    };
+    supervised(&mut t, &["mayor"], crashing(50));
+    let pid = t.start();
+    t.wait_until("a death in backoff", DEADLINE, || {
+        explain(&t, "mayor").contains("backoff")
+    });
+    // The crash-loop guard of requests follows a reload: so does
+    // supervision, which shares its counts.
+    supervised(&mut t, &["mayor"], crashing(2));
+    signal(pid, Signal::HUP);
+    t.wait_log_line("the reload line", |l| {
+        l.contains("config reloaded") && l.contains("max_restarts")
+    });
+    t.wait_until("a quarantine", DEADLINE, || {
+        explain(&t, "mayor").contains("quarantined until")
+    });
+    let why = explain(&t, "mayor");
+    assert!(why.contains("(max_restarts 2)"), "{why}");
 }
 
 #[test]

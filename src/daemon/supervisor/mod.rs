@@ -34,7 +34,7 @@ use super::inlet::{Message, Restart};
 use super::liveness::Liveness;
 use super::monitoring::Monitoring;
 use super::stop::StopFlag;
-use crate::config::{Config, StallAction};
+use crate::config::{Config, SharedConfig, StallAction};
 use crate::crash_loop::{self, CrashLoopGuard};
 use crate::duration::human;
 use crate::request::Agent;
@@ -51,7 +51,10 @@ const CAPTURE_LINES: u32 = 200;
 
 pub(crate) struct Supervisor {
     pub(crate) town: Town,
-    pub(crate) config: Config,
+    /// Read each round: `max_restarts` and `restart_window` follow a
+    /// reload, as the crash-loop guard of requests does; the keys read at
+    /// start keep their values in it.
+    pub(crate) config: SharedConfig,
     pub(crate) tmux: Tmux,
     pub(crate) stop: Arc<StopFlag>,
     pub(crate) held: Arc<HeldSessions>,
@@ -112,23 +115,25 @@ pub(crate) fn agents(town: &Town, config: &Config) -> Vec<(String, Agent)> {
 impl Supervisor {
     /// Checks now, then every `supervise_interval`, until the stop.
     pub(crate) fn run(self) {
-        let agents = agents(&self.town, &self.config);
+        let config = self.config.get();
+        let agents = agents(&self.town, &config);
         let names: Vec<&str> = agents.iter().map(|(n, _)| n.as_str()).collect();
-        tracing::info!(?names, every = %human(self.config.supervise_interval), "supervising agents");
+        tracing::info!(?names, every = %human(config.supervise_interval), "supervising agents");
         let sessions: Vec<String> = agents.iter().map(|(_, a)| a.session()).collect();
         match supervision::keep_only(&self.town, &sessions) {
             Ok(0) => {}
             Ok(n) => tracing::info!("supervise.json: forgot {n} agents no longer supervised"),
             Err(e) => tracing::warn!("cannot tidy supervise.json: {e}"),
         }
-        let policy = Policy::of(&self.config);
         let mut round = Round::first();
         let mut shutdown_lock = false;
         loop {
+            let config = self.config.get();
+            let policy = Policy::of(&config);
             self.check(&agents, &policy, &mut round, &mut shutdown_lock);
             self.publish(&agents);
             round.first = false;
-            if self.stop.wait(self.config.supervise_interval) {
+            if self.stop.wait(config.supervise_interval) {
                 return;
             }
         }
@@ -171,7 +176,7 @@ impl Supervisor {
             }
             looks = self.observe(agents);
         }
-        let restarts = self.restart_counts(now);
+        let restarts = self.restart_counts(policy, now);
         let decided = supervision::update(&self.town, |memory| {
             let plan = policy::decide(policy, memory, &looks, &restarts, now, round);
             let changed = plan.changed;
@@ -228,7 +233,7 @@ impl Supervisor {
     /// `stall_action` says so and the last look found that very pane
     /// stalled (a restarted agent's new pane has fresh evidence).
     fn stalled(&self, session: &str, pane: &str) -> Option<String> {
-        if self.config.stall_action != StallAction::Restart {
+        if self.config.get().stall_action != StallAction::Restart {
             return None;
         }
         self.liveness.as_ref()?.stalled(session, pane)
@@ -236,12 +241,8 @@ impl Supervisor {
 
     /// Each session's restarts within the window, as the crash-loop guard
     /// records them (none when its memory cannot be read: said in the log).
-    fn restart_counts(&self, now: DateTime<Utc>) -> HashMap<String, Restarts> {
-        let guard = CrashLoopGuard::new(
-            &self.town,
-            self.config.max_restarts,
-            self.config.restart_window,
-        );
+    fn restart_counts(&self, policy: &Policy, now: DateTime<Utc>) -> HashMap<String, Restarts> {
+        let guard = CrashLoopGuard::new(&self.town, policy.max_restarts, policy.restart_window);
         match guard.remembered(now) {
             Ok(remembered) => remembered
                 .into_iter()
