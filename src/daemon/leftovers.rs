@@ -27,6 +27,7 @@ use super::execute::HeldSessions;
 use super::logging::Repeats;
 use super::metrics::Metrics;
 use crate::config::SharedConfig;
+use crate::process;
 use crate::process::agent::{self, Census, Leftover};
 use crate::text::mebibytes;
 use crate::tmux::Tmux;
@@ -75,7 +76,7 @@ impl Leftovers {
         let config = self.config.get();
         // /proc first, then tmux: an agent started in between has a pane
         // in the list and no processes in the census, never the reverse.
-        let census = Census::take(self.town.root());
+        let processes = process::processes();
         let panes: Vec<_> = match self.tmux.panes() {
             Ok(panes) => panes.iter().filter_map(|p| p.process()).collect(),
             Err(e) => {
@@ -83,6 +84,7 @@ impl Leftovers {
                 return;
             }
         };
+        let census = Census::take(processes, self.town.root(), &panes);
         let found = census.leftovers(&panes, |session| self.held.is_held(session));
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if config.end_leftovers {

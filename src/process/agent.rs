@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{ancestors, descendants, end_all, env_var, environ, processes, Ended, Stat};
+use super::{ancestors, descendants, end_all, env_var, environ, processes, Ended, Processes, Stat};
 use crate::request::Agent;
 use crate::town::TOWN_ENV;
 
@@ -116,17 +116,25 @@ pub(crate) struct Census {
 }
 
 impl Census {
-    /// Reads `/proc` (within its bounds): every process, and the
-    /// environment of each one that can be read.
-    pub(crate) fn take(town_root: &Path) -> Census {
-        let found = processes();
+    /// Every process `found` (read from `/proc` before `panes` were listed:
+    /// an agent started in between then has a pane and no processes yet,
+    /// never processes and no pane), and the marks of each that no live
+    /// pane holds. A process in a live pane's tree, session or group is
+    /// that pane's agent's whatever it carries, so its environment is not
+    /// read: in a town of busy agents that is most of the host.
+    pub(crate) fn take(found: Processes, town_root: &Path, panes: &[Pane]) -> Census {
         let town = TownRoot::new(town_root);
-        let marks = found
+        let mut census = Census::of(found.all, found.complete, HashMap::new());
+        let mut held: HashSet<u32> = census.owners(panes).into_keys().collect();
+        held.extend(census.servers(panes));
+        held.extend(&census.kin);
+        census.marks = census
             .all
             .iter()
+            .filter(|p| !held.contains(&p.pid))
             .filter_map(|p| Some((p.pid, mark(p.pid, &town)?)))
             .collect();
-        Census::of(found.all, found.complete, marks)
+        census
     }
 
     fn of(all: Vec<Stat>, complete: bool, marks: HashMap<u32, Mark>) -> Census {
@@ -311,7 +319,7 @@ fn mark(pid: u32, town: &TownRoot) -> Option<Mark> {
 /// SIGTERM, SIGKILL to what is left after `grace`.
 pub(crate) fn end_agent(town_root: &Path, session: &str, panes: &[Pane], grace: Duration) -> Ended {
     end_all(
-        || Census::take(town_root).of_agent(session, panes),
+        || Census::take(processes(), town_root, panes).of_agent(session, panes),
         grace,
         |_| {},
     )
@@ -493,7 +501,7 @@ mod tests {
         let mine = orphan("mayor/", &root);
         let other_town = orphan("mayor", Path::new("/nowhere"));
         let not_an_agent = orphan("gastown/crew/max", &root);
-        let census = Census::take(&root);
+        let census = Census::take(processes(), &root, &[]);
         assert!(census.complete());
         let found = census.leftovers(&[], |_| false);
         assert_eq!(found.len(), 1, "{found:?}");
@@ -502,6 +510,12 @@ mod tests {
         assert!(found[0].rss_bytes > 0);
         assert_eq!(census.of_agent("gt-mayor", &[]), [mine.0]);
         assert!(census.of_agent("gt-deacon", &[]).is_empty());
+        // Held by another agent's live pane: its marks are not even read.
+        let held = [pane("gt-gastown-witness", mine.0, false)];
+        let census = Census::take(processes(), &root, &held);
+        assert!(!census.marks.contains_key(&mine.0));
+        assert!(census.of_agent("gt-mayor", &held).is_empty());
+        assert!(census.leftovers(&held, |_| false).is_empty());
         let ended = end_leftovers(&found, Duration::from_secs(5));
         assert_eq!(ended.ended, 1, "{ended:?}");
         assert!(!crate::process::alive(mine.0));
@@ -518,14 +532,14 @@ mod tests {
             .env(TOWN_ENV, &root)
             .spawn()
             .unwrap();
-        let census = Census::take(&root);
+        let census = Census::take(processes(), &root, &[]);
         let (found, of_agent) = (
             census.leftovers(&[], |_| false),
             census.of_agent("gt-mayor", &[]),
         );
         let _ = child.kill();
         let _ = child.wait();
-        assert!(census.marks.contains_key(&child.id()));
+        assert!(census.kin.contains(&child.id()));
         assert!(
             found.is_empty() && of_agent.is_empty(),
             "{found:?} {of_agent:?}"

@@ -287,11 +287,16 @@ pub(crate) fn end_all(
     }
 }
 
-/// Waits up to `limit` for every one of `pids` to be gone.
+/// Waits up to `limit` for every one of `pids` to be gone, looking again
+/// after 1 ms, then twice as long each time up to `pause`: most processes
+/// die within a millisecond of their signal, and a request's worker is
+/// held for as long as this waits.
 fn wait_gone(pids: &[u32], limit: Duration, pause: Duration) {
     let deadline = Instant::now() + limit;
+    let mut next = Duration::from_millis(1).min(pause);
     while Instant::now() < deadline && pids.iter().any(|&p| alive(p)) {
-        std::thread::sleep(pause);
+        std::thread::sleep(next);
+        next = (next * 2).min(pause);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::config::{Config, WatchMode};
 use crate::crash_loop::{CrashLoopGuard, Remembered};
 use crate::duration::{exact, human};
 use crate::process::agent::Census;
+use crate::process::Processes;
 use crate::request::Agent;
 use crate::state::State;
 use crate::text::{escape, escape_os, mebibytes};
@@ -198,14 +199,14 @@ pub fn report(town: &Town) -> Report {
     let tmux = Tmux::new(settings.tmux_socket.clone(), TMUX_PATIENCE);
     // /proc before tmux: an agent started in between has a pane and no
     // processes yet, never processes and no pane.
-    let census = Census::take(town.root());
+    let processes = crate::process::processes();
     let panes = tmux
         .panes()
         .map_err(|e| warnings.push(format!("cannot ask tmux about the agents: {e}")))
         .ok();
     let leftovers = panes
         .as_deref()
-        .map(|panes| leftovers(&census, panes, &mut warnings));
+        .map(|panes| leftovers(processes, town, panes, &mut warnings));
     let empty = BTreeMap::new();
     // A stopped daemon's last look is no fact about the agents now.
     let liveness = if state.running {
@@ -570,11 +571,13 @@ fn agents(
 
 /// What `census` finds in no live pane of `panes`.
 fn leftovers(
-    census: &Census,
+    processes: Processes,
+    town: &Town,
     panes: &[crate::tmux::ListedPane],
     warnings: &mut Vec<String>,
 ) -> Leftovers {
     let panes: Vec<_> = panes.iter().filter_map(|p| p.process()).collect();
+    let census = Census::take(processes, town.root(), &panes);
     let found = census.leftovers(&panes, |_| false);
     let resident_bytes = found.iter().map(|l| l.rss_bytes).sum();
     if !found.is_empty() {
