@@ -221,7 +221,7 @@ impl Heartbeat {
             else {
                 continue;
             };
-            if pane.dead {
+            if pane.dead() {
                 tracing::debug!(
                     session,
                     "heartbeat: not poking an agent whose process exited"

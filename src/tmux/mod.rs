@@ -19,6 +19,7 @@ use thiserror::Error;
 
 mod view;
 
+use view::{first_panes, AGENT_PANES_FORMAT, AGENT_PANE_OPTION};
 pub(crate) use view::{AgentPane, PaneView};
 
 #[derive(Debug, Error)]
@@ -286,35 +287,31 @@ impl Tmux {
         })
     }
 
-    /// The agent's own pane: the first pane of the session's first window,
-    /// the one `new-session` created (panes and windows a person added
-    /// later are never taken for the agent). `None`: no such session.
-    pub(crate) fn agent_pane(&self, name: &str) -> Result<Option<Pane>, TmuxError> {
-        self.look_and_type(name, None)
-    }
-
-    /// [`Tmux::agent_pane`], then `text` typed literally (no key-name
+    /// The agent's own pane of session `name`: the first pane of its
+    /// first window, the one `new-session` created (panes and windows a
+    /// person added later are never taken for the agent); `None`: no such
+    /// session. With `typed`, then `text` typed literally (no key-name
     /// lookup) into `pane` (`%id`: the agent's own, never the active pane
-    /// of a window a person split), in one client. Typing into a pane
+    /// of a window a person split), in the same client. Typing into a pane
     /// whose process has exited does nothing, and the look says it has.
     pub(crate) fn look_and_type(
         &self,
         name: &str,
         typed: Option<(&str, &str)>,
-    ) -> Result<Option<Pane>, TmuxError> {
+    ) -> Result<Option<AgentPane>, TmuxError> {
         let mut chain = Chain::new().then([
             "list-panes",
             "-s",
             "-t",
             &exact(name),
             "-F",
-            AGENT_PANE_FORMAT,
+            AGENT_PANES_FORMAT,
         ]);
         if let Some((pane, text)) = typed.filter(|(_, text)| !text.is_empty()) {
             chain = chain.then(["send-keys", "-t", pane, "-l", "--", text]);
         }
         match self.chain(&chain) {
-            Ok(text) => Ok(first_pane(&text)),
+            Ok(text) => Ok(first_panes(&text).into_iter().next()),
             Err(TmuxError::NoServer(_) | TmuxError::NoSession { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -348,43 +345,6 @@ fn join(args: &[OsString]) -> String {
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// What [`Tmux::agent_pane`] reads of each pane. A process killed by a
-/// signal has no `pane_dead_status`; tmux 3.4 and later name the signal in
-/// `pane_dead_signal` (older ones expand it to nothing), so each field has
-/// a letter in front to keep an empty one in its place.
-const AGENT_PANE_FORMAT: &str =
-    "#{window_index} #{pane_index} #{pane_id} #{pane_dead} s#{pane_dead_status} k#{pane_dead_signal}";
-
-/// The first pane (lowest window, then pane index) of `list-panes`
-/// output in [`AGENT_PANE_FORMAT`].
-fn first_pane(text: &str) -> Option<Pane> {
-    let (_, f) = text
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (w, p) = (
-                f.first()?.parse::<u32>().ok()?,
-                f.get(1)?.parse::<u32>().ok()?,
-            );
-            Some(((w, p), f))
-        })
-        .min_by_key(|(order, _)| *order)?;
-    Some(Pane {
-        id: f.get(2).unwrap_or(&"").to_string(),
-        exit: (f.get(3) == Some(&"1")).then(|| {
-            let field = |i: usize, tag: &str| {
-                f.get(i)
-                    .and_then(|s| s.strip_prefix(tag))
-                    .and_then(|s| s.parse().ok())
-            };
-            match field(4, "s") {
-                Some(status) => Exit::Status(status),
-                None => Exit::Signal(field(5, "k")),
-            }
-        }),
-    })
 }
 
 /// Several tmux commands for one client: `tmux CMD ARGS ; CMD ARGS …`.
@@ -494,20 +454,23 @@ impl NewSession<'_> {
         }
         args.push("--".into());
         args.extend(self.argv.iter().map(Into::into));
-        let chain = Chain::new().then(args);
+        let window = format!("{}:", exact(self.name));
+        // The session names its agent's pane (the new session's only one,
+        // in the same pass of the queue): a pane a person opens later is
+        // never taken for the agent, even once the agent's has closed.
+        let chain = Chain::new().then(args).then([
+            "set-option",
+            "-F",
+            "-t",
+            &window,
+            AGENT_PANE_OPTION,
+            "#{pane_id}",
+        ]);
         if !self.keep_dead {
             return chain;
         }
-        let window = format!("{}:", exact(self.name));
         chain.then(["set-option", "-w", "-t", &window, "remain-on-exit", "on"])
     }
-}
-
-/// An agent's pane: its id and, once its process has ended, how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pane {
-    pub(crate) id: String,
-    pub(crate) exit: Option<Exit>,
 }
 
 /// How a pane's process ended.
@@ -517,9 +480,22 @@ pub(crate) enum Exit {
     Status(i32),
     /// A signal killed it (which one, where tmux says).
     Signal(Option<i32>),
+    /// Its pane is gone (closed, no status kept) while its session stays,
+    /// held by panes a person opened.
+    Closed,
 }
 
 impl Exit {
+    /// From tmux's `pane_dead_status` and `pane_dead_signal` of a dead
+    /// pane: a process a signal killed has no status, and tmux before 3.4
+    /// names no signal (both expand to nothing).
+    pub(crate) fn of(status: &str, signal: &str) -> Exit {
+        match status.parse() {
+            Ok(status) => Exit::Status(status),
+            Err(_) => Exit::Signal(signal.parse().ok()),
+        }
+    }
+
     /// Exited with status 0.
     pub(crate) fn clean(self) -> bool {
         self == Exit::Status(0)
@@ -533,6 +509,7 @@ impl std::fmt::Display for Exit {
             Exit::Status(status) => write!(f, "exited with status {status}"),
             Exit::Signal(Some(signal)) => write!(f, "was killed by signal {signal}"),
             Exit::Signal(None) => f.write_str("was killed by a signal"),
+            Exit::Closed => f.write_str("is gone: its pane was closed"),
         }
     }
 }
@@ -579,26 +556,5 @@ mod tests {
             ]
         );
         assert!(Chain::new().append(&Chain::new()).argv.is_empty());
-    }
-
-    #[test]
-    fn the_agent_pane_is_the_first_of_the_first_window() {
-        let text = "1 0 %7 0 s k\n0 1 %3 1 s2 k\n0 0 %1 1 s137 k\n";
-        let pane = first_pane(text).unwrap();
-        assert_eq!(
-            pane,
-            Pane {
-                id: "%1".into(),
-                exit: Some(Exit::Status(137))
-            }
-        );
-        assert_eq!(first_pane("0 0 %4 0 s k\n").unwrap().exit, None);
-        // Killed by a signal: tmux 3.4 names it, older ones do not.
-        let killed = |text| first_pane(text).unwrap().exit.unwrap().to_string();
-        assert_eq!(killed("0 0 %4 1 s k9\n"), "was killed by signal 9");
-        assert_eq!(killed("0 0 %4 1 s k\n"), "was killed by a signal");
-        assert_eq!(killed("0 0 %4 1 s0 k\n"), "exited with status 0");
-        assert_eq!(first_pane(""), None);
-        assert_eq!(first_pane("garbage\n"), None);
     }
 }

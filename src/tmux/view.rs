@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Chain, Tmux, TmuxError};
+use super::{Chain, Exit, Tmux, TmuxError};
 
 /// One agent's own pane, as [`Tmux::agent_panes`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +15,16 @@ pub(crate) struct AgentPane {
     pub(crate) pid: Option<u32>,
     /// Unix time the session was created.
     pub(crate) created: Option<i64>,
-    /// Its process has exited (a pane kept by `remain-on-exit`).
-    pub(crate) dead: bool,
+    /// How its process ended, once it has (a pane kept by
+    /// `remain-on-exit`).
+    pub(crate) exit: Option<Exit>,
+}
+
+impl AgentPane {
+    /// Its process has ended.
+    pub(crate) fn dead(&self) -> bool {
+        self.exit.is_some()
+    }
 }
 
 /// What [`Tmux::view_panes`] saw of one pane: its screen's last rows (a
@@ -53,13 +61,11 @@ pub(crate) const VIEW_ROWS: usize = 300;
 
 impl Tmux {
     /// Every session's own pane (the first pane of its first window, as
-    /// [`Tmux::agent_pane`] takes it), in one call. A server without
+    /// [`Tmux::look_and_type`] takes it), in one call. A server without
     /// sessions: none; no server: [`TmuxError::NoServer`], which callers
     /// may want to say.
     pub(crate) fn agent_panes(&self) -> Result<Vec<AgentPane>, TmuxError> {
-        // The session name last: it is the one field that may hold a tab.
-        let format = "#{window_index}\t#{pane_index}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{session_created}\t#{session_name}";
-        let out = match self.run(["list-panes", "-a", "-F", format]) {
+        let out = match self.run(["list-panes", "-a", "-F", AGENT_PANES_FORMAT]) {
             Ok(out) => out,
             Err(TmuxError::NoSession { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -141,43 +147,66 @@ fn nonce() -> String {
     format!("gt{:016x}", hasher.finish())
 }
 
-/// The first pane of each session's first window, from `list-panes -a`
-/// lines (see [`Tmux::agent_panes`]).
-fn first_panes(text: &str) -> Vec<AgentPane> {
-    let mut first: Vec<((u32, u32), AgentPane)> = Vec::new();
+/// The session option naming the agent's own pane (`%id`), set in the
+/// same client that creates the session (see `NewSession`).
+pub(crate) const AGENT_PANE_OPTION: &str = "@gt_pane";
+
+/// What [`first_panes`] reads of each pane, a tab between fields. A
+/// process a signal killed has no `pane_dead_status`; tmux 3.4 and later
+/// name the signal in `pane_dead_signal` (older ones expand it to
+/// nothing). The session name last: it is the one field that may hold a
+/// tab.
+pub(crate) const AGENT_PANES_FORMAT: &str = "#{window_index}\t#{pane_index}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{session_created}\t#{@gt_pane}\t#{session_name}";
+
+/// Each session's agent pane, from `list-panes` lines in
+/// [`AGENT_PANES_FORMAT`]: the pane the session's [`AGENT_PANE_OPTION`]
+/// names, or, for a session made without it, the first pane of its first
+/// window. A session whose named pane is gone (closed, while panes a
+/// person opened keep the session) gets that pane as [`Exit::Closed`]:
+/// a person's pane is never taken for the agent.
+pub(crate) fn first_panes(text: &str) -> Vec<AgentPane> {
+    // Per session: (named, (window, pane)) of the pane kept, the pane, the name.
+    let mut first: Vec<((bool, u32, u32), AgentPane, String)> = Vec::new();
     for line in text.lines() {
-        let mut f = line.splitn(7, '\t');
-        let (Some(w), Some(p), Some(id), Some(pid), Some(dead), Some(created), Some(session)) = (
-            f.next(),
-            f.next(),
-            f.next(),
-            f.next(),
-            f.next(),
-            f.next(),
-            f.next(),
-        ) else {
+        let f: Vec<&str> = line.splitn(10, '\t').collect();
+        let [w, p, id, pid, dead, status, signal, created, named, session] = f[..] else {
             continue;
         };
         let (Ok(w), Ok(p)) = (w.parse::<u32>(), p.parse::<u32>()) else {
             continue;
         };
+        // The named pane first, then the lowest window and pane.
+        let order = (named != id, w, p);
         let pane = AgentPane {
             session: session.to_string(),
             id: id.to_string(),
             pid: pid.parse().ok(),
             created: created.parse().ok(),
-            dead: dead == "1",
+            exit: (dead == "1").then(|| Exit::of(status, signal)),
         };
-        match first.iter_mut().find(|(_, a)| a.session == pane.session) {
-            Some((order, kept)) if (w, p) < *order => {
-                *order = (w, p);
+        match first.iter_mut().find(|(_, a, _)| a.session == pane.session) {
+            Some((kept_order, kept, _)) if order < *kept_order => {
+                *kept_order = order;
                 *kept = pane;
             }
             Some(_) => {}
-            None => first.push(((w, p), pane)),
+            None => first.push((order, pane, named.to_string())),
         }
     }
-    first.into_iter().map(|(_, pane)| pane).collect()
+    first
+        .into_iter()
+        .map(|(_, pane, named)| {
+            if named.is_empty() || named == pane.id {
+                return pane;
+            }
+            AgentPane {
+                id: named,
+                pid: None,
+                exit: Some(Exit::Closed),
+                ..pane
+            }
+        })
+        .collect()
 }
 
 /// The panes [`Tmux::view_panes`] printed, framed by `nonce` lines.
@@ -255,19 +284,47 @@ mod tests {
 
     #[test]
     fn each_session_gets_the_first_pane_of_its_first_window() {
-        let text = "1\t0\t%7\t70\t0\t100\tgt-mayor\n\
-                    0\t1\t%5\t50\t0\t100\tgt-mayor\n\
-                    0\t0\t%4\t40\t1\t100\tgt-mayor\n\
-                    0\t0\t%9\t90\t0\t200\tname\twith\ttabs\n\
+        let text = "1\t0\t%7\t70\t0\t\t\t100\t\tgt-mayor\n\
+                    0\t1\t%5\t50\t0\t\t\t100\t\tgt-mayor\n\
+                    0\t0\t%4\t40\t1\t\t9\t100\t\tgt-mayor\n\
+                    0\t0\t%9\t90\t0\t\t\t200\t\tname\twith\ttabs\n\
                     garbage\n\
-                    x\t0\t%8\t80\t0\t1\tbad";
+                    x\t0\t%8\t80\t0\t\t\t1\t\tbad";
         let panes = first_panes(text);
         assert_eq!(panes.len(), 2, "{panes:?}");
         assert_eq!(panes[0].session, "gt-mayor");
         assert_eq!(panes[0].id, "%4");
-        assert!(panes[0].dead);
+        assert_eq!(panes[0].exit, Some(Exit::Signal(Some(9))));
+        assert!(panes[1].exit.is_none());
         assert_eq!(panes[1].session, "name\twith\ttabs");
         assert_eq!((panes[1].pid, panes[1].created), (Some(90), Some(200)));
+    }
+
+    #[test]
+    fn the_named_pane_is_the_agents_and_a_person_s_pane_never_is() {
+        // %5 was split off by a person before the agent's %6 (in a later
+        // window); the session names %6.
+        let text = "0\t0\t%5\t50\t0\t\t\t100\t%6\tgt-mayor\n\
+                    1\t0\t%6\t60\t1\t2\t\t100\t%6\tgt-mayor\n";
+        let panes = first_panes(text);
+        assert_eq!(
+            (panes[0].id.as_str(), panes[0].exit),
+            ("%6", Some(Exit::Status(2)))
+        );
+        // Its pane closed: the session stays, held by the person's pane.
+        let closed = first_panes("0\t1\t%5\t50\t0\t\t\t100\t%6\tgt-mayor\n");
+        assert_eq!(closed[0].id, "%6");
+        assert_eq!(closed[0].pid, None);
+        assert_eq!(closed[0].exit, Some(Exit::Closed));
+        assert!(closed[0].dead());
+        assert_eq!(
+            closed[0].exit.unwrap().to_string(),
+            "is gone: its pane was closed"
+        );
+        let killed = |signal: &str| Exit::of("", signal).to_string();
+        assert_eq!(killed("9"), "was killed by signal 9");
+        assert_eq!(killed(""), "was killed by a signal");
+        assert_eq!(Exit::of("0", "").to_string(), "exited with status 0");
     }
 
     #[test]

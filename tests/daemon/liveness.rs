@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::support::agents::{self, ANSWERING, PASTE_TUI, RAW_AND_DEAF};
 use crate::support::http::free_port;
+use crate::support::proc::kill9;
 use crate::support::{read_lines, request_names, require_tool, Town, DEADLINE};
 
 /// Intervals short enough for tests: a poke every second, a look every
@@ -597,4 +598,69 @@ fn panes_too_large_for_one_capture_are_each_looked_at() {
             .chain(["gt-small-witness".to_string()].iter())
             .all(|s| !state["liveness"][s]["pane"].is_null())
     });
+}
+
+#[test]
+fn a_persons_pane_is_never_taken_for_the_agent_once_its_own_pane_closed() {
+    if !tools() {
+        return;
+    }
+    let mut t = Town::new();
+    let agent = agents::python(t.root(), "answering", ANSWERING, &[]);
+    looking(&mut t, json!({"agent_command": agent}));
+    t.start();
+    t.send_wait("restart", "gastown/witness", &[])
+        .assert_ok("restart");
+    let session = "gt-gastown-witness";
+    t.wait_until("a poke answered", DEADLINE, || {
+        pokes_with(&t, session, "answer", "answered") >= 1
+    });
+    let pane = seen(&t, session)["pane"].as_str().unwrap().to_string();
+    // A person splits the window: whatever is typed into their pane ends
+    // up in a file.
+    let typed = t.root().join("typed-into-the-persons-pane.txt");
+    t.tmux
+        .run(&[
+            "split-window",
+            "-d",
+            "-t",
+            &format!("={session}:0"),
+            "sh",
+            "-c",
+            &format!("exec cat > '{}'", typed.display()),
+        ])
+        .assert_ok("split-window");
+    // The agent's own pane closes (nobody supervises it: no
+    // remain-on-exit); the person's pane keeps the session.
+    let out = t
+        .tmux
+        .run(&["display-message", "-p", "-t", &pane, "#{pane_pid}"]);
+    out.assert_ok("the agent's pid");
+    kill9(out.stdout.trim().parse().unwrap());
+    let dead = wait_state(&t, session, "dead");
+    assert!(
+        t.tmux
+            .run(&["has-session", "-t", &format!("={session}")])
+            .code
+            == Some(0),
+        "the person's pane keeps the session\n{dead:#}"
+    );
+    // Heartbeats go on; none pokes the person's pane.
+    let beats = t.state_u64("heartbeat_count");
+    t.wait_until("two more heartbeats", DEADLINE, || {
+        t.state_u64("heartbeat_count") >= beats + 2
+    });
+    assert_eq!(state_of(&t, session), "dead", "{}", t.snapshot());
+    let got = std::fs::read_to_string(&typed).unwrap_or_default();
+    assert!(got.is_empty(), "typed into a person's pane: {got:?}");
+    // status shows the agent's pane, not the person's.
+    let status: Value =
+        serde_json::from_str(&t.gt(&["daemon", "status", "--json"]).stdout).unwrap();
+    let row = status["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["session"] == session))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(row["pane_dead"], true, "{row:#}");
+    assert_eq!(row["pane_pid"], Value::Null, "{row:#}");
 }

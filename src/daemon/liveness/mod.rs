@@ -293,7 +293,7 @@ impl Liveness {
         let watched = self.watched(&config, &panes, record);
         let live: Vec<&str> = watched
             .iter()
-            .filter_map(|(_, p)| p.filter(|p| !p.dead).map(|p| p.id.as_str()))
+            .filter_map(|(_, p)| p.filter(|p| !p.dead()).map(|p| p.id.as_str()))
             .collect();
         let views = self.view(&live);
         let now = Utc::now();
@@ -311,7 +311,7 @@ impl Liveness {
             });
             let sight = match pane {
                 None => Sight::Dead,
-                Some(p) if p.dead => Sight::Dead,
+                Some(p) if p.dead() => Sight::Dead,
                 Some(p) => match views.iter().find(|v| v.id == p.id) {
                     Some(view) => sight(view, &typed, &record.patterns),
                     None => continue, // gone between the two calls

@@ -39,7 +39,7 @@ use crate::crash_loop::{self, CrashLoopGuard};
 use crate::duration::human;
 use crate::request::Agent;
 use crate::supervision::{self, AgentState};
-use crate::tmux::Tmux;
+use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
 use policy::{Look, Plan, Policy, Restarts, Round, Seen};
 
@@ -188,25 +188,35 @@ impl Supervisor {
         }
     }
 
-    /// Looks at every agent no request is working on right now.
+    /// Looks at every agent no request is working on right now: one
+    /// listing of the server's panes for all of them.
     fn observe(&self, agents: &[(String, Agent)]) -> Vec<Look> {
+        // Held before the listing or after it: a request that ended in
+        // between may have been half-way through when tmux answered.
+        let unheld: Vec<String> = agents
+            .iter()
+            .map(|(_, agent)| agent.session())
+            .filter(|session| !self.held.is_held(session))
+            .collect();
+        let panes = match self.tmux.agent_panes() {
+            Ok(panes) => panes,
+            // No server: every session is missing (a mass death, if they
+            // were running, which pauses supervision).
+            Err(TmuxError::NoServer(_)) => Vec::new(),
+            Err(e) => {
+                tracing::warn!("supervision cannot look at the agents: {e}");
+                return Vec::new();
+            }
+        };
         let mut looks = Vec::new();
-        for (_, agent) in agents {
-            let session = agent.session();
+        for session in unheld {
             if self.held.is_held(&session) {
                 continue; // a request is working on it right now
             }
-            let pane = match self.tmux.agent_pane(&session) {
-                Ok(pane) => pane,
-                Err(e) => {
-                    tracing::warn!(session, "supervision cannot look at the agent: {e}");
-                    continue;
-                }
-            };
-            let alive = pane.as_ref().is_some_and(|p| p.exit.is_none());
+            let pane = panes.iter().find(|p| p.session == session);
+            let alive = pane.is_some_and(|p| !p.dead());
             self.monitoring.metrics.agent_up(&session, alive);
             let stalled = pane
-                .as_ref()
                 .filter(|_| alive)
                 .and_then(|p| Some((p, self.stalled(&session, &p.id)?)));
             let seen = if let Some((pane, why)) = stalled {
@@ -218,10 +228,8 @@ impl Supervisor {
                 Seen::Alive
             } else {
                 Seen::Dead {
-                    exit: pane.as_ref().and_then(|p| p.exit),
-                    capture: pane
-                        .as_ref()
-                        .and_then(|p| self.tmux.capture(&p.id, CAPTURE_LINES).ok()),
+                    exit: pane.and_then(|p| p.exit),
+                    capture: pane.and_then(|p| self.tmux.capture(&p.id, CAPTURE_LINES).ok()),
                 }
             };
             looks.push(Look { session, seen });

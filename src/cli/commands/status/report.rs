@@ -214,7 +214,14 @@ pub fn report(town: &Town) -> Report {
     } else {
         &empty
     };
-    let agents = agents(panes.as_deref(), &guard, &state.last_pokes, liveness);
+    // Each agent's own pane (a pane a person opened in its session is not
+    // it); asked only when tmux answered the listing above.
+    let agent_panes = panes.as_ref().and_then(|_| {
+        tmux.agent_panes()
+            .map_err(|e| warnings.push(format!("cannot ask tmux about the agents: {e}")))
+            .ok()
+    });
+    let agents = agents(agent_panes.as_deref(), &guard, &state.last_pokes, liveness);
     let status = match (state.running, degraded.is_empty(), crashed) {
         (true, true, _) => "running",
         (true, false, _) => "degraded",
@@ -533,7 +540,7 @@ fn in_progress(town: &Town) -> Vec<InProgress> {
 /// Every agent session known to tmux, to the crash-loop guard or to the
 /// heartbeat, by session name. `panes`: `None` when tmux could not say.
 fn agents(
-    panes: Option<&[crate::tmux::ListedPane]>,
+    panes: Option<&[crate::tmux::AgentPane]>,
     guard: &[Remembered],
     pokes: &BTreeMap<String, DateTime<Utc>>,
     liveness: &BTreeMap<String, crate::state::AgentLiveness>,
@@ -553,7 +560,7 @@ fn agents(
                 session: session.to_string(),
                 agent: agent.name(),
                 alive: panes.map(|_| pane.is_some()),
-                pane_dead: pane.is_some_and(|p| p.dead),
+                pane_dead: pane.is_some_and(|p| p.dead()),
                 pane_pid: pane.and_then(|p| p.pid),
                 started_at: pane
                     .and_then(|p| p.created)
