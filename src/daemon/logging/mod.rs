@@ -22,9 +22,6 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
-use file_rotate::compression::Compression;
-use file_rotate::suffix::AppendCount;
-use file_rotate::{ContentLimit, FileRotate};
 use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 use tracing::{Level, Metadata};
@@ -35,6 +32,9 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::config::Config;
 use crate::town::Town;
+use rotate::Rotating;
+
+mod rotate;
 
 /// Format of the daemon's log lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -227,15 +227,10 @@ pub(crate) fn init(
     options: &LogOptions,
 ) -> Result<Stderr, LoggingError> {
     let filter = filter(options)?;
-    // FileRotate opens the log itself, blocking on a FIFO: look first.
+    // A log that cannot be opened at start is refused (it is where the
+    // operator looks); later, lines wait for it (see rotate.rs).
     crate::fs::open_append(&town.log_file()).map_err(|e| LoggingError::Init(e.to_string()))?;
-    let rotating = FileRotate::new(
-        town.log_file(),
-        AppendCount::new(config.log_keep.max(1)),
-        ContentLimit::BytesSurpassed(config.log_max_bytes as usize),
-        Compression::None,
-        None,
-    );
+    let rotating = Rotating::new(&town.log_file(), config.log_keep, config.log_max_bytes);
     let writer = Mutex::new(rotating);
     let file_layer = match options.format {
         // Text lines carry the time as `status` and `requests` show it;
