@@ -25,7 +25,6 @@
 //! tmux server killed under agents that ignore SIGHUP), or it has left
 //! its agent's pane for good.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -259,45 +258,34 @@ impl Census {
     }
 }
 
-/// This town's root as `GT_TOWN_ROOT` may spell it.
+/// This town's root as `GT_TOWN_ROOT` may spell it: as the daemon was
+/// given it, or resolved; `.` components, repeated and trailing slashes
+/// aside. Only our own root is resolved: a value another process carries
+/// is compared as text and never looked up, since a path on a mount that
+/// does not answer (a dead NFS server, a hung FUSE) would block the look,
+/// and with it the heartbeat and every status.
 struct TownRoot {
-    given: PathBuf,
-    canonical: Option<PathBuf>,
-    /// Other spellings already judged (most processes carrying one carry
-    /// the same): at most [`MAX_SPELLINGS`] remembered.
-    judged: RefCell<HashMap<Vec<u8>, bool>>,
+    spellings: Vec<PathBuf>,
 }
-
-/// Other towns' roots remembered by one look.
-const MAX_SPELLINGS: usize = 64;
 
 impl TownRoot {
     fn new(root: &Path) -> TownRoot {
-        TownRoot {
-            given: root.to_path_buf(),
-            canonical: std::fs::canonicalize(root).ok(),
-            judged: RefCell::new(HashMap::new()),
+        let mut spellings = vec![lexical(root)];
+        if let Ok(resolved) = std::fs::canonicalize(root) {
+            spellings.push(lexical(&resolved));
         }
+        TownRoot { spellings }
     }
 
     fn is(&self, value: &[u8]) -> bool {
-        let path = Path::new(OsStr::from_bytes(value));
-        if path == self.given {
-            return true;
-        }
-        let Some(canonical) = &self.canonical else {
-            return false;
-        };
-        if let Some(&known) = self.judged.borrow().get(value) {
-            return known;
-        }
-        let same = std::fs::canonicalize(path).is_ok_and(|p| &p == canonical);
-        let mut judged = self.judged.borrow_mut();
-        if judged.len() < MAX_SPELLINGS {
-            judged.insert(value.to_vec(), same);
-        }
-        same
+        let path = lexical(Path::new(OsStr::from_bytes(value)));
+        self.spellings.contains(&path)
     }
+}
+
+/// `path` without `.` components and extra slashes, as text alone.
+fn lexical(path: &Path) -> PathBuf {
+    path.components().collect()
 }
 
 /// The agent `pid` carries this town's marks for, if any.
@@ -469,7 +457,15 @@ mod tests {
         assert!(town.is(dir.path().as_os_str().as_bytes()));
         let spelled = dir.path().join(".");
         assert!(town.is(spelled.as_os_str().as_bytes()), "another spelling");
+        let slashed = format!("{}//", dir.path().display());
+        assert!(town.is(slashed.as_bytes()), "trailing slashes");
         assert!(!town.is(b"/elsewhere"));
+        // Through a link: resolved for our own root, never for a value
+        // another process carries (a hung mount would block the look).
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(TownRoot::new(&link).is(dir.path().as_os_str().as_bytes()));
+        assert!(!town.is(link.as_os_str().as_bytes()));
         assert_eq!(Reason::NoLivePane.as_str(), "no_live_pane");
     }
 
