@@ -354,6 +354,21 @@ fn a_question_for_a_person_is_waited_on_told_once_never_poked_nor_restarted() {
     assert!(t.state()["last_pokes"]["gt-mayor"].is_null());
     assert_eq!(daemon_records(&t).len(), 1, "only its first start");
     assert!(explain(&t, "mayor").contains("it asks a person: Continue? [y/N]"));
+    // A person answers: the question stays on the screen, answered, and
+    // asks nobody any more.
+    t.tmux
+        .run(&["send-keys", "-t", "=gt-mayor:0.0", "y", "Enter"])
+        .assert_ok("send-keys");
+    t.wait_until("the answer on the screen", DEADLINE, || {
+        t.tmux.capture_pane("gt-mayor").contains("answered: y")
+    });
+    t.wait_until("no longer waiting", DEADLINE, || {
+        state_of(&t, "gt-mayor") != "waiting_for_person"
+    });
+    assert!(t
+        .tmux
+        .capture_pane("gt-mayor")
+        .contains("Continue? [y/N] y"));
 }
 
 #[test]

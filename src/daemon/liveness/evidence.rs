@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::screen::{moved, Screen};
+use super::screen::{moved, Prompt, Screen};
 use crate::state::{Activity, AgentLiveness, Answer, Delivery, PokeRecord};
 
 /// Pokes kept per agent, for `explain`.
@@ -57,7 +57,7 @@ pub(crate) enum Sight {
     /// Its screen, and the line of it that asks a person something.
     Screen {
         screen: Screen,
-        prompt: Option<String>,
+        prompt: Option<Prompt>,
     },
 }
 
@@ -81,7 +81,11 @@ pub(crate) struct Evidence {
     moved_at: Option<DateTime<Utc>>,
     pokes: VecDeque<PokeRecord>,
     unanswered: u32,
-    prompt: Option<String>,
+    /// The question its screen asks a person, if any.
+    prompt: Option<Prompt>,
+    /// The row of a question a person has answered (their answer typed
+    /// onto it): no question while it stays there.
+    answered: Option<u64>,
     dead: bool,
     state: Activity,
     since: DateTime<Utc>,
@@ -98,6 +102,7 @@ impl Evidence {
             pokes: VecDeque::new(),
             unanswered: 0,
             prompt: None,
+            answered: None,
             dead: false,
             state: Activity::Idle,
             since: now,
@@ -111,6 +116,7 @@ impl Evidence {
             Sight::Dead => {
                 self.dead = true;
                 self.prompt = None;
+                self.answered = None;
             }
             Sight::Screen { screen, prompt } => {
                 self.dead = false;
@@ -128,7 +134,7 @@ impl Evidence {
                     }
                 }
                 self.screen = Some(screen);
-                self.prompt = prompt;
+                self.prompt = self.still_asking(prompt);
                 let window = chrono::Duration::from_std(rules.answer_within)
                     .unwrap_or(chrono::Duration::MAX);
                 // A poke is judged once its delivery is known: one whose
@@ -152,6 +158,26 @@ impl Evidence {
             self.since = now;
         }
         folded
+    }
+
+    /// The question `seen` now, unless a person has answered it: the line
+    /// it was seen on changed (their answer echoed onto it, as a program
+    /// reading a line shows it) while it still holds the pattern. A
+    /// program that draws its question in a box clears it when answered.
+    fn still_asking(&mut self, seen: Option<Prompt>) -> Option<Prompt> {
+        let Some(seen) = seen else {
+            self.answered = None;
+            return None;
+        };
+        if self.answered == Some(seen.row) {
+            return None;
+        }
+        let before = self.prompt.as_ref().filter(|p| p.row == seen.row);
+        if before.is_some_and(|before| before.text != seen.text) {
+            self.answered = Some(seen.row);
+            return None;
+        }
+        Some(seen)
     }
 
     /// The state the evidence says at `now` (see the module's doc).
@@ -214,7 +240,7 @@ impl Evidence {
             watched_since: self.watched_since,
             screen_moved_at: self.moved_at,
             unanswered_pokes: self.unanswered,
-            prompt: self.prompt.clone(),
+            prompt: self.prompt.as_ref().map(|p| p.text.clone()),
             pokes: self.pokes.iter().cloned().collect(),
         }
     }

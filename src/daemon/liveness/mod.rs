@@ -607,6 +607,6 @@ fn typed(config: &Config) -> Vec<String> {
 fn sight(view: &PaneView, typed: &[&str], patterns: &Patterns) -> Sight {
     Sight::Screen {
         screen: Screen::of(view, typed),
-        prompt: prompt_line(view, patterns),
+        prompt: prompt_line(view, patterns, typed),
     }
 }

@@ -208,18 +208,30 @@ impl Patterns {
     }
 }
 
+/// A line that asks a person something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Prompt {
+    /// The number of its first row in the pane's scrollback.
+    pub(crate) row: u64,
+    /// The line, trimmed and cut to a few hundred characters.
+    pub(crate) text: String,
+}
+
 /// The bottom-most of the visible screen's last [`PROMPT_LINES`]
-/// non-blank lines that holds a pattern, trimmed and cut to a few
-/// hundred characters.
-pub(crate) fn prompt_line(view: &PaneView, patterns: &Patterns) -> Option<String> {
+/// non-blank lines that holds a pattern once the daemon's typing is taken
+/// out (an agent that quotes a poke asks nobody anything).
+pub(crate) fn prompt_line(view: &PaneView, patterns: &Patterns, typed: &[&str]) -> Option<Prompt> {
     let top = view.first_row + view.rows.len().saturating_sub(view.screen_rows) as u64;
     lines(view)
         .into_iter()
         .rev()
         .filter(|l| l.row >= top && !l.text.trim().is_empty())
         .take(PROMPT_LINES)
-        .find(|l| patterns.matches(&l.text))
-        .map(|l| l.text.trim().chars().take(PROMPT_CHARS).collect())
+        .find(|l| patterns.matches(&stripped(&l.text, typed)))
+        .map(|l| Prompt {
+            row: l.row,
+            text: l.text.trim().chars().take(PROMPT_CHARS).collect(),
+        })
 }
 
 #[cfg(test)]

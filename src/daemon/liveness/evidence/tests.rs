@@ -46,7 +46,10 @@ fn asks(line: &str) -> Sight {
     };
     Sight::Screen {
         screen,
-        prompt: Some(line.into()),
+        prompt: Some(Prompt {
+            row: 1,
+            text: line.into(),
+        }),
     }
 }
 
@@ -163,6 +166,35 @@ fn states_follow_from_the_evidence_alone() {
                 s.push(Look(700, asks("Proceed? (y/n)")));
                 s
             },
+            Activity::WaitingForPerson,
+        ),
+        (
+            "a question answered (the answer typed onto its line): no longer waiting",
+            vec![
+                Look(0, asks("Proceed? (y/n)")),
+                Look(10, asks("Proceed? (y/n) y")),
+                Look(20, asks("Proceed? (y/n) y")),
+            ],
+            Activity::Working,
+        ),
+        (
+            "answered, then a new question on another row: waiting again",
+            vec![
+                Look(0, asks("Proceed? (y/n)")),
+                Look(10, asks("Proceed? (y/n) y")),
+                Look(20, {
+                    let Sight::Screen { screen, .. } = shows(&["x", "y", "Again? (y/n)"]) else {
+                        unreachable!()
+                    };
+                    Sight::Screen {
+                        screen,
+                        prompt: Some(Prompt {
+                            row: 2,
+                            text: "Again? (y/n)".into(),
+                        }),
+                    }
+                }),
+            ],
             Activity::WaitingForPerson,
         ),
         (

@@ -195,7 +195,9 @@ fn the_default_patterns_catch_the_common_prompts_and_little_else() {
     for line in asks {
         let view = pane(&["some output", line, ""], 0, 200);
         assert_eq!(
-            prompt_line(&view, &patterns).as_deref(),
+            prompt_line(&view, &patterns, &[])
+                .map(|p| p.text)
+                .as_deref(),
             Some(line.trim()),
             "{line:?}"
         );
@@ -209,7 +211,7 @@ fn the_default_patterns_catch_the_common_prompts_and_little_else() {
     ];
     for line in says {
         let view = pane(&["some output", line, ""], 0, 200);
-        assert_eq!(prompt_line(&view, &patterns), None, "{line:?}");
+        assert_eq!(prompt_line(&view, &patterns, &[]), None, "{line:?}");
     }
 }
 
@@ -220,23 +222,30 @@ fn a_prompt_counts_near_the_bottom_of_the_screen_only() {
     rows.extend((0..PROMPT_LINES).map(|i| format!("line {i}")));
     let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
     assert_eq!(
-        prompt_line(&pane(&rows, 0, 80), &patterns),
+        prompt_line(&pane(&rows, 0, 80), &patterns, &[]),
         None,
         "too far up"
     );
-    assert!(prompt_line(&pane(&rows[..PROMPT_LINES], 0, 80), &patterns).is_some());
+    assert!(prompt_line(&pane(&rows[..PROMPT_LINES], 0, 80), &patterns, &[]).is_some());
     // Blank rows do not push it up.
     let mut spaced = vec!["Continue? (y/n)"];
     spaced.extend(["", ""].repeat(PROMPT_LINES));
-    assert!(prompt_line(&pane(&spaced, 0, 80), &patterns).is_some());
+    assert!(prompt_line(&pane(&spaced, 0, 80), &patterns, &[]).is_some());
     // History above the screen is not the screen.
     let mut view = pane(&["Continue? (y/n)", "$ "], 0, 80);
     view.screen_rows = 1;
-    assert_eq!(prompt_line(&view, &patterns), None);
+    assert_eq!(prompt_line(&view, &patterns, &[]), None);
     // A long line is cut.
     let long = format!("{} (y/n)", "x".repeat(1000));
-    let line = prompt_line(&pane(&[&long], 0, 2000), &patterns).unwrap();
-    assert_eq!(line.chars().count(), PROMPT_CHARS);
+    let line = prompt_line(&pane(&[&long], 0, 2000), &patterns, &[]).unwrap();
+    assert_eq!(line.text.chars().count(), PROMPT_CHARS);
+    // A poke the agent quotes asks nobody anything.
+    let quoted = pane(&["you said: HB: anything to approve? (y/n)"], 0, 80);
+    assert!(prompt_line(&quoted, &patterns, &[]).is_some());
+    assert_eq!(
+        prompt_line(&quoted, &patterns, &["HB: anything to approve? (y/n)"]),
+        None
+    );
 }
 
 #[test]
