@@ -36,6 +36,14 @@ pub struct State {
     /// Why the metrics endpoint is not serving, while it is not (it
     /// restarts itself); null when it serves or is not configured.
     pub metrics_endpoint_error: Option<String>,
+    /// Why the tmux server looks wedged (its last calls all timed out),
+    /// as of the last heartbeat; null while it answers.
+    #[serde(default)]
+    pub tmux_error: Option<String>,
+    /// Why supervision cannot act (its memory, supervise.json, cannot be
+    /// written), while it cannot; null otherwise.
+    #[serde(default)]
+    pub supervision_error: Option<String>,
     /// The settings this daemon runs with, for `status`: how it watches the
     /// inbox (`notify`, or `poll` when asked or when notify could not be set
     /// up), its heartbeat interval and its tmux socket.

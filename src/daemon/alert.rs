@@ -261,20 +261,27 @@ impl Sender {
         }
     }
 
-    /// Sends `degraded` when the heartbeat becomes overdue (again).
+    /// Sends `degraded` when the heartbeat becomes overdue, or the tmux
+    /// server stops answering (again).
     fn watch_heartbeat(&mut self) {
         let health = self.metrics.health();
-        let overdue = health.heartbeat_overdue();
-        if overdue && !self.degraded {
-            let detail = format!(
+        let why = if health.heartbeat_overdue() {
+            Some(format!(
                 "no heartbeat for {} (overdue after {}): the daemon may be hung (a wedged tmux server?); see gt daemon status and gt daemon logs",
                 human(health.heartbeat_age()),
                 human(health.overdue_after())
-            );
+            ))
+        } else {
+            crate::tmux::wedged()
+                .map(|why| format!("{why}; see gt daemon status and gt daemon logs"))
+        };
+        if let Some(detail) = why.as_ref().filter(|_| !self.degraded) {
             tracing::warn!("{detail}");
-            self.notify(Event::Degraded { detail });
+            self.notify(Event::Degraded {
+                detail: detail.clone(),
+            });
         }
-        self.degraded = overdue;
+        self.degraded = why.is_some();
     }
 
     fn notify(&mut self, event: Event) {

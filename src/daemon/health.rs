@@ -126,7 +126,13 @@ impl Health {
                     .unwrap_or("unknown error")
             ),
         };
+        let wedged = crate::tmux::wedged();
         vec![
+            Check {
+                name: "tmux",
+                ok: wedged.is_none(),
+                detail: wedged.unwrap_or_else(|| "answering (or not asked yet)".into()),
+            },
             Check {
                 name: "heartbeat",
                 ok: !self.heartbeat_overdue(),

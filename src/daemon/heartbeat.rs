@@ -147,6 +147,7 @@ impl Heartbeat {
             s.last_heartbeat = Some(now);
             s.heartbeat_count += 1;
             s.inbox_pending = pending;
+            s.tmux_error = crate::tmux::wedged();
             if let Some(sessions) = &pokes.sessions {
                 s.last_pokes.retain(|session, _| sessions.contains(session));
             }

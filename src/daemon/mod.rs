@@ -202,15 +202,18 @@ pub(crate) fn run(
         .name("heartbeat".into())
         .spawn(move || heartbeat.run())
         .map_err(io("cannot start the heartbeat thread"))?;
-    let supervising = start_supervision(
-        town,
-        live,
-        &stop,
+    let supervising = start_supervision(supervisor::Supervisor {
+        town: town.clone(),
+        tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
+        config: live,
+        stop: stop.clone(),
         held,
-        wake,
-        watchers.monitoring.clone(),
+        tx: wake,
+        monitoring: watchers.monitoring.clone(),
         liveness,
-    )?;
+        state: state.clone(),
+        said: Default::default(),
+    })?;
     let running = Running {
         service,
         stop,
@@ -446,15 +449,9 @@ fn recover(consumer: &mut Consumer, metrics: &Metrics) -> Result<(), DaemonError
 /// run (which starts nothing): without it the daemon restarts nothing that
 /// was not requested.
 fn start_supervision(
-    town: &Town,
-    live: SharedConfig,
-    stop: &Arc<StopFlag>,
-    held: Arc<HeldSessions>,
-    tx: SyncSender<Message>,
-    monitoring: Monitoring,
-    liveness: Option<Arc<Liveness>>,
+    supervisor: supervisor::Supervisor,
 ) -> Result<Option<JoinHandle<()>>, DaemonError> {
-    let config = live.get();
+    let config = supervisor.config.get();
     if config.supervise.is_empty() {
         return Ok(None);
     }
@@ -462,16 +459,6 @@ fn start_supervision(
         tracing::info!("supervision is off in a dry run: nothing is started");
         return Ok(None);
     }
-    let supervisor = supervisor::Supervisor {
-        town: town.clone(),
-        config: live,
-        tmux: Tmux::new(config.tmux_socket.clone(), config.tmux_timeout),
-        stop: stop.clone(),
-        held,
-        tx,
-        monitoring,
-        liveness,
-    };
     std::thread::Builder::new()
         .name("supervisor".into())
         .spawn(move || supervisor.run())

@@ -68,12 +68,28 @@ pub(crate) static CALLS: CallCounts = CallCounts {
     calls: AtomicU64::new(0),
     failed: AtomicU64::new(0),
     timed_out: AtomicU64::new(0),
+    timed_out_in_a_row: AtomicU64::new(0),
 };
 
 pub(crate) struct CallCounts {
     pub(crate) calls: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) timed_out: AtomicU64,
+    /// Calls that timed out since the last one tmux answered.
+    timed_out_in_a_row: AtomicU64,
+}
+
+/// This many calls in a row past `tmux_timeout`, none answered between
+/// them, and the server is taken for wedged.
+const WEDGED_AFTER: u64 = 3;
+
+/// Why this process's tmux server looks wedged (stopped, swapping,
+/// deadlocked): its last calls all timed out. `None` once one is answered.
+pub(crate) fn wedged() -> Option<String> {
+    let n = CALLS.timed_out_in_a_row.load(Ordering::Relaxed);
+    (n >= WEDGED_AFTER).then(|| {
+        format!("the tmux server answered none of the last {n} calls within tmux_timeout: it looks wedged (stopped, or starved); requests for agents fail until it answers")
+    })
 }
 
 /// One pane, as [`Tmux::panes`] lists it.
@@ -149,6 +165,7 @@ impl Tmux {
             Ok(Some(output)) => output,
             Ok(None) => {
                 CALLS.timed_out.fetch_add(1, Ordering::Relaxed);
+                CALLS.timed_out_in_a_row.fetch_add(1, Ordering::Relaxed);
                 return Err(TmuxError::TimedOut {
                     args: join(args),
                     limit: self.timeout,
@@ -163,6 +180,7 @@ impl Tmux {
                 });
             }
         };
+        CALLS.timed_out_in_a_row.store(0, Ordering::Relaxed);
         if output.status.success() {
             return Ok(output);
         }

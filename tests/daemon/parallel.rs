@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::proc::{Resume, Signal};
 use crate::support::{file_name, read_lines, request_json, Town, DEADLINE};
@@ -268,4 +268,37 @@ fn an_agents_next_request_waits_in_the_inbox_until_its_prime_is_typed() {
         "the prime was typed before the shutdown ended the agent"
     );
     assert!(!t.tmux.has_session("gt-mayor"), "{}", t.snapshot());
+}
+
+#[test]
+fn a_wedged_tmux_server_makes_the_daemon_degraded_until_it_answers() {
+    let mut t = Town::new();
+    t.config(json!({"tmux_timeout": "1s", "heartbeat_interval": "1s"}));
+    t.start();
+    t.send_wait("restart", "mayor", &["--timeout", "20s"])
+        .assert_ok("restart starts the private tmux server");
+    let status = |t: &Town| -> Value {
+        serde_json::from_str(&t.gt(&["daemon", "status", "--json"]).stdout).unwrap_or(Value::Null)
+    };
+    assert_eq!(status(&t)["status"], "running");
+    let server = t.tmux.server_pid();
+    let resume = Resume(server);
+    gt::process::signal(server, Signal::STOP);
+    for from in ["mayor", "deacon", "gastown/witness"] {
+        let wedged = t.send_wait("shutdown", from, &["--timeout", "20s"]);
+        assert_eq!(wedged.code, Some(1), "failed: {wedged:#?}");
+    }
+    t.wait_until("status says degraded: tmux", DEADLINE, || {
+        let s = status(&t);
+        s["status"] == "degraded"
+            && s["degraded"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d == "tmux not answering"))
+    });
+    drop(resume); // SIGCONT
+    t.send_wait("shutdown", "mayor", &["--timeout", "20s"])
+        .assert_ok("requests succeed again once tmux answers");
+    t.wait_until("status running again", DEADLINE, || {
+        status(&t)["status"] == "running"
+    });
 }

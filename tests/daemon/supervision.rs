@@ -459,3 +459,33 @@ fn a_restart_cut_short_by_a_stop_leaves_no_unprimed_agent_behind() {
     let why = sc["error"].as_str().unwrap_or_default();
     assert!(why.contains("before priming"), "{sc:#}");
 }
+
+#[test]
+fn supervision_that_cannot_write_its_memory_makes_the_daemon_degraded() {
+    let mut t = Town::new();
+    supervised(&mut t, &["mayor"], json!({}));
+    t.start();
+    let first = wait_alive(&t, "gt-mayor");
+    wait_started(&t, 1);
+    let status = |t: &Town| -> Value {
+        serde_json::from_str(&t.gt(&["daemon", "status", "--json"]).stdout).unwrap_or(Value::Null)
+    };
+    // Its lock file made a directory: supervise.json cannot be written.
+    let lock = t.daemon_dir().join("supervise.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::fs::create_dir(&lock).unwrap();
+    kill9(first);
+    t.wait_until("status says degraded: supervision", DEADLINE, || {
+        let s = status(&t);
+        s["status"] == "degraded"
+            && s["degraded"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d == "supervision cannot act"))
+    });
+    std::fs::remove_dir(&lock).unwrap();
+    let second = wait_alive(&t, "gt-mayor");
+    assert_ne!(second, first);
+    t.wait_until("status running again", DEADLINE, || {
+        status(&t)["status"] == "running"
+    });
+}

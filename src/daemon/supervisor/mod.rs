@@ -38,6 +38,7 @@ use crate::config::{Config, SharedConfig, StallAction};
 use crate::crash_loop::{self, CrashLoopGuard};
 use crate::duration::human;
 use crate::request::Agent;
+use crate::state::StateStore;
 use crate::supervision::{self, AgentState};
 use crate::tmux::{Tmux, TmuxError};
 use crate::town::Town;
@@ -62,6 +63,10 @@ pub(crate) struct Supervisor {
     pub(crate) monitoring: Monitoring,
     /// What the agents' panes show; `None` without `look_at_agents`.
     pub(crate) liveness: Option<Arc<Liveness>>,
+    /// Where `status` learns that supervision cannot act.
+    pub(crate) state: Arc<StateStore>,
+    /// What was last said there (said again only when it changes).
+    pub(crate) said: std::cell::RefCell<Option<String>>,
 }
 
 /// The sessions of the agents `supervise` names (see [`agents`]).
@@ -183,8 +188,27 @@ impl Supervisor {
             (plan, changed)
         });
         match decided {
-            Ok(plan) => self.carry_out(plan, agents),
-            Err(e) => tracing::error!("cannot write supervise.json, not restarting anyone: {e}"),
+            Ok(plan) => {
+                self.say(None);
+                self.carry_out(plan, agents)
+            }
+            Err(e) => {
+                let why = format!("cannot write supervise.json, not restarting anyone: {e}");
+                tracing::error!("{why}");
+                self.say(Some(why));
+            }
+        }
+    }
+
+    /// Tells `status` (through state.json) that supervision cannot act,
+    /// or that it can again.
+    fn say(&self, why: Option<String>) {
+        if *self.said.borrow() == why {
+            return;
+        }
+        match self.state.update(|s| s.supervision_error = why.clone()) {
+            Ok(()) => *self.said.borrow_mut() = why,
+            Err(e) => tracing::warn!("cannot write state.json: {e}"),
         }
     }
 

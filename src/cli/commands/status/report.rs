@@ -360,6 +360,17 @@ fn health(state: &State, heartbeat: &Heartbeat, warnings: &mut Vec<String>) -> V
             escape(state.filing_error.as_deref().unwrap_or("unknown error"))
         ));
     }
+    if let Some(why) = state.tmux_error.as_deref().filter(|_| state.running) {
+        degraded.push("tmux not answering".to_string());
+        warnings.push(format!("{}; see `gt daemon logs`", escape(why)));
+    }
+    if let Some(why) = state.supervision_error.as_deref().filter(|_| state.running) {
+        degraded.push("supervision cannot act".to_string());
+        warnings.push(format!(
+            "supervision restarts nobody: {}; see `gt daemon logs`",
+            escape(why)
+        ));
+    }
     if let Some(why) = state
         .metrics_endpoint_error
         .as_deref()
