@@ -425,7 +425,12 @@ fn mass_death(
 ) -> bool {
     let window =
         chrono::Duration::from_std(policy.mass_death_window).unwrap_or(chrono::Duration::MAX);
-    for (look, _, _) in deaths {
+    // Deaths only: a stalled agent restarted says nothing of a tmux
+    // server crash or the machine out of memory.
+    let died = deaths
+        .iter()
+        .filter(|(look, _, _)| matches!(look.seen, Seen::Dead { .. }));
+    for (look, _, _) in died {
         round.deaths.push_back((now, look.session.clone()));
     }
     while round

@@ -306,8 +306,14 @@ fn supervision_lines(s: &Supervision, zone: Zone) -> Vec<String> {
     use crate::supervision::AgentState;
     let mut lines = Vec::new();
     if let Some(p) = &s.paused {
+        // The reason names the way out when the daemon wrote it.
+        let hint = if p.why.contains("supervise resume") {
+            ""
+        } else {
+            " (gt daemon supervise resume)"
+        };
         lines.push(format!(
-            "PAUSED until {}: {} (gt daemon supervise resume)",
+            "PAUSED until {}: {}{hint}",
             time(p.until, zone),
             escape(&p.why)
         ));

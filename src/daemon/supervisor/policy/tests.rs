@@ -310,6 +310,17 @@ fn several_agents_dying_together_pause_supervision() {
         memory.agents["gt-rig-witness"].state,
         AgentState::Backoff { until: later }
     );
+    // Two deaths and a stall are not a mass death.
+    let mut memory = Memory::default();
+    let mut round = Round::default();
+    let mut mixed = looks.clone();
+    mixed[2].seen = Seen::Stalled {
+        why: "stalled: quiet".into(),
+        capture: None,
+    };
+    let plan = decide(&policy(), &mut memory, &mixed, &none, t0(), &mut round);
+    assert!(plan.paused.is_none(), "{plan:?}");
+    assert_eq!(plan.restarts.len(), 3);
     // One agent dying three times is not a mass death.
     let mut memory = Memory::default();
     let mut round = Round::default();
