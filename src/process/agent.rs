@@ -148,6 +148,18 @@ impl Census {
         }
     }
 
+    /// Also spares `pid` and its descendants (for a look made by another
+    /// process than the daemon: the daemon, started from an agent's shell,
+    /// carries that agent's marks and is no leftover).
+    /// `0` (no daemon) spares nothing.
+    pub(crate) fn sparing(mut self, pid: u32) -> Census {
+        if pid != 0 {
+            let theirs = descendants(&self.all, &[pid]);
+            self.kin.extend(theirs);
+        }
+        self
+    }
+
     /// False when there were more processes than one look reads.
     pub(crate) fn complete(&self) -> bool {
         self.complete
@@ -528,6 +540,9 @@ mod tests {
             .env(TOWN_ENV, &root)
             .spawn()
             .unwrap();
+        let look = Census::take(processes(), &root, &[]);
+        let kin = look.kin.len();
+        assert_eq!(look.sparing(0).kin.len(), kin, "0 is no daemon");
         let census = Census::take(processes(), &root, &[]);
         let (found, of_agent) = (
             census.leftovers(&[], |_| false),

@@ -319,3 +319,21 @@ fn leftovers_are_found_on_a_tmux_server_with_no_sessions() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_daemon_started_from_an_agents_shell_is_not_its_own_leftover() {
+    let t = Town::new();
+    // As if typed in the Mayor's pane: the daemon carries its marks.
+    let mut start = t.start_command(&[], &["--dry-run"]);
+    start.env("GT_ROLE", "mayor").env("GT_TOWN_ROOT", t.root());
+    let daemon = t.started(start);
+    // A tmux server, so that status looks for leftovers at all.
+    t.tmux
+        .run(&["new-session", "-d", "-s", "other", "sleep", "600"]);
+    let report = leftovers(&t);
+    assert!(report["count"].is_u64(), "looked for leftovers: {report:#}");
+    assert!(
+        !leftover_pids(&report).contains(&daemon),
+        "the daemon listed as a leftover: {report:#}"
+    );
+}

@@ -206,7 +206,7 @@ pub fn report(town: &Town) -> Report {
         .ok();
     let leftovers = panes
         .as_deref()
-        .map(|panes| leftovers(processes, town, panes, &mut warnings));
+        .map(|panes| leftovers(processes, town, panes, state.pid, &mut warnings));
     let empty = BTreeMap::new();
     // A stopped daemon's last look is no fact about the agents now.
     let liveness = if state.running {
@@ -592,10 +592,11 @@ fn leftovers(
     processes: Processes,
     town: &Town,
     panes: &[crate::tmux::ListedPane],
+    daemon: u32,
     warnings: &mut Vec<String>,
 ) -> Leftovers {
     let panes: Vec<_> = panes.iter().filter_map(|p| p.process()).collect();
-    let census = Census::take(processes, town.root(), &panes);
+    let census = Census::take(processes, town.root(), &panes).sparing(daemon);
     let found = census.leftovers(&panes, |_| false);
     let resident_bytes = found.iter().map(|l| l.rss_bytes).sum();
     if !found.is_empty() {
