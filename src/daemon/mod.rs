@@ -525,7 +525,12 @@ impl Reloader {
                 })
         });
         match loaded {
-            Err(e) => tracing::error!("config reload refused; the running config stays: {e}"),
+            // Its reason quotes config.json (a key's name, a value): text
+            // anyone who can write the file chose, so escaped, one line.
+            Err(e) => tracing::error!(
+                "config reload refused; the running config stays: {}",
+                crate::text::escape(&e.to_string())
+            ),
             Ok((config, source)) => {
                 let changed: Vec<String> = changed_keys(&self.source, &source)
                     .into_iter()

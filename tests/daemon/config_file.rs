@@ -76,3 +76,22 @@ fn a_reload_refuses_them_and_the_daemon_still_serves_and_stops() {
         "SIGTERM alone must stop it: {stop:#?}"
     );
 }
+
+#[test]
+fn a_refused_reload_logs_a_hostile_key_escaped_on_one_line() {
+    let town = Town::new();
+    let pid = town.start_dry();
+    std::fs::write(
+        town.config_file(),
+        "{\"x\\n2026-12-07 00:00:00.000Z  INFO forged line\": 1}",
+    )
+    .unwrap();
+    signal(pid, Signal::HUP);
+    town.wait_log_line("the refusal", |l| l.contains("config reload refused"));
+    let log = std::fs::read_to_string(town.log_file()).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("INFO forged line") && !l.contains("refused")),
+        "a forged line: {log}"
+    );
+}
