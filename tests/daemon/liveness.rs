@@ -679,3 +679,26 @@ fn a_persons_pane_is_never_taken_for_the_agent_once_its_own_pane_closed() {
     assert_eq!(row["pane_dead"], true, "{row:#}");
     assert_eq!(row["pane_pid"], Value::Null, "{row:#}");
 }
+
+#[test]
+fn a_poked_agent_whose_session_ends_is_dead_not_forgotten() {
+    if !tools() {
+        return;
+    }
+    let mut t = Town::new();
+    let agent = agents::python(t.root(), "answering", ANSWERING, &[]);
+    looking(&mut t, json!({"agent_command": agent}));
+    t.start();
+    t.send_wait("restart", "gastown/witness", &[])
+        .assert_ok("restart");
+    let session = "gt-gastown-witness";
+    t.wait_until("a poke answered", DEADLINE, || {
+        pokes_with(&t, session, "answer", "answered") >= 1
+    });
+    // Nobody supervises it: its session ends with its process.
+    t.tmux
+        .run(&["kill-session", "-t", &format!("={session}")])
+        .assert_ok("kill-session");
+    let dead = wait_state(&t, session, "dead");
+    assert_eq!(dead["pane"], Value::Null, "{dead:#}");
+}

@@ -134,7 +134,7 @@ pub fn run(town: &Town, args: Args) -> color_eyre::Result<ExitCode> {
 fn liveness(town: &Town, session: &str) {
     let state = State::load(&town.state_file()).unwrap_or_default();
     let Some(seen) = state.liveness.get(session) else {
-        println!("The daemon does not look at {session} (it neither pokes nor supervises it, or look_at_agents is off).");
+        println!("The daemon has not looked at {session}: it looks at the agents it supervises, and at those it pokes once it has seen their session (look_at_agents on).");
         return;
     };
     let now = chrono::Utc::now();

@@ -342,9 +342,11 @@ impl Liveness {
         }
     }
 
-    /// The agents to look at: every session the heartbeat pokes and every
-    /// supervised one (missing or not), but those a request is working on,
-    /// at most [`MAX_WATCHED`].
+    /// The agents to look at: every session the heartbeat pokes, every
+    /// supervised one (missing or not), and every one looked at before
+    /// whose session has gone since (dead, not forgotten: a poked agent
+    /// that crashes must not vanish from status and the metrics), but those
+    /// a request is working on, at most [`MAX_WATCHED`].
     fn watched<'a>(
         &self,
         config: &Config,
@@ -359,7 +361,7 @@ impl Liveness {
                 watched.insert(pane.session.clone(), Some(pane));
             }
         }
-        for session in &self.supervised {
+        for session in self.supervised.iter().chain(record.agents.keys()) {
             watched.entry(session.clone()).or_insert(None);
         }
         watched.retain(|s, _| !self.held.is_held(s));
