@@ -216,10 +216,14 @@ pub fn report(town: &Town) -> Report {
     };
     // Each agent's own pane (a pane a person opened in its session is not
     // it); asked only when tmux answered the listing above.
-    let agent_panes = panes.as_ref().and_then(|_| {
-        tmux.agent_panes()
-            .map_err(|e| warnings.push(format!("cannot ask tmux about the agents: {e}")))
-            .ok()
+    let agent_panes = panes.as_ref().and_then(|_| match tmux.agent_panes() {
+        Ok(panes) => Some(panes),
+        // As the listing above takes it: no server, no agents.
+        Err(crate::tmux::TmuxError::NoServer(_)) => Some(Vec::new()),
+        Err(e) => {
+            warnings.push(format!("cannot ask tmux about the agents: {e}"));
+            None
+        }
     });
     let agents = agents(agent_panes.as_deref(), &guard, &state.last_pokes, liveness);
     let status = match (state.running, degraded.is_empty(), crashed) {
