@@ -615,11 +615,9 @@ fn panes_too_large_for_one_capture_are_each_looked_at() {
     });
 }
 
-#[test]
-fn a_persons_pane_is_never_taken_for_the_agent_once_its_own_pane_closed() {
-    if !tools() {
-        return;
-    }
+/// A town whose Witness (started by a request, nobody supervising it)
+/// answers its pokes, once one was answered; its session.
+fn answering_witness() -> (Town, &'static str) {
     let mut t = Town::new();
     let agent = agents::python(t.root(), "answering", ANSWERING, &[]);
     looking(&mut t, json!({"agent_command": agent}));
@@ -630,6 +628,15 @@ fn a_persons_pane_is_never_taken_for_the_agent_once_its_own_pane_closed() {
     t.wait_until("a poke answered", DEADLINE, || {
         pokes_with(&t, session, "answer", "answered") >= 1
     });
+    (t, session)
+}
+
+#[test]
+fn a_persons_pane_is_never_taken_for_the_agent_once_its_own_pane_closed() {
+    if !tools() {
+        return;
+    }
+    let (t, session) = answering_witness();
     let pane = seen(&t, session)["pane"].as_str().unwrap().to_string();
     // A person splits the window: whatever is typed into their pane ends
     // up in a file.
@@ -669,9 +676,7 @@ fn a_persons_pane_is_never_taken_for_the_agent_once_its_own_pane_closed() {
     let got = std::fs::read_to_string(&typed).unwrap_or_default();
     assert!(got.is_empty(), "typed into a person's pane: {got:?}");
     // status shows the agent's pane, not the person's.
-    let status: Value =
-        serde_json::from_str(&t.gt(&["daemon", "status", "--json"]).stdout).unwrap();
-    let row = status["agents"]
+    let row = t.status_json()["agents"]
         .as_array()
         .and_then(|a| a.iter().find(|a| a["session"] == session))
         .cloned()
@@ -685,16 +690,7 @@ fn a_poked_agent_whose_session_ends_is_dead_not_forgotten() {
     if !tools() {
         return;
     }
-    let mut t = Town::new();
-    let agent = agents::python(t.root(), "answering", ANSWERING, &[]);
-    looking(&mut t, json!({"agent_command": agent}));
-    t.start();
-    t.send_wait("restart", "gastown/witness", &[])
-        .assert_ok("restart");
-    let session = "gt-gastown-witness";
-    t.wait_until("a poke answered", DEADLINE, || {
-        pokes_with(&t, session, "answer", "answered") >= 1
-    });
+    let (t, session) = answering_witness();
     // Nobody supervises it: its session ends with its process.
     t.tmux
         .run(&["kill-session", "-t", &format!("={session}")])

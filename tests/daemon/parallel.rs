@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::proc::{Resume, Signal};
 use crate::support::{file_name, read_lines, request_json, Town, DEADLINE};
@@ -277,10 +277,7 @@ fn a_wedged_tmux_server_makes_the_daemon_degraded_until_it_answers() {
     t.start();
     t.send_wait("restart", "mayor", &["--timeout", "20s"])
         .assert_ok("restart starts the private tmux server");
-    let status = |t: &Town| -> Value {
-        serde_json::from_str(&t.gt(&["daemon", "status", "--json"]).stdout).unwrap_or(Value::Null)
-    };
-    assert_eq!(status(&t)["status"], "running");
+    assert_eq!(t.status_json()["status"], "running");
     let server = t.tmux.server_pid();
     let resume = Resume(server);
     gt::process::signal(server, Signal::STOP);
@@ -289,7 +286,7 @@ fn a_wedged_tmux_server_makes_the_daemon_degraded_until_it_answers() {
         assert_eq!(wedged.code, Some(1), "failed: {wedged:#?}");
     }
     t.wait_until("status says degraded: tmux", DEADLINE, || {
-        let s = status(&t);
+        let s = t.status_json();
         s["status"] == "degraded"
             && s["degraded"]
                 .as_array()
@@ -299,6 +296,6 @@ fn a_wedged_tmux_server_makes_the_daemon_degraded_until_it_answers() {
     t.send_wait("shutdown", "mayor", &["--timeout", "20s"])
         .assert_ok("requests succeed again once tmux answers");
     t.wait_until("status running again", DEADLINE, || {
-        status(&t)["status"] == "running"
+        t.status_json()["status"] == "running"
     });
 }

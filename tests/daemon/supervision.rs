@@ -467,16 +467,13 @@ fn supervision_that_cannot_write_its_memory_makes_the_daemon_degraded() {
     t.start();
     let first = wait_alive(&t, "gt-mayor");
     wait_started(&t, 1);
-    let status = |t: &Town| -> Value {
-        serde_json::from_str(&t.gt(&["daemon", "status", "--json"]).stdout).unwrap_or(Value::Null)
-    };
     // Its lock file made a directory: supervise.json cannot be written.
     let lock = t.daemon_dir().join("supervise.lock");
     let _ = std::fs::remove_file(&lock);
     std::fs::create_dir(&lock).unwrap();
     kill9(first);
     t.wait_until("status says degraded: supervision", DEADLINE, || {
-        let s = status(&t);
+        let s = t.status_json();
         s["status"] == "degraded"
             && s["degraded"]
                 .as_array()
@@ -486,6 +483,6 @@ fn supervision_that_cannot_write_its_memory_makes_the_daemon_degraded() {
     let second = wait_alive(&t, "gt-mayor");
     assert_ne!(second, first);
     t.wait_until("status running again", DEADLINE, || {
-        status(&t)["status"] == "running"
+        t.status_json()["status"] == "running"
     });
 }
