@@ -429,8 +429,13 @@ impl Liveness {
         let mut again = Vec::new();
         for c in due {
             let view = views.iter().find(|v| v.id == c.pane && !v.dead);
+            // Why a poke ends unconfirmed, for the log.
+            let mut why = "its text still sits on the input line after a second Enter";
             let mut step = match view {
-                None => Verdict::Done(Delivery::Unconfirmed),
+                None => {
+                    why = "its pane was gone (or its process had ended) when it was looked at";
+                    Verdict::Done(Delivery::Unconfirmed)
+                }
                 Some(view) => verdict(c.step, on_input_line(view, &c.text)),
             };
             if step == Verdict::PressEnter {
@@ -452,9 +457,13 @@ impl Liveness {
                     }
                     Some(Err(e)) => {
                         tracing::warn!(session = c.session, "cannot press Enter: {e}");
+                        why = "Enter could not be pressed once more";
                         step = Verdict::Done(Delivery::Unconfirmed);
                     }
-                    None => step = Verdict::Done(Delivery::Unconfirmed),
+                    None => {
+                        why = "a request took its agent before Enter was pressed once more";
+                        step = Verdict::Done(Delivery::Unconfirmed);
+                    }
                 }
             }
             let Verdict::Done(delivery) = step else {
@@ -473,10 +482,7 @@ impl Liveness {
                 _ => counts.unconfirmed += 1,
             }
             if delivery == Delivery::Unconfirmed {
-                tracing::warn!(
-                    session = c.session,
-                    "a poke was not submitted: its text still sits on the input line after a second Enter"
-                );
+                tracing::warn!(session = c.session, "a poke was not confirmed: {why}");
             } else {
                 tracing::debug!(
                     session = c.session,
