@@ -206,6 +206,14 @@ impl Patterns {
     fn matches(&self, line: &str) -> bool {
         self.0.iter().any(|p| line.contains(p.as_str()))
     }
+
+    /// Where the first pattern found in `line` ends (a byte offset).
+    fn end_of_match(&self, line: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .filter_map(|p| line.find(p.as_str()).map(|at| at + p.len()))
+            .min()
+    }
 }
 
 /// A line that asks a person something.
@@ -230,8 +238,27 @@ pub(crate) fn prompt_line(view: &PaneView, patterns: &Patterns, typed: &[&str]) 
         .find(|l| patterns.matches(&stripped(&l.text, typed)))
         .map(|l| Prompt {
             row: l.row,
-            text: l.text.trim().chars().take(PROMPT_CHARS).collect(),
+            text: shown(l.text.trim(), patterns),
         })
+}
+
+/// A prompt line as shown: whole when short; else cut to
+/// [`PROMPT_CHARS`] characters that keep what matched (a long question
+/// ends with its choices), marked `…` where cut.
+fn shown(line: &str, patterns: &Patterns) -> String {
+    if line.chars().count() <= PROMPT_CHARS {
+        return line.to_string();
+    }
+    let end = patterns.end_of_match(line).unwrap_or(line.len());
+    let kept: Vec<char> = line[..end].chars().collect();
+    if kept.len() < PROMPT_CHARS {
+        let head: String = line.chars().take(PROMPT_CHARS - 1).collect();
+        return head + "…";
+    }
+    let more = if end < line.len() { "…" } else { "" };
+    let room = PROMPT_CHARS - 1 - more.chars().count();
+    let tail: String = kept[kept.len() - room..].iter().collect();
+    format!("…{tail}{more}")
 }
 
 #[cfg(test)]

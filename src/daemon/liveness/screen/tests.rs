@@ -239,6 +239,22 @@ fn a_prompt_counts_near_the_bottom_of_the_screen_only() {
     let long = format!("{} (y/n)", "x".repeat(1000));
     let line = prompt_line(&pane(&[&long], 0, 2000), &patterns, &[]).unwrap();
     assert_eq!(line.text.chars().count(), PROMPT_CHARS);
+    assert!(
+        line.text.starts_with('…') && line.text.ends_with("(y/n)"),
+        "{line:?}"
+    );
+    // What matched is kept, wherever it is.
+    let middle = format!("{} (y/n) {}", "a".repeat(500), "b".repeat(500));
+    let line = prompt_line(&pane(&[&middle], 0, 2000), &patterns, &[]).unwrap();
+    assert!(
+        line.text.contains("(y/n)") && line.text.ends_with('…'),
+        "{line:?}"
+    );
+    assert_eq!(line.text.chars().count(), PROMPT_CHARS);
+    let early = format!("Continue? (y/n) {}", "c".repeat(1000));
+    let line = prompt_line(&pane(&[&early], 0, 2000), &patterns, &[]).unwrap();
+    assert!(line.text.starts_with("Continue? (y/n)") && line.text.ends_with('…'));
+    assert_eq!(line.text.chars().count(), PROMPT_CHARS);
     // A poke the agent quotes asks nobody anything.
     let quoted = pane(&["you said: HB: anything to approve? (y/n)"], 0, 80);
     assert!(prompt_line(&quoted, &patterns, &[]).is_some());
