@@ -173,7 +173,7 @@ impl Evidence {
             return None;
         }
         let before = self.prompt.as_ref().filter(|p| p.row == seen.row);
-        if before.is_some_and(|before| before.text != seen.text) {
+        if before.is_some_and(|before| before.whole != seen.whole) {
             self.answered = Some(seen.row);
             return None;
         }

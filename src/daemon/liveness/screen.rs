@@ -223,6 +223,9 @@ pub(crate) struct Prompt {
     pub(crate) row: u64,
     /// The line, trimmed and cut to a few hundred characters.
     pub(crate) text: String,
+    /// The whole line's hash: an answer typed onto a long line changes it
+    /// where `text` may not show.
+    pub(crate) whole: u64,
 }
 
 /// The bottom-most of the visible screen's last [`PROMPT_LINES`]
@@ -239,6 +242,7 @@ pub(crate) fn prompt_line(view: &PaneView, patterns: &Patterns, typed: &[&str]) 
         .map(|l| Prompt {
             row: l.row,
             text: shown(l.text.trim(), patterns),
+            whole: hash(&l.text),
         })
 }
 
