@@ -308,3 +308,18 @@ fn run_exits_78_when_it_refuses_its_configuration() {
         assert!(!t.lock_held());
     }
 }
+
+#[test]
+fn a_stall_restart_with_nobody_supervised_is_a_note() {
+    let mut town = Town::new();
+    town.config(json!({"stall_action": "restart"}));
+    let out = check(&town, &["--dry-run"]);
+    assert!(
+        out.stdout
+            .contains("restarts supervised agents only, and supervise names none"),
+        "{out:#?}"
+    );
+    town.config(json!({"stall_action": "restart", "supervise": ["mayor"]}));
+    let out = check(&town, &["--dry-run"]);
+    assert!(!out.stdout.contains("supervise names none"), "{out:#?}");
+}

@@ -294,6 +294,15 @@ fn check_tmux(config: &Config, dry_run: bool, found: &mut Vec<Finding>) {
 /// Every agent command in the config, found the way the executor finds it
 /// (on PATH, relative to the town, where the daemon runs).
 fn check_agents(town: &Town, config: &Config, dry_run: bool, found: &mut Vec<Finding>) {
+    if config.stall_action == crate::config::StallAction::Restart && config.supervise.is_empty() {
+        found.push(Finding::new(
+            Severity::Note,
+            "stall_action",
+            "\"restart\" restarts supervised agents only, and supervise names none: \
+             a stalled agent is only reported"
+                .to_string(),
+        ));
+    }
     const S: &str = "agent command";
     let path = std::env::var_os("PATH");
     let mut seen: Vec<&str> = Vec::new();
