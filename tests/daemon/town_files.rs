@@ -194,3 +194,22 @@ fn a_log_that_is_no_regular_file_is_refused_by_start_run_and_logs() {
         assert!(!t.lock_held(), "{kind}: no daemon may run");
     }
 }
+
+#[test]
+fn a_running_daemon_whose_state_json_cannot_be_read_is_degraded() {
+    let t = Town::new();
+    t.start_dry();
+    assert_eq!(t.status_json()["status"], "running");
+    let state = t.state_file();
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let report = t.status_json();
+    assert_eq!(report["status"], "degraded", "{report:#}");
+    assert!(
+        report["degraded"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d == "state.json unreadable")),
+        "{report:#}"
+    );
+    std::fs::remove_dir(&state).unwrap();
+}

@@ -185,8 +185,14 @@ pub fn report(town: &Town) -> Report {
     let heartbeat = Heartbeat::of(&state, &settings, age(state.last_heartbeat));
     let binary_newer = state.running && binary_newer_than(state.pid, state.started_at);
     let shutting_down = town.shutdown_lock().exists();
+    let mut degraded = Vec::new();
+    if state.running && unreadable.is_some() {
+        // The daemon cannot be telling anything there: its heartbeat, its
+        // counts and its errors are all unknown.
+        degraded.push("state.json unreadable".to_string());
+    }
     let mut warnings: Vec<String> = unreadable.into_iter().collect();
-    let degraded = health(&state, &heartbeat, &mut warnings);
+    degraded.extend(health(&state, &heartbeat, &mut warnings));
     notices(
         town,
         &state,
