@@ -464,3 +464,27 @@ fn status_warns_when_the_binary_on_disk_is_newer_than_the_daemon() {
     let (_, stopped) = status_json(&town);
     assert_eq!(stopped["binary_newer"], false, "{stopped:#}");
 }
+
+#[test]
+fn a_thousand_remembered_sessions_do_not_flood_the_text() {
+    let town = Town::new();
+    let now = chrono::Utc::now().to_rfc3339();
+    let restarts: serde_json::Map<String, Value> = (0..120)
+        .map(|i| (format!("gt-rig{i:03}-witness"), serde_json::json!([now])))
+        .collect();
+    fs::write(
+        town.restart_state_file(),
+        serde_json::json!({ "restarts": restarts }).to_string(),
+    )
+    .unwrap();
+    let out = status_text(&town, &[]);
+    let rows = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("gt-rig"))
+        .count();
+    assert_eq!(rows, 50, "{}", out.stdout);
+    assert!(out.stdout.contains("… and 70 more"), "{}", out.stdout);
+    let (_, json) = status_json(&town);
+    assert_eq!(json["agents"].as_array().map(Vec::len), Some(120));
+}

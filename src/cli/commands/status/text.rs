@@ -202,15 +202,26 @@ fn in_progress(out: &mut impl Write, r: &Report) -> io::Result<()> {
     Ok(())
 }
 
+/// The most agents the text lists: the crash-loop guard remembers up to a
+/// thousand sessions, and a screen of them hides the rest of the report.
+const AGENT_ROWS: usize = 50;
+
 /// The agents table; held agents in red, stalled ones and those waiting
-/// for a person in yellow.
+/// for a person in yellow. Past [`AGENT_ROWS`], the agents with a session
+/// or a hold come first, and a line says how many more `--json` lists.
 fn agents(out: &mut impl Write, r: &Report, zone: Zone) -> io::Result<()> {
     use crate::state::Activity;
     if r.agents.is_empty() {
         return Ok(());
     }
     writeln!(out, "  agents:")?;
-    let rows: Vec<[String; 6]> = r.agents.iter().map(|a| agent_row(a, zone)).collect();
+    let mut shown: Vec<&AgentStatus> = r.agents.iter().collect();
+    if shown.len() > AGENT_ROWS {
+        // Stable: by session name within each group.
+        shown.sort_by_key(|a| !(a.alive == Some(true) || a.held));
+        shown.truncate(AGENT_ROWS);
+    }
+    let rows: Vec<[String; 6]> = shown.iter().map(|a| agent_row(a, zone)).collect();
     let header = [
         "SESSION",
         "STATE",
@@ -221,7 +232,7 @@ fn agents(out: &mut impl Write, r: &Report, zone: Zone) -> io::Result<()> {
     ];
     let table = Table::new(&header).indent(4).fitting(&rows);
     writeln!(out, "{DIM}{}{DIM:#}", table.line(&header))?;
-    for (row, agent) in rows.iter().zip(&r.agents) {
+    for (row, agent) in rows.iter().zip(&shown) {
         let text = table.line(row);
         if agent.held {
             writeln!(out, "{RED}{text}{RED:#}")?;
@@ -233,6 +244,13 @@ fn agents(out: &mut impl Write, r: &Report, zone: Zone) -> io::Result<()> {
         } else {
             writeln!(out, "{text}")?;
         }
+    }
+    let more = r.agents.len() - shown.len();
+    if more > 0 {
+        writeln!(
+            out,
+            "    … and {more} more (gt daemon status --json lists every one)"
+        )?;
     }
     Ok(())
 }
