@@ -97,20 +97,6 @@ impl Usage {
     }
 }
 
-/// CPU time of all live threads of `pid`, in seconds, from their
-/// schedstat (nanoseconds on a CPU): finer than clock ticks.
-fn threads_cpu(pid: i32) -> f64 {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum::<u64>() as f64
-        / 1e9
-}
-
 /// The CPU of the children `pid` waited for, in seconds (clock ticks).
 fn children_cpu(pid: i32) -> f64 {
     procfs::cpu_times(pid).map_or(0.0, |t| {
@@ -120,9 +106,9 @@ fn children_cpu(pid: i32) -> f64 {
 
 fn sample(daemon: i32, server: i32) -> Usage {
     Usage {
-        daemon: threads_cpu(daemon),
+        daemon: procfs::threads_cpu(daemon),
         clients: children_cpu(daemon),
-        server: threads_cpu(server),
+        server: procfs::threads_cpu(server),
     }
 }
 

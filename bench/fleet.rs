@@ -124,20 +124,6 @@ fn ready(member: &Member) -> bool {
     state.running && state.pid == member.pid as u32 && state.heartbeat_count >= 1
 }
 
-/// CPU time of all live threads, in seconds, from their schedstat
-/// (nanoseconds on a CPU): finer than the 10 ms ticks of /proc/PID/stat.
-fn cpu_secs(pid: i32) -> f64 {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum::<u64>() as f64
-        / 1e9
-}
-
 fn pss_kib(pid: i32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
@@ -201,7 +187,7 @@ fn measure(
     }
     // Start-up is not idling: let it finish.
     std::thread::sleep(Duration::from_secs(2));
-    let before: Vec<f64> = fleet.iter().map(|m| cpu_secs(m.pid)).collect();
+    let before: Vec<f64> = fleet.iter().map(|m| procfs::threads_cpu(m.pid)).collect();
     let start = Instant::now();
     let mut next_scrape = start;
     while start.elapsed() < window {
@@ -219,7 +205,7 @@ fn measure(
         usage.push(Usage {
             rss_kib: procfs::status_kib(m.pid, "VmRSS").unwrap_or(0),
             pss_kib: pss_kib(m.pid),
-            cpu_secs: (cpu_secs(m.pid) - before) * 30.0 / elapsed,
+            cpu_secs: (procfs::threads_cpu(m.pid) - before) * 30.0 / elapsed,
             threads: procfs::threads(m.pid).unwrap_or(0),
         });
     }

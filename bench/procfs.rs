@@ -126,6 +126,22 @@ pub fn commit() -> String {
     }
 }
 
+/// CPU time of all live threads of `pid`, in seconds, from their
+/// schedstat (nanoseconds on a CPU): finer than the 10 ms ticks of
+/// /proc/PID/stat.
+#[allow(dead_code)] // the daemon bench reads clock ticks
+pub fn threads_cpu(pid: i32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        / 1e9
+}
+
 /// The lines a one-binary bench's report starts with: the command it was
 /// run with, then [`machine_info`].
 #[allow(dead_code)] // the daemon bench compares several binaries
